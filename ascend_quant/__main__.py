@@ -1,0 +1,3 @@
+from ascend_quant.cli.app import main
+
+main()

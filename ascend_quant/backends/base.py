@@ -1,0 +1,130 @@
+"""The contract every backend meets: convert an ONNX model to an .om, run it, benchmark it.
+
+Two backends implement it: `atc` (the real CANN toolkit driven as subprocesses) and `sim`
+(ONNX Runtime on the CPU with FP16 rounding and INT8 fake-quantization). Everything above the
+backends (compare, bench tables, build) speaks only this contract.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from ascend_quant.config import AippConfig, AtcConfig, BenchConfig, Precision, PreprocessConfig, QuantConfig
+from ascend_quant.progress import NULL_PROGRESS, Progress
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: str  # numpy dtype name, e.g. "float32"
+    shape: tuple[int | str, ...]  # str: a symbolic (dynamic) dim
+
+
+@dataclass(frozen=True)
+class ConvertRequest:
+    """One conversion: one model, one soc, one precision."""
+
+    model: Path  # the preflighted (simplified, repaired) ONNX model
+    source_sha256: str  # sha256 of the user's original .onnx, recorded in the manifest
+    input_shapes: dict[str, tuple[int, ...]]  # resolved static shapes, atc --input_shape
+    soc: str
+    precision: Precision
+    out_dir: Path  # .om and its manifest go here
+    name: str  # base name: <out_dir>/<name>_<precision>.om
+    quant: QuantConfig = field(default_factory=QuantConfig)
+    atc: AtcConfig = field(default_factory=AtcConfig)
+    aipp: AippConfig = field(default_factory=AippConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    calib_dirs: dict[str, Path] = field(default_factory=dict)  # input name -> calib set dir
+    config_dir: Path | None = None  # rendered simple_config.cfg etc. (atc backend)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A converted model on disk plus its manifest (written beside it as <om>.json)."""
+
+    path: Path
+    backend: str  # "atc" | "sim"
+    precision: Precision
+    soc: str
+    manifest: dict[str, Any]
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path.with_suffix(".json")
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Per-inference latency in milliseconds."""
+
+    count: int
+    min: float
+    mean: float
+    median: float
+    p90: float
+    p95: float
+    p99: float
+    max: float
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """One model's benchmark, in one schema for both backends."""
+
+    model: str
+    backend: str
+    device: str  # e.g. "npu:0" or "cpu (simulated)"
+    simulated: bool
+    precision: str | None
+    soc: str | None
+    batch_size: int
+    latency_ms: LatencyStats
+    throughput: float  # samples per second = 1000 * batch_size / mean latency
+    file_size_bytes: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What `run` produced: output files per inference, in input order, and timings."""
+
+    output_dir: Path
+    outputs: list[list[Path]]  # outputs[i][k]: inference i, model output k
+    output_names: list[str]
+    latencies_ms: list[float]
+
+
+class Runner(Protocol):
+    """An open model that infers in-process (the simulator; ONNX Runtime for FP32 golden)."""
+
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    last_latency_ms: float
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def close(self) -> None: ...
+
+
+class Backend(Protocol):
+    name: str
+
+    def convert(self, request: ConvertRequest, progress: Progress = NULL_PROGRESS) -> Artifact: ...
+
+    def run(
+        self,
+        om: Path,
+        input_dirs: list[Path],
+        output_dir: Path,
+        outfmt: str = "BIN",
+        progress: Progress = NULL_PROGRESS,
+    ) -> RunResult: ...
+
+    def bench(
+        self, om: Path, config: BenchConfig, progress: Progress = NULL_PROGRESS
+    ) -> BenchResult: ...

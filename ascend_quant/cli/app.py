@@ -1,0 +1,111 @@
+"""The Typer app: global options, command registration and the error-to-exit-code mapping."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+
+import typer
+
+from ascend_quant.__about__ import __version__
+from ascend_quant.cli import (
+    bench_cmd,
+    build_cmd,
+    calib_cmd,
+    compare_cmd,
+    config_cmd,
+    convert_cmd,
+    doctor_cmd,
+    inspect_cmd,
+    run_cmd,
+    socs_cmd,
+)
+from ascend_quant.cli.common import err_console
+from ascend_quant.errors import EXIT_USAGE, AscendQuantError
+
+EXIT_INTERNAL = 4
+
+app = typer.Typer(
+    name="ascend-quant",
+    help="ONNX to Ascend .om in FP16 and INT8, with the accuracy cost and speed gain measured.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_state = {"debug": bool(os.environ.get("ASCEND_QUANT_DEBUG"))}
+
+
+class _ConsoleHandler(logging.Handler):
+    """Library warnings become `warning: ...` lines on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = record.levelname.lower()
+        style = {"warning": "yellow", "error": "red"}.get(level, "dim")
+        err_console.print(f"[{style}]{level}:[/{style}] {record.getMessage()}", markup=True, highlight=False)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ascend-quant {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    _state["debug"] = _state["debug"] or debug
+    logging.getLogger("ascend_quant").setLevel(logging.DEBUG if _state["debug"] else logging.INFO)
+
+
+app.command("doctor")(doctor_cmd.doctor)
+app.command("socs")(socs_cmd.socs)
+app.command("calib")(calib_cmd.calib)
+app.command("inspect")(inspect_cmd.inspect)
+app.command("config")(config_cmd.config)
+app.command("convert")(convert_cmd.convert)
+app.command("run")(run_cmd.run)
+app.command("bench")(bench_cmd.bench)
+app.command("compare")(compare_cmd.compare)
+app.command("build")(build_cmd.build)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: run the app and turn errors into one line and an exit code."""
+    logger = logging.getLogger("ascend_quant")
+    if not any(isinstance(h, _ConsoleHandler) for h in logger.handlers):
+        logger.addHandler(_ConsoleHandler())
+        logger.propagate = False
+    if argv is not None:
+        sys.argv = ["ascend-quant", *argv]
+    if "--debug" in sys.argv[1:]:
+        _state["debug"] = True
+    try:
+        app()
+    except AscendQuantError as exc:
+        if _state["debug"]:
+            traceback.print_exc()
+        err_console.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        if exc.hint:
+            err_console.print(f"[cyan]hint:[/cyan] {exc.hint}", highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("[red]error:[/red] interrupted")
+        sys.exit(130)
+    except OSError as exc:
+        if _state["debug"]:
+            traceback.print_exc()
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(EXIT_USAGE)
+    except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug
+        if _state["debug"]:
+            traceback.print_exc()
+        err_console.print(f"[red]error:[/red] internal error: {type(exc).__name__}: {exc}", highlight=False)
+        err_console.print("[cyan]hint:[/cyan] re-run with --debug for the traceback and report it")
+        sys.exit(EXIT_INTERNAL)

@@ -1,0 +1,67 @@
+"""What every command shares: consoles, --json output, progress, and flag parsing helpers."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from ascend_quant.config import to_mapping
+from ascend_quant.errors import UsageError
+from ascend_quant.progress import NULL_PROGRESS, Progress, RichProgress
+
+# Data goes to stdout, everything meant for a person's eyes (progress, warnings) to stderr.
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+JSON_OPTION = typer.Option(False, "--json", help="Print the result as JSON on stdout.")
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(to_mapping(data), indent=2, default=str) + "\n")
+
+
+@contextlib.contextmanager
+def progress_for(json_mode: bool) -> Iterator[Progress]:
+    """Rich progress bars on stderr, unless stderr is not a terminal or output is JSON."""
+    if json_mode or not err_console.is_terminal:
+        yield NULL_PROGRESS
+        return
+    with RichProgress(err_console) as progress:
+        yield progress
+
+
+def parse_floats(text: str | None, what: str) -> tuple[float, ...] | None:
+    """'0.485,0.456,0.406' -> (0.485, 0.456, 0.406)."""
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(f"{what}: '{text}' is not a comma-separated list of numbers") from None
+
+
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    """'256x256' or '256' -> (H, W)."""
+    if text is None:
+        return None
+    parts = text.lower().split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or min(values) <= 0:
+        raise UsageError(f"--size: '{text}' is not HxW", hint="e.g. --size 224x224")
+    return values[0], values[1]
+
+
+def given(**options: Any) -> dict[str, Any]:
+    """Only the options the user actually set (None means 'not given'), for config merging."""
+    return {key: value for key, value in options.items() if value is not None}

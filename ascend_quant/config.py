@@ -1,0 +1,379 @@
+"""The one typed configuration every stage reads.
+
+Precedence: built-in defaults < project file (`ascend-quant.toml`, or a `quant_config.json`
+read back) < CLI flags. Every section is a frozen dataclass; `from_mapping` rejects unknown keys
+with a "did you mean" suggestion, so a typo never silently becomes a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+
+from ascend_quant.errors import UsageError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ColorOrder = Literal["rgb", "bgr", "gray"]
+ResizeMode = Literal["stretch", "letterbox", "center-crop", "shorter-side"]
+Resample = Literal["nearest", "bilinear", "bicubic", "lanczos", "box", "hamming"]
+Layout = Literal["NCHW", "NHWC"]
+SampleDtype = Literal["float32", "float16", "uint8", "int8"]
+ActAlgorithm = Literal["ifmr", "hfmg", "minmax", "percentile", "entropy"]
+Backend = Literal["auto", "atc", "sim"]
+Int8Route = Literal["auto", "atc", "amct"]
+FlagDialect = Literal["documented", "sample"]
+Precision = Literal["fp16", "int8"]
+
+# Algorithms the real toolkit implements; the others exist only in the simulator, for comparison.
+TOOLKIT_ALGORITHMS = ("ifmr", "hfmg")
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How calibration/evaluation images become tensors.
+
+    Pixel pipeline: decode -> EXIF transpose -> colour -> resize -> float -> x*scale ->
+    (x - mean) / std -> layout -> dtype. `mean` and `std` apply in the scaled domain, i.e.
+    after multiplying by `scale` (with scale=1/255, ImageNet mean is 0.485, not 123.675).
+    """
+
+    size: tuple[int, int] | None = None  # (H, W); None: take it from the model input
+    color: ColorOrder = "rgb"
+    resize: ResizeMode = "stretch"
+    resample: Resample = "bicubic"
+    pad_value: int = 0
+    scale: float = 1.0 / 255.0
+    mean: tuple[float, ...] = (0.0, 0.0, 0.0)
+    std: tuple[float, ...] = (1.0, 1.0, 1.0)
+    layout: Layout = "NCHW"
+    dtype: SampleDtype = "float32"
+
+
+@dataclass(frozen=True)
+class CalibConfig:
+    """Which images to use for calibration and how to batch them."""
+
+    sources: tuple[str, ...] = ()  # dirs, globs or list files; empty: the bundled calib/ images
+    limit: int | None = None
+    seed: int = 0
+    batch: int = 1  # N in the calibration input_shape; one batched .bin holds N samples
+    skip_bad: bool = False
+    jobs: int | None = None  # worker processes; None: all cores
+
+
+@dataclass(frozen=True)
+class IfmrConfig:
+    """AMCT FMRQuantize: percentile start point, then a clip-ratio search."""
+
+    search_range_start: float = 0.7
+    search_range_end: float = 1.3
+    search_step: float = 0.01
+    max_percentile: float = 0.999999
+    min_percentile: float = 0.999999
+    asymmetric: bool | None = None  # None: follow activation_offset
+
+
+@dataclass(frozen=True)
+class HfmgConfig:
+    """AMCT HFMGQuantize: histogram-based range search."""
+
+    num_of_bins: int = 4096
+    asymmetric: bool | None = None
+
+
+@dataclass(frozen=True)
+class LayerOverride:
+    """A `calibration_config` for one layer type or one layer name (AMCT override_* messages)."""
+
+    channel_wise: bool | None = None
+    algorithm: ActAlgorithm | None = None
+    ifmr: IfmrConfig | None = None
+    hfmg: HfmgConfig | None = None
+
+
+@dataclass(frozen=True)
+class TensorQuantize:
+    """AMCT tensor_quantize: quantize one input of a MaxPool/Add/Eltwise layer."""
+
+    layer_name: str
+    input_index: int = 0
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """INT8 post-training quantization settings, named as the toolkit names them.
+
+    The same object renders simple_config.cfg/amct_config.cfg for the real toolkit and drives
+    the simulator's QDQ model, so the simulation predicts what was asked of the toolkit.
+    """
+
+    activation_offset: bool = True  # asymmetric activations
+    channel_wise: bool = True  # ARQ per-channel weights
+    quant_bits: int = 8
+    algorithm: ActAlgorithm = "ifmr"
+    ifmr: IfmrConfig = field(default_factory=IfmrConfig)
+    hfmg: HfmgConfig = field(default_factory=HfmgConfig)
+    joint_quant: bool = False
+    do_fusion: bool = True
+    skip_layers: tuple[str, ...] = ()  # ONNX node names
+    skip_layer_types: tuple[str, ...] = ()  # Ascend IR types (Conv2D, MatMulV2, ...) or ONNX types
+    skip_fusion_layers: tuple[str, ...] = ()
+    override_layer_types: dict[str, LayerOverride] = field(default_factory=dict)
+    override_layer_configs: dict[str, LayerOverride] = field(default_factory=dict)
+    tensor_quantize: tuple[TensorQuantize, ...] = ()
+    batch_num: int | None = None  # calibration batches; None: all calibration batches
+
+
+@dataclass(frozen=True)
+class AtcConfig:
+    """Flags passed to `atc` (names as atc spells them) and how the toolkit is driven."""
+
+    input_format: str = "NCHW"
+    precision_mode: str | None = None
+    precision_mode_v2: str | None = None
+    output_type: str | None = None
+    op_select_implmode: str | None = None
+    optypelist_for_implmode: tuple[str, ...] = ()
+    enable_small_channel: bool = False
+    dynamic_batch_size: tuple[int, ...] = ()
+    dynamic_image_size: tuple[tuple[int, int], ...] = ()
+    op_precision_mode: str | None = None
+    log: str = "error"
+    int8_route: Int8Route = "auto"
+    flag_dialect: FlagDialect = "documented"
+    enable_first_layer_quantization: bool = False
+    infer_device_id: int = 0
+    timeout_s: float = 3600.0
+    extra_args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AippConfig:
+    """Static AIPP (`--insert_op_conf`): the NPU does uint8 -> normalised float itself."""
+
+    enabled: bool = False
+    input_format: str = "RGB888_U8"
+    crop: bool = False
+    src_image_size: tuple[int, int] | None = None  # (H, W); None: the model input size
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    warmup: int = 5
+    loop: int = 50
+    duration_s: float | None = None  # when set, loop until this much time has passed
+    device: int = 0
+    batch_size: int | None = None  # None: the leading dim of the first input
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """msit's default accuracy thresholds; any breach fails the verdict."""
+
+    cosine_min: float = 0.99
+    rel_euclidean_max: float = 0.05
+    kl_max: float = 0.005
+    rmse_max: float = 1.0
+    mean_rel_error_max: float = 1.0
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything `build` needs; each stage takes the sections it reads."""
+
+    model: Path | None = None
+    socs: tuple[str, ...] = ("Ascend310P3",)
+    input_shape: str | None = None  # atc syntax: "name:1,3,224,224;other:1,4"
+    backend: Backend = "auto"
+    out: Path | None = None  # default build/<model-stem>/
+    templates: Path | None = None  # override templates by file name
+    eval_sources: tuple[str, ...] = ()  # evaluation images; empty: held-apart bundled images
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    calib: CalibConfig = field(default_factory=CalibConfig)
+    quant: QuantConfig = field(default_factory=QuantConfig)
+    atc: AtcConfig = field(default_factory=AtcConfig)
+    aipp: AippConfig = field(default_factory=AippConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    output_thresholds: dict[str, Thresholds] = field(default_factory=dict)
+
+
+T = TypeVar("T")
+
+
+def _suggest(key: str, known: typing.Iterable[str]) -> str | None:
+    match = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    return f"did you mean '{match[0]}'?" if match else None
+
+
+def _convert(value: Any, hint: Any, where: str) -> Any:
+    """Coerce a TOML/JSON value to the annotated type, or raise UsageError naming `where`."""
+    origin = get_origin(hint)
+    args = get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in args:
+            if option is type(None):
+                continue
+            try:
+                return _convert(value, option, where)
+            except UsageError as exc:
+                errors.append(exc.message)
+        raise UsageError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if origin is Literal:
+        if value not in args:
+            suggestion = _suggest(str(value), [str(a) for a in args])
+            raise UsageError(
+                f"{where}: {value!r} is not one of {', '.join(map(str, args))}",
+                hint=suggestion,
+            )
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise UsageError(f"{where}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise UsageError(f"{where}: expected {len(args)} values, got {len(value)}")
+        return tuple(_convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise UsageError(f"{where}: expected a table, got {value!r}")
+        return {str(k): _convert(v, args[1], f"{where}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        if isinstance(value, hint):
+            return value
+        if not isinstance(value, dict):
+            raise UsageError(f"{where}: expected a table, got {value!r}")
+        return from_mapping(hint, value, where)
+    if hint is Path:
+        if not isinstance(value, (str, Path)):
+            raise UsageError(f"{where}: expected a path, got {value!r}")
+        return Path(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise UsageError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UsageError(f"{where}: expected a whole number, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UsageError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise UsageError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {hint!r} at {where}")
+
+
+def from_mapping(cls: type[T], data: dict[str, Any], where: str = "") -> T:
+    """Build dataclass `cls` from a plain mapping, rejecting unknown keys with a suggestion."""
+    hints = get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        key_norm = key.replace("-", "_")
+        path = f"{where}.{key}" if where else key
+        if key_norm not in names:
+            raise UsageError(f"unknown config key '{path}'", hint=_suggest(key_norm, names))
+        kwargs[key_norm] = _convert(value, hints[key_norm], path)
+    return cls(**kwargs)
+
+
+def to_mapping(value: Any) -> Any:
+    """The inverse of `from_mapping`: plain JSON/TOML-able data (paths as strings)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_mapping(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {k: to_mapping(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_mapping(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def merge(base: T, overrides: dict[str, Any]) -> T:
+    """Return `base` with the given (possibly nested, partial) overrides applied and validated."""
+    data = to_mapping(base)
+    _deep_update(data, overrides)
+    return from_mapping(type(base), data)
+
+
+def _deep_update(target: dict[str, Any], updates: dict[str, Any]) -> None:
+    for key, value in updates.items():
+        key = key.replace("-", "_")
+        if isinstance(value, dict) and isinstance(target.get(key), dict) and key not in (
+            "override_layer_types",
+            "override_layer_configs",
+            "output_thresholds",
+        ):
+            _deep_update(target[key], value)
+        else:
+            target[key] = value
+
+
+def load_project_file(path: Path) -> dict[str, Any]:
+    """Read `ascend-quant.toml` into a plain mapping (validated later by `from_mapping`)."""
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise UsageError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: not valid TOML: {exc}") from None
+
+
+def load_build_config(
+    project_file: Path | None = None, overrides: dict[str, Any] | None = None
+) -> BuildConfig:
+    """defaults < project file < overrides (the CLI's flags, only those the user gave)."""
+    data: dict[str, Any] = {}
+    if project_file is not None:
+        data = load_project_file(project_file)
+    config = from_mapping(BuildConfig, data)
+    return merge(config, overrides or {}) if overrides else config
+
+
+def parse_input_shape(text: str) -> dict[str, tuple[int, ...]]:
+    """Parse atc's `--input_shape` syntax: "in0:1,3,224,224;in1:1,4" ("name:" is a scalar)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        name, sep, dims = part.rpartition(":")
+        if not sep or not name:
+            raise UsageError(
+                f"input shape '{part}' is not 'name:d0,d1,...'",
+                hint='write it as atc does, e.g. --input-shape "input:1,3,224,224"',
+            )
+        try:
+            values = tuple(int(d) for d in dims.split(",")) if dims.strip() else ()
+        except ValueError:
+            raise UsageError(
+                f"input shape '{part}' has a dimension that is not a whole number",
+                hint='write it as atc does, e.g. --input-shape "input:1,3,224,224"',
+            ) from None
+        if any(v <= 0 and v != -1 for v in values):
+            raise UsageError(f"input shape '{part}': dimensions must be positive (or -1)")
+        shapes[name] = values
+    return shapes
+
+
+def format_input_shape(shapes: dict[str, tuple[int, ...]]) -> str:
+    return ";".join(f"{name}:{','.join(map(str, dims))}" for name, dims in shapes.items())

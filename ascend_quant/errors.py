@@ -1,0 +1,57 @@
+"""One error hierarchy. Each error knows its exit code and carries a hint for the user.
+
+The CLI prints `error: <message>` and `hint: <hint>` and exits with `exit_code`; the library raises.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_THRESHOLD = 1
+EXIT_USAGE = 2
+EXIT_TOOLCHAIN = 3
+
+
+class AscendQuantError(Exception):
+    """Base class: a problem the user can fix, reported without a traceback."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class UsageError(AscendQuantError):
+    """Bad flags, bad config, or bad input files (images, models, .bin sizes)."""
+
+
+class ModelError(UsageError):
+    """The ONNX model cannot be loaded, checked or handled as asked."""
+
+
+class ToolchainError(AscendQuantError):
+    """A CANN tool (atc, amct_onnx, ais_bench) is missing or failed."""
+
+    exit_code = EXIT_TOOLCHAIN
+
+    def __init__(
+        self,
+        message: str,
+        hint: str | None = None,
+        log_path: str | None = None,
+        codes: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(message, hint)
+        self.log_path = log_path
+        self.codes = codes
+
+
+class WorkspaceBusyError(UsageError):
+    """Another build holds the workspace lock."""
+
+
+class ThresholdFailed(AscendQuantError):
+    """Accuracy thresholds were breached; raised only where a verdict must stop the caller."""
+
+    exit_code = EXIT_THRESHOLD

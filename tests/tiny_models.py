@@ -1,0 +1,84 @@
+"""Tiny ONNX models built in code, shared by the tests. Deterministic: fixed seeds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from ascend_quant.onnx_io import save_for_ort
+
+OPSET = 17
+
+
+def _weights(shape: tuple[int, ...], seed: int, scale: float = 0.3) -> np.ndarray:
+    return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(np.float32)
+
+
+def _model(nodes, inputs, outputs, inits, opset: int = OPSET) -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, "tiny", inputs, outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    return model
+
+
+def conv_net(channels: int = 3, hw: int = 16, batch: int | str = 1) -> onnx.ModelProto:
+    """input[N,C,H,W] -> Conv(8) -> Relu -> Conv(4) -> output."""
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, channels, hw, hw])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, 4, hw, hw])
+    inits = [
+        numpy_helper.from_array(_weights((8, channels, 3, 3), 1), "w1"),
+        numpy_helper.from_array(_weights((8,), 2, 0.1), "b1"),
+        numpy_helper.from_array(_weights((4, 8, 3, 3), 3), "w2"),
+        numpy_helper.from_array(_weights((4,), 4, 0.1), "b2"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["input", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["output"], name="conv2", pads=[1, 1, 1, 1]),
+    ]
+    return _model(nodes, [x], [y], inits)
+
+
+def classifier(classes: int = 10, hw: int = 16) -> onnx.ModelProto:
+    """input[1,3,H,W] -> Conv -> Relu -> GlobalAveragePool -> Flatten -> Gemm -> logits[1,classes]."""
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, hw, hw])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, classes])
+    inits = [
+        numpy_helper.from_array(_weights((16, 3, 3, 3), 5), "cw"),
+        numpy_helper.from_array(_weights((classes, 16), 6), "fw"),
+        numpy_helper.from_array(_weights((classes,), 7, 0.1), "fb"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["input", "cw"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("GlobalAveragePool", ["r"], ["p"], name="gap"),
+        helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
+        helper.make_node("Gemm", ["f", "fw", "fb"], ["logits"], name="fc", transB=1),
+    ]
+    return _model(nodes, [x], [y], inits)
+
+
+def sr_net(scale: int = 2, hw: int = 16, batch: int | str = 1) -> onnx.ModelProto:
+    """An ESPCN-shaped super-resolution net: Conv -> Relu -> Conv -> DepthToSpace."""
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, hw, hw])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, 3, hw * scale, hw * scale])
+    inits = [
+        numpy_helper.from_array(_weights((16, 3, 3, 3), 8), "w1"),
+        numpy_helper.from_array(_weights((16,), 9, 0.05), "b1"),
+        numpy_helper.from_array(_weights((3 * scale * scale, 16, 3, 3), 10, 0.1), "w2"),
+        numpy_helper.from_array(_weights((3 * scale * scale,), 11, 0.05), "b2"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["input", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
+        helper.make_node("DepthToSpace", ["c2"], ["output"], name="d2s", blocksize=scale, mode="CRD"),
+    ]
+    return _model(nodes, [x], [y], inits)
+
+
+def save(model: onnx.ModelProto, path: Path) -> Path:
+    return save_for_ort(model, path)
