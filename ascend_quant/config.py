@@ -320,10 +320,15 @@ def merge(base: T, overrides: dict[str, Any]) -> T:
 def _deep_update(target: dict[str, Any], updates: dict[str, Any]) -> None:
     for key, value in updates.items():
         key = key.replace("-", "_")
-        if isinstance(value, dict) and isinstance(target.get(key), dict) and key not in (
-            "override_layer_types",
-            "override_layer_configs",
-            "output_thresholds",
+        if (
+            isinstance(value, dict)
+            and isinstance(target.get(key), dict)
+            and key
+            not in (
+                "override_layer_types",
+                "override_layer_configs",
+                "output_thresholds",
+            )
         ):
             _deep_update(target[key], value)
         else:

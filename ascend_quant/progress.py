@@ -14,7 +14,9 @@ Advance = Callable[[int], None]
 
 
 class Progress(Protocol):
-    def task(self, description: str, total: int | None = None) -> contextlib.AbstractContextManager[Advance]:
+    def task(
+        self, description: str, total: int | None = None
+    ) -> contextlib.AbstractContextManager[Advance]:
         """Open a unit of work of `total` steps; the yielded callable advances it."""
         ...
 

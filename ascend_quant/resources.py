@@ -23,4 +23,10 @@ def templates_dir() -> Path:
 
 
 def calib_images_dir() -> Path:
-    return _data_dir("calib")
+    """The bundled calibration photographs (CC0 / public domain, see calib/SOURCES.md)."""
+    return _data_dir("calib") / "images"
+
+
+def holdout_images_dir() -> Path:
+    """Bundled photographs kept apart from calibration, used as evaluation inputs."""
+    return _data_dir("calib") / "holdout"

@@ -42,7 +42,9 @@ def test_literal_rejects_unknown_value_with_suggestion() -> None:
 
 def test_precedence_defaults_file_flags(tmp_path: Path) -> None:
     project = tmp_path / "ascend-quant.toml"
-    project.write_text('socs = ["Ascend310B1"]\n[quant]\nalgorithm = "hfmg"\nchannel_wise = false\n')
+    project.write_text(
+        'socs = ["Ascend310B1"]\n[quant]\nalgorithm = "hfmg"\nchannel_wise = false\n'
+    )
     config = load_build_config(project, {"quant": {"algorithm": "minmax"}})
     assert config.socs == ("Ascend310B1",)
     assert config.quant.algorithm == "minmax"  # flag beats file

@@ -64,7 +64,9 @@ def classifier(classes: int = 10, hw: int = 16) -> onnx.ModelProto:
 def sr_net(scale: int = 2, hw: int = 16, batch: int | str = 1) -> onnx.ModelProto:
     """An ESPCN-shaped super-resolution net: Conv -> Relu -> Conv -> DepthToSpace."""
     x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, hw, hw])
-    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, 3, hw * scale, hw * scale])
+    y = helper.make_tensor_value_info(
+        "output", TensorProto.FLOAT, [batch, 3, hw * scale, hw * scale]
+    )
     inits = [
         numpy_helper.from_array(_weights((16, 3, 3, 3), 8), "w1"),
         numpy_helper.from_array(_weights((16,), 9, 0.05), "b1"),
@@ -75,7 +77,9 @@ def sr_net(scale: int = 2, hw: int = 16, batch: int | str = 1) -> onnx.ModelProt
         helper.make_node("Conv", ["input", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
         helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
         helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
-        helper.make_node("DepthToSpace", ["c2"], ["output"], name="d2s", blocksize=scale, mode="CRD"),
+        helper.make_node(
+            "DepthToSpace", ["c2"], ["output"], name="d2s", blocksize=scale, mode="CRD"
+        ),
     ]
     return _model(nodes, [x], [y], inits)
 

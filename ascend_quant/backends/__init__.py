@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from ascend_quant.backends.base import Backend
 from ascend_quant.errors import UsageError
 
 log = logging.getLogger("ascend_quant")
 
-SIMULATED_NOTICE = "no CANN toolkit found: using the simulated backend (figures measured on the CPU)"
+SIMULATED_NOTICE = (
+    "no CANN toolkit found: using the simulated backend (figures measured on the CPU)"
+)
 
 
 def auto_backend_name() -> str:
@@ -34,3 +37,21 @@ def get_backend(name: str) -> Backend:
 
         return AtcBackend()
     raise UsageError(f"unknown backend '{name}'", hint="use one of: auto, atc, sim")
+
+
+def backend_for_om(path: Path) -> Backend:
+    """The backend that can run this .om: the simulator's container or a real IMOD model."""
+    from ascend_quant.backends.omfile import is_real_om
+    from ascend_quant.backends.simfile import is_sim_om
+
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"model not found: {path}")
+    if is_sim_om(path):
+        return get_backend("sim")
+    if is_real_om(path):
+        return get_backend("atc")
+    raise UsageError(
+        f"{path} is neither a real Ascend .om (IMOD header) nor an ascend-quant simulated .om",
+        hint="convert the ONNX model first with `ascend-quant convert`",
+    )

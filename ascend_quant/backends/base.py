@@ -13,7 +13,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ascend_quant.config import AippConfig, AtcConfig, BenchConfig, Precision, PreprocessConfig, QuantConfig
+from ascend_quant.config import (
+    AippConfig,
+    AtcConfig,
+    BenchConfig,
+    Precision,
+    PreprocessConfig,
+    QuantConfig,
+)
 from ascend_quant.progress import NULL_PROGRESS, Progress
 
 

@@ -44,7 +44,9 @@ class _ConsoleHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         level = record.levelname.lower()
         style = {"warning": "yellow", "error": "red"}.get(level, "dim")
-        err_console.print(f"[{style}]{level}:[/{style}] {record.getMessage()}", markup=True, highlight=False)
+        err_console.print(
+            f"[{style}]{level}:[/{style}] {record.getMessage()}", markup=True, highlight=False
+        )
 
 
 def _version(value: bool) -> None:
@@ -106,6 +108,8 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug
         if _state["debug"]:
             traceback.print_exc()
-        err_console.print(f"[red]error:[/red] internal error: {type(exc).__name__}: {exc}", highlight=False)
+        err_console.print(
+            f"[red]error:[/red] internal error: {type(exc).__name__}: {exc}", highlight=False
+        )
         err_console.print("[cyan]hint:[/cyan] re-run with --debug for the traceback and report it")
         sys.exit(EXIT_INTERNAL)

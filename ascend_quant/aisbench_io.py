@@ -1,0 +1,145 @@
+"""ais_bench's input and output file conventions, shared by every runner.
+
+Inputs: one directory (or comma-separated file list) per model input, in input order; directory
+contents natural-sorted; `.bin` is raw bytes in the input's dtype, `.npy` is loaded with NumPy.
+When the input tensor is an exact multiple of the file size, consecutive files are concatenated
+to fill it and the last batch is padded by repeating the first file. Outputs are named
+`<stem of the first input file>_<output index>.<bin|npy|txt>`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ascend_quant.backends.base import TensorSpec
+from ascend_quant.errors import UsageError
+
+INPUT_SUFFIXES = (".bin", ".npy")
+OUTFMTS = ("BIN", "NPY", "TXT")
+
+
+def natural_key(name: str) -> list[object]:
+    """Sort key that orders 'img_2' before 'img_10', as ais_bench does."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def list_input_files(path: Path) -> list[Path]:
+    """A directory's .bin/.npy files natural-sorted, or the single file given."""
+    path = Path(path)
+    if path.is_dir():
+        files = [p for p in path.iterdir() if p.suffix.lower() in INPUT_SUFFIXES and p.is_file()]
+        if not files:
+            raise UsageError(f"no .bin or .npy files in {path}")
+        return sorted(files, key=lambda p: natural_key(p.name))
+    if path.is_file():
+        return [path]
+    raise UsageError(f"input not found: {path}")
+
+
+def parse_input_arg(text: str) -> list[Path]:
+    """`--input dir1,dir2` -> [dir1, dir2] (one entry per model input)."""
+    return [Path(part) for part in text.split(",") if part]
+
+
+def _element_count(spec: TensorSpec) -> int:
+    if not all(isinstance(d, int) and d >= 0 for d in spec.shape):
+        raise UsageError(
+            f"input '{spec.name}' has a dynamic shape {spec.shape}",
+            hint="resolve it first with --input-shape",
+        )
+    return math.prod(int(d) for d in spec.shape)
+
+
+def _read_file(path: Path, dtype: np.dtype) -> np.ndarray:
+    if path.suffix.lower() == ".npy":
+        return np.load(path, allow_pickle=False).astype(dtype, copy=False).reshape(-1)
+    return np.fromfile(path, dtype=dtype)
+
+
+def _files_per_inference(spec: TensorSpec, first: Path) -> int:
+    dtype = np.dtype(spec.dtype)
+    tensor_bytes = _element_count(spec) * dtype.itemsize
+    if first.suffix.lower() == ".npy":
+        file_bytes = int(np.load(first, mmap_mode="r", allow_pickle=False).size) * dtype.itemsize
+    else:
+        file_bytes = first.stat().st_size
+    if file_bytes == 0 or tensor_bytes % file_bytes:
+        raise UsageError(
+            f"input '{spec.name}': tensor size {tensor_bytes} bytes is not a multiple of "
+            f"file size {file_bytes} bytes ({first.name})",
+            hint=f"each file must hold {spec.dtype} data of shape {list(spec.shape)} or a whole fraction of it",
+        )
+    return tensor_bytes // file_bytes
+
+
+def iter_feeds(
+    input_paths: Sequence[Path], specs: Sequence[TensorSpec]
+) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
+    """Yield (output stem, {input name: array}) per inference, streaming one batch at a time."""
+    if len(input_paths) != len(specs):
+        raise UsageError(
+            f"the model has {len(specs)} input(s) but {len(input_paths)} input path(s) were given",
+            hint="pass one directory per model input, comma-separated, in input order",
+        )
+    file_lists = [list_input_files(p) for p in input_paths]
+    per_inference = [_files_per_inference(s, files[0]) for s, files in zip(specs, file_lists)]
+    counts = [math.ceil(len(files) / n) for files, n in zip(file_lists, per_inference)]
+    if len(set(counts)) > 1:
+        raise UsageError(
+            "the inputs give different numbers of inferences: "
+            + ", ".join(f"{s.name}={c}" for s, c in zip(specs, counts)),
+            hint="give every input directory the same number of samples",
+        )
+    for index in range(counts[0]):
+        feeds: dict[str, np.ndarray] = {}
+        stem = ""
+        for spec, files, n in zip(specs, file_lists, per_inference):
+            chunk = files[index * n : (index + 1) * n]
+            chunk += [files[0]] * (n - len(chunk))  # pad the last batch like ais_bench
+            stem = stem or chunk[0].stem
+            dtype = np.dtype(spec.dtype)
+            data = np.concatenate([_read_file(f, dtype) for f in chunk])
+            if data.size != _element_count(spec):
+                raise UsageError(
+                    f"input '{spec.name}': {chunk[0].name} holds {data.size} values, "
+                    f"expected {_element_count(spec)}"
+                )
+            feeds[spec.name] = data.reshape([int(d) for d in spec.shape])
+        yield stem, feeds
+
+
+def output_path(out_dir: Path, stem: str, index: int, outfmt: str = "BIN") -> Path:
+    if outfmt not in OUTFMTS:
+        raise UsageError(f"unknown output format '{outfmt}'", hint="use BIN, NPY or TXT")
+    return Path(out_dir) / f"{stem}_{index}.{outfmt.lower()}"
+
+
+def write_output(path: Path, array: np.ndarray) -> None:
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        np.save(path, array)
+    elif suffix == ".txt":
+        np.savetxt(path, array.reshape(array.shape[0] if array.ndim > 1 else 1, -1))
+    else:
+        np.ascontiguousarray(array).tofile(path)
+
+
+def read_output(path: Path, spec: TensorSpec) -> np.ndarray:
+    """Read an output file written by ais_bench or our runner back as an array of `spec`."""
+    path = Path(path)
+    dtype = np.dtype(spec.dtype)
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        data = np.load(path, allow_pickle=False)
+    elif suffix == ".txt":
+        data = np.loadtxt(path, dtype=dtype)
+    else:
+        data = np.fromfile(path, dtype=dtype)
+    if all(isinstance(d, int) for d in spec.shape) and data.size == math.prod(spec.shape):  # type: ignore[arg-type]
+        return data.reshape(spec.shape)  # type: ignore[arg-type]
+    return data
