@@ -72,7 +72,8 @@ def _files_per_inference(spec: TensorSpec, first: Path) -> int:
         raise UsageError(
             f"input '{spec.name}': tensor size {tensor_bytes} bytes is not a multiple of "
             f"file size {file_bytes} bytes ({first.name})",
-            hint=f"each file must hold {spec.dtype} data of shape {list(spec.shape)} or a whole fraction of it",
+            hint=f"each file must hold {spec.dtype} data of shape {list(spec.shape)} "
+            "or a whole fraction of it",
         )
     return tensor_bytes // file_bytes
 
@@ -140,6 +141,6 @@ def read_output(path: Path, spec: TensorSpec) -> np.ndarray:
         data = np.loadtxt(path, dtype=dtype)
     else:
         data = np.fromfile(path, dtype=dtype)
-    if all(isinstance(d, int) for d in spec.shape) and data.size == math.prod(spec.shape):  # type: ignore[arg-type]
-        return data.reshape(spec.shape)  # type: ignore[arg-type]
+    if all(isinstance(d, int) for d in spec.shape) and data.size == math.prod(spec.shape):
+        return data.reshape(spec.shape)
     return data

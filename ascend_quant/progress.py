@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 Advance = Callable[[int], None]
 
@@ -24,13 +27,17 @@ class Progress(Protocol):
 class NullProgress:
     @contextlib.contextmanager
     def task(self, description: str, total: int | None = None) -> Iterator[Advance]:
-        yield lambda n=1: None
+        yield _ignore
+
+
+def _ignore(n: int = 1) -> None:
+    return None
 
 
 class RichProgress:
     """Rich progress bars on stderr; one bar per task, all in one live display."""
 
-    def __init__(self, console: object | None = None) -> None:
+    def __init__(self, console: Console | None = None) -> None:
         from rich.console import Console
         from rich.progress import (
             BarColumn,

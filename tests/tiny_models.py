@@ -43,7 +43,7 @@ def conv_net(channels: int = 3, hw: int = 16, batch: int | str = 1) -> onnx.Mode
 
 
 def classifier(classes: int = 10, hw: int = 16) -> onnx.ModelProto:
-    """input[1,3,H,W] -> Conv -> Relu -> GlobalAveragePool -> Flatten -> Gemm -> logits[1,classes]."""
+    """input[1,3,H,W] -> Conv -> Relu -> GlobalAveragePool -> Flatten -> Gemm -> logits."""
     x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, hw, hw])
     y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, classes])
     inits = [

@@ -1,0 +1,1 @@
+"""Calibration statistics and QDQ fake-quant model building for the simulator."""
