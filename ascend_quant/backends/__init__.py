@@ -55,3 +55,17 @@ def backend_for_om(path: Path) -> Backend:
         f"{path} is neither a real Ascend .om (IMOD header) nor an ascend-quant simulated .om",
         hint="convert the ONNX model first with `ascend-quant convert`",
     )
+
+
+def describe_om(path: Path) -> dict[str, object]:
+    """Header and metadata of a real or simulated .om, for `inspect`."""
+    from ascend_quant.backends.omfile import is_real_om, read_om_header
+    from ascend_quant.backends.simfile import is_sim_om, read_sim_om
+
+    path = Path(path)
+    if is_sim_om(path):
+        metadata, onnx_bytes = read_sim_om(path)
+        return {"kind": "simulated", "path": str(path), "onnx_bytes": len(onnx_bytes), **metadata}
+    if is_real_om(path):
+        return {"kind": "real", "path": str(path), **read_om_header(path)}
+    raise UsageError(f"{path} is not an .om file (no IMOD header, not an ascend-quant simulated .om)")

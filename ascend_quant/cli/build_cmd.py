@@ -1,10 +1,156 @@
-"""`ascend-quant build`."""
+"""`ascend-quant build`: the whole job, from ONNX model to report, for one or more socs."""
 
 from __future__ import annotations
 
-from ascend_quant.errors import UsageError
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from ascend_quant.cli.common import (
+    JSON_OPTION,
+    console,
+    err_console,
+    given,
+    parse_floats,
+    parse_size,
+    print_json,
+    progress_for,
+)
+from ascend_quant.config import load_build_config
+from ascend_quant.errors import EXIT_THRESHOLD
+from ascend_quant.pipeline import STAGES, BuildResult
+from ascend_quant.pipeline import build as run_build
 
 
-def build() -> None:
-    """Placeholder until its issue lands."""
-    raise UsageError("'build' is not implemented yet")
+def _split(text: str | None) -> tuple[str, ...] | None:
+    return tuple(part for part in text.split(",") if part) if text else None
+
+
+def build(
+    model: Path = typer.Argument(..., help="The ONNX model."),
+    soc: list[str] = typer.Option(None, "--soc", help="Target soc_version; repeat for several."),
+    backend: str = typer.Option(None, "--backend", help="auto | atc | sim (default auto)."),
+    out: Path = typer.Option(None, "--out", help="Workspace (default build/<model-stem>/)."),
+    config_file: Path = typer.Option(None, "--config", help="ascend-quant.toml project file."),
+    input_shape: str = typer.Option(None, "--input-shape", help='atc syntax: "in:1,3,224,224".'),
+    calib: list[str] = typer.Option(None, "--calib", help="Calibration images (dir, glob, list)."),
+    eval_images: list[str] = typer.Option(None, "--eval", help="Evaluation images (held apart)."),
+    calib_batch: int = typer.Option(None, "--calib-batch", help="Calibration batch N."),
+    limit: int = typer.Option(None, "--limit", help="Use at most this many calibration images."),
+    color: str = typer.Option(None, "--color", help="rgb | bgr | gray."),
+    resize: str = typer.Option(None, "--resize", help="stretch|letterbox|center-crop|shorter-side"),
+    mean: str = typer.Option(None, "--mean", help="Per-channel mean, after --scale."),
+    std: str = typer.Option(None, "--std", help="Per-channel std, after --scale."),
+    scale: float = typer.Option(None, "--scale", help="Pixel scale (default 1/255)."),
+    layout: str = typer.Option(None, "--layout", help="NCHW | NHWC."),
+    size: str = typer.Option(None, "--size", help="HxW, when the model does not fix it."),
+    algorithm: str = typer.Option(None, "--algorithm", help="ifmr|hfmg|minmax|percentile|entropy"),
+    activation_offset: bool = typer.Option(
+        None, "--activation-offset/--no-activation-offset", help="Asymmetric activations."
+    ),
+    channel_wise: bool = typer.Option(
+        None, "--channel-wise/--no-channel-wise", help="Per-channel weight scales (ARQ)."
+    ),
+    skip_layers: str = typer.Option(None, "--skip-layers", help="Node names kept in float."),
+    skip_layer_types: str = typer.Option(None, "--skip-layer-types", help="Op types kept float."),
+    cosine_min: float = typer.Option(None, "--cosine-min", help="Accuracy gate (default 0.99)."),
+    loop: int = typer.Option(None, "--loop", help="Benchmark iterations."),
+    warmup: int = typer.Option(None, "--warmup", help="Benchmark warm-up iterations."),
+    force: bool = typer.Option(False, "--force", help="Re-run every stage."),
+    from_stage: str = typer.Option(None, "--from", help=f"Re-run from: {', '.join(STAGES)}."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Preflight, calibrate, render configs, convert to FP16 and INT8, benchmark, compare, report."""
+    overrides: dict[str, Any] = given(
+        socs=tuple(soc) if soc else None,
+        backend=backend,
+        out=str(out) if out else None,
+        input_shape=input_shape,
+        eval_sources=tuple(eval_images) if eval_images else None,
+        calib=given(sources=tuple(calib) if calib else None, batch=calib_batch, limit=limit),
+        preprocess=given(
+            color=color,
+            resize=resize,
+            mean=parse_floats(mean, "--mean"),
+            std=parse_floats(std, "--std"),
+            scale=scale,
+            layout=layout,
+            size=parse_size(size),
+        ),
+        quant=given(
+            algorithm=algorithm,
+            activation_offset=activation_offset,
+            channel_wise=channel_wise,
+            skip_layers=_split(skip_layers),
+            skip_layer_types=_split(skip_layer_types),
+        ),
+        thresholds=given(cosine_min=cosine_min),
+        bench=given(loop=loop, warmup=warmup),
+    )
+    overrides = {k: v for k, v in overrides.items() if v != {}}
+    config = load_build_config(config_file, overrides)
+    with progress_for(json_out) as progress:
+        result = run_build(model, config, force=force, from_stage=from_stage, progress=progress)
+    if json_out:
+        print_json(result)
+    else:
+        _print_summary(result)
+    if not result.passed:
+        raise typer.Exit(EXIT_THRESHOLD)
+
+
+def _print_summary(result: BuildResult) -> None:
+    reused = [f"{r.stage}" + (f"[{r.soc}]" if r.soc else "") for r in result.stages if r.reused]
+    ran = [f"{r.stage}" + (f"[{r.soc}]" if r.soc else "") for r in result.stages if not r.reused]
+    if reused:
+        err_console.print(f"reused: {', '.join(reused)}")
+    if ran:
+        err_console.print(f"ran: {', '.join(ran)}")
+    for soc in result.socs:
+        table = Table(
+            title=f"{result.model.name} on {soc.soc}"
+            + (" (simulated on CPU)" if result.simulated else "")
+        )
+        for column in (
+            "precision",
+            "size",
+            "mean ms",
+            "speedup",
+            "cosine (min)",
+            "verdict",
+            "model",
+        ):
+            table.add_column(column)
+        for row in summary_rows(soc.bench, soc.compare, soc.artifacts):
+            table.add_row(*row)
+        console.print(table)
+        console.print(f"report: {soc.reports.get('report.html', '')}")
+    console.print("PASSED" if result.passed else "[red]FAILED[/red]: accuracy thresholds breached")
+
+
+def summary_rows(
+    bench: dict[str, Any], compare: dict[str, Any], artifacts: dict[str, str]
+) -> list[tuple[str, ...]]:
+    """One row per precision from bench.json and compare.json."""
+    rows = []
+    bench_by_model = {Path(r["model"]).name: r for r in bench.get("results", [])}
+    compare_by_model = {Path(c["model"]).name: c for c in compare.get("candidates", [])}
+    for precision, path in artifacts.items():
+        name = Path(path).name
+        b = bench_by_model.get(name, {})
+        c = compare_by_model.get(name, {})
+        size = b.get("file_size_bytes")
+        rows.append(
+            (
+                precision,
+                f"{size / 1e6:.2f} MB" if size else "-",
+                f"{b['latency_ms']['mean']:.2f}" if b else "-",
+                f"{b.get('speedup', 1.0):.2f}x" if b else "-",
+                f"{c['cosine_min']:.5f}" if c.get("cosine_min") is not None else "-",
+                ("PASSED" if c.get("passed") else "FAILED") if c else "-",
+                path,
+            )
+        )
+    return rows

@@ -1,0 +1,149 @@
+"""End-to-end `build` on the simulated backend: numbers, cache, --force, lock, kill recovery."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import tiny_models
+
+from ascend_quant.config import BuildConfig, merge
+from ascend_quant.errors import UsageError, WorkspaceBusyError
+from ascend_quant.pipeline import build
+from ascend_quant.workspace import exclusive_lock
+
+
+def _config(tmp_path: Path, **overrides: object) -> BuildConfig:
+    base = {
+        "backend": "sim",
+        "out": str(tmp_path / "ws"),
+        "bench": {"warmup": 1, "loop": 5},
+        "calib": {"limit": 6, "jobs": 1},
+    }
+    return merge(BuildConfig(), {**base, **overrides})
+
+
+@pytest.fixture
+def sr_onnx(tmp_path: Path) -> Path:
+    return tiny_models.save(tiny_models.sr_net(hw=24), tmp_path / "sr.onnx")
+
+
+def test_build_produces_real_figures_and_reuses_everything(sr_onnx: Path, tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    first = build(sr_onnx, config)
+
+    assert first.simulated and first.backend == "sim"
+    (soc,) = first.socs
+    assert set(soc.artifacts) == {"fp16", "int8"}
+    for path in soc.artifacts.values():
+        assert Path(path).is_file() and Path(path).with_suffix(".json").is_file()
+    candidates = {Path(c["model"]).name: c for c in soc.compare["candidates"]}
+    int8 = candidates["sr_int8.om"]
+    fp16 = candidates["sr_fp16.om"]
+    assert 0.99 <= int8["cosine_min"] < 1.0  # quantized: close, but not identical
+    assert fp16["cosine_min"] > int8["cosine_min"]  # FP16 is the closer of the two
+    results = {Path(r["model"]).name: r for r in soc.bench["results"]}
+    assert results["sr_fp16.om"]["latency_ms"]["mean"] > 0
+    assert results["sr_int8.om"]["speedup"] > 0
+    assert results["sr_int8.om"]["file_size_bytes"] > 0
+    assert Path(soc.reports["report.html"]).is_file()
+    assert first.passed
+    assert not any(run.reused for run in first.stages)
+
+    second = build(sr_onnx, config)
+    assert all(run.reused for run in second.stages), [r for r in second.stages if not r.reused]
+    assert second.socs[0].compare == soc.compare
+
+    forced = build(sr_onnx, config, force=True)
+    assert not any(run.reused for run in forced.stages if run.stage not in ("calib", "eval"))
+
+
+def test_from_stage_reruns_that_stage_and_later(sr_onnx: Path, tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    build(sr_onnx, config)
+    again = build(sr_onnx, config, from_stage="bench")
+    ran = {run.stage for run in again.stages if not run.reused}
+    assert ran == {"bench", "compare", "report"}
+
+
+def test_changed_setting_reruns_only_what_depends_on_it(sr_onnx: Path, tmp_path: Path) -> None:
+    build(sr_onnx, _config(tmp_path))
+    changed = build(sr_onnx, _config(tmp_path, quant={"algorithm": "minmax"}))
+    ran = {run.stage for run in changed.stages if not run.reused}
+    assert "convert-int8" in ran and "preflight" not in ran
+
+
+def test_several_socs_share_the_soc_independent_stages(sr_onnx: Path, tmp_path: Path) -> None:
+    result = build(sr_onnx, _config(tmp_path, socs=["Ascend310P3", "Ascend310B1"]))
+    assert [s.soc for s in result.socs] == ["Ascend310P3", "Ascend310B1"]
+    assert sum(1 for run in result.stages if run.stage == "preflight") == 1
+    assert sum(1 for run in result.stages if run.stage == "convert-int8") == 2
+
+
+def test_second_build_on_a_locked_workspace_is_refused(sr_onnx: Path, tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    lock = exclusive_lock(Path(config.out or "") / ".lock", "test")
+    with lock, pytest.raises(WorkspaceBusyError, match="in use"):
+        build(sr_onnx, config)
+
+
+def test_missing_model_and_unknown_soc_are_usage_errors(tmp_path: Path, sr_onnx: Path) -> None:
+    with pytest.raises(UsageError, match="model not found"):
+        build(tmp_path / "nope.onnx", _config(tmp_path))
+    with pytest.raises(UsageError):
+        build(sr_onnx, _config(tmp_path, socs=["Ascend310p3"]))
+
+
+def test_a_build_killed_mid_stage_is_completed_by_the_next_run(
+    sr_onnx: Path, tmp_path: Path
+) -> None:
+    workspace = tmp_path / "ws"
+    command = [
+        sys.executable, "-m", "ascend_quant", "build", str(sr_onnx), "--backend", "sim",
+        "--out", str(workspace), "--limit", "6", "--loop", "5", "--json",
+    ]  # fmt: skip
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    marker = workspace / "Ascend310P3" / ".state" / "config.json"
+    while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if child.poll() is None:
+        os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+
+    finished = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert finished.returncode == 0, finished.stderr
+    result = json.loads(finished.stdout)
+    assert result["passed"] is True
+    for om in result["socs"][0]["artifacts"].values():
+        assert Path(om).is_file()
+
+
+def test_cli_exit_code_1_when_the_accuracy_gate_fails(sr_onnx: Path, tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "ascend_quant", "build", str(sr_onnx), "--backend", "sim",
+         "--out", str(tmp_path / "ws"), "--limit", "4", "--loop", "3",
+         "--cosine-min", "0.9999999"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 1, completed.stderr
+    assert "FAILED" in completed.stdout
+
+
+def test_cli_bad_model_exit_2_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    completed = subprocess.run(
+        [sys.executable, "-m", "ascend_quant", "build", str(bad), "--backend", "sim",
+         "--out", str(tmp_path / "ws")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 2
+    assert "Traceback" not in completed.stderr
+    assert completed.stderr.startswith("error:")
