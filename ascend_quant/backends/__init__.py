@@ -68,4 +68,6 @@ def describe_om(path: Path) -> dict[str, object]:
         return {"kind": "simulated", "path": str(path), "onnx_bytes": len(onnx_bytes), **metadata}
     if is_real_om(path):
         return {"kind": "real", "path": str(path), **read_om_header(path)}
-    raise UsageError(f"{path} is not an .om file (no IMOD header, not an ascend-quant simulated .om)")
+    raise UsageError(
+        f"{path} is not an .om file (no IMOD header, not an ascend-quant simulated .om)"
+    )

@@ -1,10 +1,82 @@
-"""`ascend-quant bench`."""
+"""`ascend-quant bench`: latency and throughput of one or more .om files, side by side."""
 
 from __future__ import annotations
 
-from ascend_quant.errors import UsageError
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from ascend_quant.bench import BenchTable, bench_models
+from ascend_quant.cli.common import JSON_OPTION, console, given, print_json, progress_for
+from ascend_quant.config import BenchConfig, merge
+from ascend_quant.report import json_safe, save_json
 
 
-def bench() -> None:
-    """Placeholder until its issue lands."""
-    raise UsageError("'bench' is not implemented yet")
+def bench(
+    models: list[Path] = typer.Argument(
+        ..., help="One or more .om files; the first is the baseline."
+    ),
+    warmup: int | None = typer.Option(None, "--warmup", help="Untimed runs first (default 5)."),
+    loop: int | None = typer.Option(None, "--loop", help="Timed runs (default 50)."),
+    duration: float | None = typer.Option(
+        None, "--duration", help="Run for this many seconds instead of a fixed --loop."
+    ),
+    device: int | None = typer.Option(None, "--device", help="NPU device id (default 0)."),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", help="Batch size for throughput (default: the input's leading dim)."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="Also write the results to this JSON file."
+    ),
+    json_mode: bool = JSON_OPTION,
+) -> None:
+    """Benchmark .om models with identical settings; speedup and size ratio against the first."""
+    config = merge(
+        BenchConfig(),
+        given(warmup=warmup, loop=loop, duration_s=duration, device=device, batch_size=batch_size),
+    )
+    with progress_for(json_mode) as progress:
+        table = bench_models(models, config, progress)
+    if out is not None:
+        save_json(out, table)
+    if json_mode:
+        print_json(json_safe(table))
+        return
+    console.print(bench_rich_table(table))
+    if out is not None:
+        console.print(f"wrote {out}")
+
+
+def _ratio(value: float | None) -> str:
+    return "baseline" if value is None else f"{value:.2f}×"
+
+
+def bench_rich_table(table: BenchTable) -> Table:
+    """Models as columns, statistics as rows."""
+    grid = Table(title="latency per inference (ms)", title_justify="left")
+    grid.add_column("")
+    for row in table.rows:
+        r = row.result
+        header = Path(r.model).name
+        if r.precision:
+            header += f"\n{r.precision}"
+        header += "\nsimulated on CPU" if r.simulated else f"\n{r.device}"
+        grid.add_column(header, justify="right")
+    stats = ("min", "mean", "median", "p90", "p95", "p99", "max")
+    for name in stats:
+        grid.add_row(name, *(f"{getattr(row.result.latency_ms, name):.3f}" for row in table.rows))
+    grid.add_row("runs", *(str(row.result.latency_ms.count) for row in table.rows))
+    grid.add_row("batch size", *(str(row.result.batch_size) for row in table.rows))
+    grid.add_row("throughput /s", *(f"{row.result.throughput:.1f}" for row in table.rows))
+    grid.add_row("file size", *(_mib(row.result.file_size_bytes) for row in table.rows))
+    grid.add_row("speedup", *(_ratio(row.speedup) for row in table.rows), style="bold")
+    grid.add_row("size ratio", *(_ratio(row.size_ratio) for row in table.rows))
+    grid.add_row("throughput ratio", *(_ratio(row.throughput_ratio) for row in table.rows))
+    if table.simulated:
+        grid.caption = "simulated on CPU: relative cost on this machine, not NPU latency"
+    return grid
+
+
+def _mib(size: int) -> str:
+    return f"{size / 1024:.1f} KiB" if size < 1 << 20 else f"{size / (1 << 20):.2f} MiB"

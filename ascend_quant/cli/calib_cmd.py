@@ -1,10 +1,135 @@
-"""`ascend-quant calib`."""
+"""`ascend-quant calib`: images -> calibration .bin tensors (see ascend_quant.calib)."""
 
 from __future__ import annotations
 
-from ascend_quant.errors import UsageError
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from ascend_quant.calib import make_calib_set
+from ascend_quant.cli.common import (
+    JSON_OPTION,
+    console,
+    given,
+    parse_floats,
+    parse_size,
+    print_json,
+    progress_for,
+)
+from ascend_quant.config import load_build_config
 
 
-def calib() -> None:
-    """Placeholder until its issue lands."""
-    raise UsageError("'calib' is not implemented yet")
+def calib(
+    sources: list[str] | None = typer.Argument(
+        None,
+        help="Image directories (recursive), globs or list files. Default: the bundled photos.",
+        show_default=False,
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory (replaced atomically)."),
+    size: str | None = typer.Option(None, "--size", help="Target HxW, e.g. 224x224."),
+    model: Path | None = typer.Option(
+        None, "--model", help="Read layout, channels, size and dtype from this ONNX input."
+    ),
+    input_name: str = typer.Option("input", "--input", help="Model input name."),
+    color: str | None = typer.Option(None, "--color", help="rgb, bgr or gray."),
+    resize: str | None = typer.Option(
+        None, "--resize", help="stretch, letterbox, center-crop or shorter-side."
+    ),
+    resample: str | None = typer.Option(
+        None, "--resample", help="nearest, bilinear, bicubic, lanczos, box or hamming."
+    ),
+    pad_value: int | None = typer.Option(None, "--pad-value", help="Letterbox/pad fill, 0-255."),
+    scale: float | None = typer.Option(None, "--scale", help="Pixel multiplier (default 1/255)."),
+    mean: str | None = typer.Option(
+        None, "--mean", help="Per-channel mean, after --scale, e.g. 0.485,0.456,0.406."
+    ),
+    std: str | None = typer.Option(
+        None, "--std", help="Per-channel std, after --scale, e.g. 0.229,0.224,0.225."
+    ),
+    layout: str | None = typer.Option(None, "--layout", help="NCHW or NHWC."),
+    dtype: str | None = typer.Option(None, "--dtype", help="float32, float16, uint8 or int8."),
+    batch: int | None = typer.Option(None, "--batch", help="Samples per batched .bin (N)."),
+    limit: int | None = typer.Option(None, "--limit", help="Use a subset of K images."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed that picks the --limit subset."),
+    jobs: int | None = typer.Option(None, "--jobs", "-j", help="Worker processes (default: all)."),
+    skip_bad: bool | None = typer.Option(
+        None, "--skip-bad/--no-skip-bad", help="Skip unusable images with a warning."
+    ),
+    info: bool = typer.Option(False, "--info", help="Also write a ModelZoo-style samples.info."),
+    config_file: Path | None = typer.Option(
+        None, "--config", help="Project file (ascend-quant.toml); flags override it."
+    ),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Turn images into the raw .bin tensors that atc, amct_onnx and ais_bench read."""
+    overrides: dict[str, Any] = {
+        "preprocess": given(
+            size=parse_size(size),
+            color=color,
+            resize=resize,
+            resample=resample,
+            pad_value=pad_value,
+            scale=scale,
+            mean=parse_floats(mean, "--mean"),
+            std=parse_floats(std, "--std"),
+            layout=layout.upper() if layout else None,
+            dtype=dtype,
+        ),
+        "calib": given(
+            sources=tuple(sources) if sources else None,
+            batch=batch,
+            limit=limit,
+            seed=seed,
+            jobs=jobs,
+            skip_bad=skip_bad,
+        ),
+    }
+    config = load_build_config(config_file, overrides)
+    with progress_for(json_out) as progress:
+        calib_set, reused = make_calib_set(
+            out,
+            config.preprocess,
+            config.calib,
+            input_name=input_name,
+            model=model if model is not None else config.model,
+            progress=progress,
+            info=info,
+        )
+    manifest = calib_set.manifest
+    summary = {
+        "out": str(calib_set.root),
+        "reused": reused,
+        "count": len(calib_set),
+        "input_name": calib_set.input_name,
+        "shape": list(calib_set.sample_shape),
+        "dtype": calib_set.dtype,
+        "layout": calib_set.layout,
+        "batch": calib_set.batch,
+        "batch_dir": str(calib_set.batch_dir),
+        "batch_files": len(calib_set.batch_files),
+        "padded_samples": manifest["padded_samples"],
+        "skipped": len(manifest["skipped"]),
+        "list_file": str(calib_set.root / manifest["list_file"]),
+        "manifest": str(calib_set.root / "manifest.json"),
+        "manifest_sha256": calib_set.manifest_sha256,
+    }
+    if json_out:
+        print_json(summary)
+        return
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("samples", f"{summary['count']} ({summary['skipped']} skipped)")
+    table.add_row("input", f"{calib_set.input_name} {summary['shape']} {calib_set.dtype}")
+    table.add_row(
+        "batches",
+        f"{summary['batch_files']} x bs{calib_set.batch} in {summary['batch_dir']}"
+        + (f" ({summary['padded_samples']} padded)" if summary["padded_samples"] else ""),
+    )
+    table.add_row("list", summary["list_file"])
+    table.add_row("manifest", summary["manifest"])
+    console.print(table)
+    state = "reused (inputs and parameters unchanged)" if reused else "written"
+    console.print(f"calib set {state}: {calib_set.root}")

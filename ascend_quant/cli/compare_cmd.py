@@ -1,10 +1,177 @@
-"""`ascend-quant compare`."""
+"""`ascend-quant compare`: FP32 ONNX golden vs .om candidates, per output, with a verdict."""
 
 from __future__ import annotations
 
-from ascend_quant.errors import UsageError
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from ascend_quant import metrics
+from ascend_quant.aisbench_io import parse_input_arg
+from ascend_quant.cli.common import JSON_OPTION, console, given, print_json, progress_for
+from ascend_quant.compare import THRESHOLD_METRICS, CompareResult, compare_models
+from ascend_quant.config import Thresholds, merge, parse_input_shape, to_mapping
+from ascend_quant.errors import EXIT_THRESHOLD, UsageError
+from ascend_quant.report import environment_info, json_safe, save_json, write_report
+
+# Accepted spellings in --threshold OUTPUT:metric=value.
+_THRESHOLD_ALIASES = {
+    **{attr: attr for attr in THRESHOLD_METRICS},
+    **{key: attr for attr, (key, _op) in THRESHOLD_METRICS.items()},
+    "cos": "cosine_min",
+    "cosine-min": "cosine_min",
+    "rel-euclidean": "rel_euclidean_max",
+    "rel-euclidean-max": "rel_euclidean_max",
+    "kl-max": "kl_max",
+    "rmse-max": "rmse_max",
+    "mean-rel-error": "mean_rel_error_max",
+    "mean-rel-error-max": "mean_rel_error_max",
+}
 
 
-def compare() -> None:
-    """Placeholder until its issue lands."""
-    raise UsageError("'compare' is not implemented yet")
+def parse_threshold_overrides(items: list[str], base: Thresholds) -> dict[str, Thresholds]:
+    """['output:cosine=0.95', 'output:kl=0.01'] -> {'output': Thresholds(cosine_min=0.95, ...)}."""
+    per_output: dict[str, dict[str, float]] = {}
+    for item in items:
+        output, sep, assignment = item.rpartition(":")
+        metric, eq, value = assignment.partition("=")
+        attr = _THRESHOLD_ALIASES.get(metric.strip().lower())
+        if not sep or not output or not eq or attr is None:
+            raise UsageError(
+                f"--threshold '{item}' is not OUTPUT:metric=value",
+                hint="metrics: " + ", ".join(THRESHOLD_METRICS) + "; e.g. output:cosine_min=0.98",
+            )
+        try:
+            per_output.setdefault(output, {})[attr] = float(value)
+        except ValueError:
+            raise UsageError(f"--threshold '{item}': '{value}' is not a number") from None
+    return {name: merge(base, values) for name, values in per_output.items()}
+
+
+def compare(
+    model: Path = typer.Argument(..., help="The original FP32 ONNX model (the golden)."),
+    candidates: list[Path] = typer.Argument(..., help="One or more converted .om files."),
+    input: str = typer.Option(
+        ...,
+        "--input",
+        "-i",
+        help="Evaluation inputs: one directory of .bin/.npy per model input, comma-separated.",
+    ),
+    out: Path = typer.Option(Path("compare-out"), "--out", "-o", help="Output directory."),
+    cosine_min: float | None = typer.Option(None, "--cosine-min", help="Default 0.99."),
+    rel_euclidean_max: float | None = typer.Option(
+        None, "--rel-euclidean-max", help="Default 0.05."
+    ),
+    kl_max: float | None = typer.Option(None, "--kl-max", help="Default 0.005."),
+    rmse_max: float | None = typer.Option(None, "--rmse-max", help="Default 1.0."),
+    mean_rel_error_max: float | None = typer.Option(
+        None, "--mean-rel-error-max", help="Default 1.0."
+    ),
+    threshold: list[str] = typer.Option(
+        [], "--threshold", help="Per-output override OUTPUT:metric=value (repeatable)."
+    ),
+    calib: list[str] = typer.Option(
+        [], "--calib", help="Calibration inputs (dirs); warns when they are the evaluation inputs."
+    ),
+    input_shape: str | None = typer.Option(
+        None,
+        "--input-shape",
+        help='Shapes for dynamic ONNX inputs, atc syntax "input:1,3,224,224".',
+    ),
+    report: bool = typer.Option(False, "--report", help="Also write report.json and report.html."),
+    json_mode: bool = JSON_OPTION,
+) -> None:
+    """Compare .om outputs with the FP32 ONNX model on the same inputs; exit 1 on any failure."""
+    thresholds = merge(
+        Thresholds(),
+        given(
+            cosine_min=cosine_min,
+            rel_euclidean_max=rel_euclidean_max,
+            kl_max=kl_max,
+            rmse_max=rmse_max,
+            mean_rel_error_max=mean_rel_error_max,
+        ),
+    )
+    overrides = parse_threshold_overrides(threshold, thresholds)
+    calib_paths = [Path(p) for item in calib for p in item.split(",") if p]
+    with progress_for(json_mode) as progress:
+        result = compare_models(
+            model,
+            candidates,
+            parse_input_arg(input),
+            out,
+            thresholds=thresholds,
+            output_thresholds=overrides,
+            calib_sources=calib_paths or None,
+            progress=progress,
+            input_shapes=parse_input_shape(input_shape) if input_shape else None,
+        )
+    written = [save_json(out / "compare.json", result)]
+    if report:
+        paths = write_report(
+            out,
+            environment=environment_info(),
+            config={
+                "thresholds": to_mapping(thresholds),
+                "output_thresholds": to_mapping(overrides),
+                "inputs": input,
+                "calib": [str(p) for p in calib_paths],
+            },
+            bench=None,
+            compare=result,
+            title=f"{model.stem}: accuracy",
+        )
+        written += [paths["json"], paths["html"]]
+    if json_mode:
+        print_json(json_safe(result))
+    else:
+        for table in compare_rich_tables(result):
+            console.print(table)
+        for path in written:
+            console.print(f"wrote {path}", style="dim")
+        style = "bold green" if result.passed else "bold red"
+        console.print(result.verdict, style=style, markup=False, highlight=False, soft_wrap=True)
+    if not result.passed:
+        raise typer.Exit(EXIT_THRESHOLD)
+
+
+def compare_rich_tables(result: CompareResult) -> list[Table]:
+    """One table per model output: metrics as rows, candidates as columns."""
+    limits = {key: (attr, op) for attr, (key, op) in THRESHOLD_METRICS.items()}
+    tables = []
+    names = [o.output for o in result.candidates[0].outputs] if result.candidates else []
+    for k, output in enumerate(names):
+        first = result.candidates[0].outputs[k]
+        table = Table(
+            title=f"output {output} ({first.kind}, shape {first.shape}, {first.samples} samples)",
+            title_justify="left",
+        )
+        table.add_column("metric")
+        table.add_column("threshold", justify="right")
+        for cand in result.candidates:
+            mark = "[green]✓[/green]" if cand.outputs[k].passed else "[red]✗[/red]"
+            table.add_column(f"{cand.name} {mark}", justify="right")
+            table.add_column("worst", justify="right", style="dim")
+        keys = [key for key in metrics.METRIC_LABELS if key in first.metrics]
+        for key in keys:
+            attr_op = limits.get(key)
+            limit = getattr(first.thresholds, attr_op[0]) if attr_op else None
+            cells = [
+                metrics.METRIC_LABELS[key],
+                f"{'≥' if attr_op and attr_op[1] == '>=' else '≤'} {limit:g}" if attr_op else "",
+            ]
+            for cand in result.candidates:
+                comp = cand.outputs[k]
+                value = metrics.format_value(key, comp.metrics.get(key))
+                if attr_op and comp.metrics.get(key) is not None:
+                    failed = any(f.startswith(f"{key} ") for f in comp.failures)
+                    value = f"[red]{value} ✗[/red]" if failed else f"[green]{value}[/green]"
+                cells += [value, metrics.format_value(key, comp.worst.get(key))]
+            table.add_row(*cells)
+        notes = [f"{c.name}: {n}" for c in result.candidates for n in c.outputs[k].notes]
+        if notes:
+            table.caption = "\n".join(notes)
+            table.caption_justify = "left"
+        tables.append(table)
+    return tables

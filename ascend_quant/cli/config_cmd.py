@@ -1,10 +1,307 @@
-"""`ascend-quant config`."""
+"""`ascend-quant config MODEL --soc S --out DIR`: render every toolkit config file and script."""
 
 from __future__ import annotations
 
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from ascend_quant.cli.common import JSON_OPTION, console, given, print_json, progress_for
+from ascend_quant.config import (
+    BuildConfig,
+    from_mapping,
+    load_project_file,
+    merge,
+    to_mapping,
+)
 from ascend_quant.errors import UsageError
 
+log = logging.getLogger("ascend_quant")
 
-def config() -> None:
-    """Placeholder until its issue lands."""
-    raise UsageError("'config' is not implemented yet")
+SCRIPTS = (("fp16", "atc_fp16.sh"), ("atc", "atc_int8.sh"), ("amct", "amct_int8.sh"))
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """`ascend-quant.toml` or a `quant_config.json` written earlier, as plain overrides."""
+    from ascend_quant.render import read_quant_config
+
+    if Path(path).suffix.lower() == ".json":
+        return read_quant_config(path)
+    return load_project_file(path)
+
+
+def _split(text: str | None) -> list[str] | None:
+    return None if text is None else [p.strip() for p in text.split(",") if p.strip()]
+
+
+def _search_range(text: str | None) -> dict[str, float]:
+    if text is None:
+        return {}
+    try:
+        start, end = (float(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(
+            f"--search-range: '{text}' is not START,END", hint="e.g. --search-range 0.7,1.3"
+        ) from None
+    if not 0 < start <= end:
+        raise UsageError(f"--search-range: need 0 < START <= END, got {start},{end}")
+    return {"search_range_start": start, "search_range_end": end}
+
+
+def flag_overrides(**flags: Any) -> dict[str, Any]:
+    """The quantization flags the user gave, as a nested BuildConfig override mapping."""
+    ifmr = {
+        **_search_range(flags.get("search_range")),
+        **given(
+            search_step=flags.get("search_step"),
+            max_percentile=flags.get("max_percentile"),
+            min_percentile=flags.get("min_percentile"),
+        ),
+    }
+    hfmg = given(num_of_bins=flags.get("num_of_bins"))
+    quant = given(
+        activation_offset=flags.get("activation_offset"),
+        channel_wise=flags.get("channel_wise"),
+        algorithm=flags.get("algorithm"),
+        batch_num=flags.get("batch_num"),
+        skip_layers=_split(flags.get("skip_layers")),
+        skip_layer_types=_split(flags.get("skip_layer_types")),
+    )
+    if ifmr:
+        quant["ifmr"] = ifmr
+    if hfmg:
+        quant["hfmg"] = hfmg
+    overrides: dict[str, Any] = given(
+        input_shape=flags.get("input_shape"), templates=flags.get("templates")
+    )
+    if flags.get("soc") is not None:
+        overrides["socs"] = [flags["soc"]]
+    sections = {
+        "quant": quant,
+        "calib": given(batch=flags.get("calib_batch")),
+        "aipp": given(enabled=flags.get("aipp")),
+    }
+    overrides.update({k: v for k, v in sections.items() if v})
+    return overrides
+
+
+def effective_config(config_file: Path | None, overrides: dict[str, Any]) -> BuildConfig:
+    """defaults < config file (TOML or quant_config.json) < flags."""
+    data = load_config_file(config_file) if config_file is not None else {}
+    return merge(from_mapping(BuildConfig, data), overrides)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        inner = ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items() if v is not None)
+        return "{ " + inner + " }" if inner else "{}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
+
+
+def to_toml(data: dict[str, Any], prefix: str = "") -> str:
+    """TOML text for a config mapping; unset (None) values are shown as comments."""
+    lines: list[str] = []
+    tables = {k: v for k, v in data.items() if isinstance(v, dict)}
+    for key, value in data.items():
+        if key in tables:
+            continue
+        lines.append(f"# {key} = (unset)" if value is None else f"{key} = {_toml_value(value)}")
+    for key, value in tables.items():
+        name = f"{prefix}.{key}" if prefix else key
+        body = to_toml(value, name)
+        lines.append("")
+        lines.append(f"[{name}]")
+        if body:
+            lines.append(body)
+    return "\n".join(lines).strip("\n")
+
+
+def _calib_dirs(entries: list[str] | None, input_names: list[str]) -> dict[str, Path]:
+    dirs: dict[str, Path] = {}
+    for entry in entries or []:
+        name, sep, folder = entry.partition("=")
+        if not sep:
+            if len(input_names) != 1:
+                raise UsageError(
+                    f"--calib {entry}: the model has {len(input_names)} inputs",
+                    hint="name the input: --calib NAME=DIR, once per input",
+                )
+            name, folder = input_names[0], entry
+        if name not in input_names:
+            raise UsageError(
+                f"--calib {entry}: '{name}' is not a model input ({', '.join(input_names)})"
+            )
+        dirs[name] = Path(folder)
+    return dirs
+
+
+def render_all(
+    model: Path,
+    config: BuildConfig,
+    out: Path,
+    calib: list[str] | None = None,
+    simplify: bool = True,
+) -> dict[str, dict[str, Path]]:
+    """Preflight `model` and render configs and scripts for every soc; {soc: {file: path}}."""
+    from ascend_quant import model as model_mod
+    from ascend_quant import render
+    from ascend_quant.backends.base import ConvertRequest
+    from ascend_quant.soc import get_soc
+
+    for soc in config.socs:
+        get_soc(soc)
+    if not config.socs:
+        raise UsageError("no soc given", hint="pass --soc, e.g. --soc Ascend310P3")
+    with progress_for(False) as progress:
+        pre = model_mod.preflight(
+            model, out / "model", config.input_shape, simplify=simplify, progress=progress
+        )
+    calib_dirs = _calib_dirs(calib, list(pre.input_shapes))
+    batch_files: dict[str, Path] = {}
+    if calib_dirs:
+        from ascend_quant.calib import CalibSet
+
+        batch_files = {n: CalibSet.load(d).batch_files[0] for n, d in calib_dirs.items()}
+    refused = model_mod.refuse_int8_reason(pre.summary)
+    stem = Path(model).stem
+    written: dict[str, dict[str, Path]] = {}
+    for soc in config.socs:
+        soc_out = out if len(config.socs) == 1 else out / soc
+        files = render.render_configs(
+            config, soc, pre.input_shapes, batch_files, soc_out, model_path=pre.model_path
+        )
+        try:
+            from ascend_quant.backends.atc import commands_for
+        except ImportError as exc:  # the atc backend is optional for rendering configs
+            log.warning(f"scripts not written: the atc backend is not available ({exc})")
+            written[soc] = files
+            continue
+        for route, script in SCRIPTS:
+            needs = {"atc": render.COMPRESSION_CONFIG, "amct": render.AMCT_CONFIG}.get(route)
+            if needs is not None and (refused or needs not in files):
+                log.info(f"{script} not written: {refused or needs + ' was not rendered'}")
+                continue
+            request = ConvertRequest(
+                model=pre.model_path,
+                source_sha256=pre.source_sha256,
+                input_shapes=pre.input_shapes,
+                soc=soc,
+                precision="fp16" if route == "fp16" else "int8",
+                out_dir=soc_out / "om",
+                name=stem,
+                quant=config.quant,
+                atc=config.atc,
+                aipp=config.aipp,
+                preprocess=config.preprocess,
+                calib_dirs=calib_dirs,
+                config_dir=soc_out,
+            )
+            try:
+                commands = commands_for(request, route)
+            except UsageError as exc:
+                log.warning(f"{script} not written: {exc.message}")
+                continue
+            label = "FP16" if route == "fp16" else f"INT8, route {route}"
+            files[script] = render.render_script(
+                commands, soc_out / script, config.templates, f"{stem} for {soc}: {label}"
+            )
+        written[soc] = files
+    return written
+
+
+def config(
+    model: Path | None = typer.Argument(None, help="The .onnx model (not needed with --show)."),
+    soc: str | None = typer.Option(None, "--soc", help="soc_version, e.g. Ascend310P3."),
+    out: Path | None = typer.Option(None, "--out", help="Directory for the rendered files."),
+    config_file: Path | None = typer.Option(
+        None, "--config", help="ascend-quant.toml, or a quant_config.json written before."
+    ),
+    show: bool = typer.Option(False, "--show", help="Print the effective config and exit."),
+    json_output: bool = JSON_OPTION,
+    activation_offset: bool | None = typer.Option(
+        None, "--activation-offset/--no-activation-offset", help="Asymmetric activations."
+    ),
+    channel_wise: bool | None = typer.Option(
+        None, "--channel-wise/--no-channel-wise", help="Per-channel weight scales (ARQ)."
+    ),
+    algorithm: str | None = typer.Option(
+        None, "--algorithm", help="Activation algorithm: ifmr or hfmg (simulator: more)."
+    ),
+    search_range: str | None = typer.Option(
+        None, "--search-range", help="IFMR search_range_start,search_range_end (0.7,1.3)."
+    ),
+    search_step: float | None = typer.Option(None, "--search-step", help="IFMR search_step."),
+    max_percentile: float | None = typer.Option(None, "--max-percentile"),
+    min_percentile: float | None = typer.Option(None, "--min-percentile"),
+    num_of_bins: int | None = typer.Option(None, "--num-of-bins", help="HFMG num_of_bins."),
+    skip_layers: str | None = typer.Option(
+        None, "--skip-layers", help="Comma-separated ONNX node names kept in float."
+    ),
+    skip_layer_types: str | None = typer.Option(
+        None, "--skip-layer-types", help="Comma-separated layer types (Conv2D, MatMulV2 or Gemm)."
+    ),
+    batch_num: int | None = typer.Option(None, "--batch-num", help="Calibration batches."),
+    calib_batch: int | None = typer.Option(
+        None, "--calib-batch", help="Samples per calibration batch (N)."
+    ),
+    aipp: bool | None = typer.Option(None, "--aipp/--no-aipp", help="Write a static aipp.cfg."),
+    input_shape: str | None = typer.Option(
+        None, "--input-shape", help='Dynamic dims, atc syntax: "name:1,3,224,224;..."'
+    ),
+    templates: Path | None = typer.Option(
+        None, "--templates", help="Directory of templates overriding the bundled ones by name."
+    ),
+    calib: list[str] | None = typer.Option(
+        None, "--calib", help="Calib set directory (NAME=DIR per input for several inputs)."
+    ),
+    no_simplify: bool = typer.Option(False, "--no-simplify", help="Do not run onnxsim."),
+) -> None:
+    """Render quant_config.json, the .cfg files and the atc/amct scripts for one model and soc."""
+    overrides = flag_overrides(
+        soc=soc,
+        activation_offset=activation_offset,
+        channel_wise=channel_wise,
+        algorithm=algorithm,
+        search_range=search_range,
+        search_step=search_step,
+        max_percentile=max_percentile,
+        min_percentile=min_percentile,
+        num_of_bins=num_of_bins,
+        skip_layers=skip_layers,
+        skip_layer_types=skip_layer_types,
+        batch_num=batch_num,
+        calib_batch=calib_batch,
+        aipp=aipp,
+        input_shape=input_shape,
+        templates=str(templates) if templates is not None else None,
+    )
+    effective = effective_config(config_file, overrides)
+    if show:
+        if json_output:
+            print_json(to_mapping(effective))
+        else:
+            console.print(to_toml(to_mapping(effective)), markup=False, highlight=False)
+        return
+    if model is None:
+        raise UsageError("missing MODEL", hint="ascend-quant config model.onnx --soc S --out DIR")
+    if out is None:
+        raise UsageError("missing --out DIR", hint="the rendered files go there")
+    written = render_all(model, effective, out, calib, simplify=not no_simplify)
+    if json_output:
+        print_json({soc: {k: str(v) for k, v in files.items()} for soc, files in written.items()})
+        return
+    table = Table(title="rendered", title_justify="left")
+    for column in ("soc", "file", "path"):
+        table.add_column(column)
+    for soc_name, files in written.items():
+        for name, path in files.items():
+            table.add_row(soc_name, name, str(path))
+    console.print(table)

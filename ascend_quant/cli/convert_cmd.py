@@ -1,10 +1,228 @@
-"""`ascend-quant convert`."""
+"""`ascend-quant convert MODEL --soc S --precision fp16|int8 [--backend auto|atc|sim]`."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from ascend_quant.cli.common import (
+    JSON_OPTION,
+    console,
+    err_console,
+    given,
+    print_json,
+    progress_for,
+)
+from ascend_quant.config import BuildConfig, load_build_config
 from ascend_quant.errors import UsageError
+from ascend_quant.progress import NULL_PROGRESS, Progress
 
 
-def convert() -> None:
-    """Placeholder until its issue lands."""
-    raise UsageError("'convert' is not implemented yet")
+def parse_int_list(text: str | None, what: str) -> tuple[int, ...] | None:
+    """'1,2,4' -> (1, 2, 4)."""
+    if text is None:
+        return None
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise UsageError(
+            f"{what}: '{text}' is not a comma-separated list of whole numbers"
+        ) from None
+
+
+def parse_hw_list(text: str | None) -> tuple[tuple[int, int], ...] | None:
+    """'416,416;832,832' -> ((416, 416), (832, 832)), atc's --dynamic_image_size syntax."""
+    if text is None:
+        return None
+    pairs = []
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        values = parse_int_list(part, "--dynamic-image-size") or ()
+        if len(values) != 2:
+            raise UsageError(
+                f"--dynamic-image-size: '{part}' is not h,w",
+                hint='e.g. --dynamic-image-size "416,416;832,832"',
+            )
+        pairs.append((values[0], values[1]))
+    return tuple(pairs)
+
+
+def calib_dirs_by_input(text: str | None) -> dict[str, Path]:
+    """--calib DIR[,DIR2] -> {input name: dir}, each dir a calib set (`ascend-quant calib`)."""
+    if not text:
+        return {}
+    from ascend_quant.calib import CalibSet
+
+    result: dict[str, Path] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        calib = CalibSet.load(Path(part))
+        if calib.input_name in result:
+            raise UsageError(f"two calibration sets for input '{calib.input_name}'")
+        result[calib.input_name] = Path(part)
+    return result
+
+
+@contextlib.contextmanager
+def _status_line(backend: Any, json_mode: bool) -> Iterator[Progress]:
+    """The atc backend streams tool output: show its last line on one live status line."""
+    if json_mode or not err_console.is_terminal:
+        yield NULL_PROGRESS
+        return
+    with err_console.status("starting ...") as status:
+
+        class _StatusProgress:
+            @contextlib.contextmanager
+            def task(self, description: str, total: int | None = None) -> Iterator[Any]:
+                status.update(description)
+                yield lambda n=1: None
+
+        backend.status = lambda line: status.update(line[:120])
+        yield _StatusProgress()
+
+
+def convert_model(
+    model: Path,
+    config: BuildConfig,
+    soc: str,
+    precision: str,
+    out: Path,
+    calib: str | None,
+    progress: Progress = NULL_PROGRESS,
+    backend_obj: Any = None,
+) -> Any:
+    """preflight -> (atc: render configs) -> backend.convert; returns the Artifact."""
+    from ascend_quant.backends import get_backend
+    from ascend_quant.backends.base import ConvertRequest
+    from ascend_quant.model import preflight, refuse_int8_reason
+    from ascend_quant.soc import get_soc
+
+    if precision not in ("fp16", "int8"):
+        raise UsageError(f"--precision: '{precision}' is not fp16 or int8")
+    get_soc(soc)
+    result = preflight(model, out / "model", input_shape=config.input_shape, progress=progress)
+    if precision == "int8":
+        reason = refuse_int8_reason(result.summary)
+        if reason:
+            raise UsageError(reason, hint="convert the float model, or use --precision fp16")
+    calib_dirs = calib_dirs_by_input(calib)
+    if precision == "int8" and not calib_dirs:
+        raise UsageError(
+            "--precision int8 needs calibration data",
+            hint="create a set with `ascend-quant calib` and pass --calib DIR",
+        )
+    backend = backend_obj or get_backend(config.backend)
+    config_dir: Path | None = None
+    if backend.name == "atc" and (precision == "int8" or config.aipp.enabled):
+        from ascend_quant.calib import CalibSet
+        from ascend_quant.render import render_configs
+
+        config_dir = out / soc / "configs"
+        batch_files = {n: CalibSet.load(d).batch_files[0] for n, d in calib_dirs.items()}
+        render_configs(
+            config, soc, result.input_shapes, batch_files, config_dir, model_path=result.model_path
+        )
+    request = ConvertRequest(
+        model=result.model_path,
+        source_sha256=result.source_sha256,
+        input_shapes=result.input_shapes,
+        soc=soc,
+        precision=precision,  # type: ignore[arg-type]
+        out_dir=out / soc / "om",
+        name=Path(model).stem,
+        quant=config.quant,
+        atc=config.atc,
+        aipp=config.aipp,
+        preprocess=config.preprocess,
+        calib_dirs=calib_dirs,
+        config_dir=config_dir,
+    )
+    return backend.convert(request, progress)
+
+
+def convert(
+    model: Path = typer.Argument(..., help="The ONNX model."),
+    soc: str = typer.Option(None, "--soc", help="soc_version, e.g. Ascend310P3."),
+    precision: str = typer.Option("fp16", "--precision", help="fp16 or int8."),
+    backend: str = typer.Option(None, "--backend", help="auto (default), atc or sim."),
+    out: Path = typer.Option(None, "--out", help="Output directory (default build/<model>)."),
+    calib: str = typer.Option(
+        None, "--calib", help="Calibration set dir(s) from `ascend-quant calib`, comma-separated."
+    ),
+    input_shape: str = typer.Option(
+        None, "--input-shape", help='atc syntax, e.g. "input:1,3,224,224;mask:1,4".'
+    ),
+    int8_route: str = typer.Option(None, "--int8-route", help="auto, atc (on an NPU) or amct."),
+    flag_dialect: str = typer.Option(
+        None, "--flag-dialect", help="documented (default) or sample (--enable_quantization)."
+    ),
+    precision_mode: str = typer.Option(None, "--precision-mode", help="atc --precision_mode."),
+    precision_mode_v2: str = typer.Option(
+        None, "--precision-mode-v2", help="atc --precision_mode_v2."
+    ),
+    output_type: str = typer.Option(None, "--output-type", help="atc --output_type, e.g. FP32."),
+    dynamic_batch_size: str = typer.Option(
+        None, "--dynamic-batch-size", help="Batch gears, e.g. 1,2,4,8."
+    ),
+    dynamic_image_size: str = typer.Option(
+        None, "--dynamic-image-size", help='h,w gears, e.g. "416,416;832,832".'
+    ),
+    aipp: bool = typer.Option(None, "--aipp/--no-aipp", help="Static AIPP (uint8 NHWC input)."),
+    log_level: str = typer.Option(None, "--log", help="atc --log: debug|info|warning|error|null."),
+    config_file: Path = typer.Option(None, "--config", help="ascend-quant.toml."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Convert an ONNX model to an .om for one soc, in FP16 or INT8."""
+    atc = given(
+        int8_route=int8_route,
+        flag_dialect=flag_dialect,
+        precision_mode=precision_mode,
+        precision_mode_v2=precision_mode_v2,
+        output_type=output_type,
+        dynamic_batch_size=parse_int_list(dynamic_batch_size, "--dynamic-batch-size"),
+        dynamic_image_size=parse_hw_list(dynamic_image_size),
+        log=log_level,
+    )
+    overrides: dict[str, Any] = given(backend=backend, input_shape=input_shape)
+    if atc:
+        overrides["atc"] = {k: list(v) if isinstance(v, tuple) else v for k, v in atc.items()}
+        if "dynamic_image_size" in atc:
+            overrides["atc"]["dynamic_image_size"] = [list(p) for p in atc["dynamic_image_size"]]
+    if aipp is not None:
+        overrides["aipp"] = {"enabled": aipp}
+    config = load_build_config(config_file, overrides)
+    soc_name = soc or config.socs[0]
+    out_dir = Path(out or config.out or Path("build") / Path(model).stem)
+
+    from ascend_quant.backends import get_backend
+
+    backend_obj = get_backend(config.backend)
+    live = (
+        _status_line(backend_obj, json_out) if backend_obj.name == "atc" else progress_for(json_out)
+    )
+    with live as progress:
+        artifact = convert_model(
+            model, config, soc_name, precision, out_dir, calib, progress, backend_obj
+        )
+    if json_out:
+        print_json(
+            {
+                "path": str(artifact.path),
+                "manifest": str(artifact.manifest_path),
+                "backend": artifact.backend,
+                "precision": artifact.precision,
+                "soc": artifact.soc,
+                "details": artifact.manifest,
+            }
+        )
+        return
+    size = artifact.path.stat().st_size
+    console.print(
+        f"[green]wrote[/green] {artifact.path} ({size / 1e6:.2f} MB, {artifact.backend}, "
+        f"{artifact.precision}, {artifact.soc})"
+    )
+    route = artifact.manifest.get("route")
+    if route:
+        console.print(f"route: {route}; manifest: {artifact.manifest_path}")

@@ -114,7 +114,10 @@ def luma(rgb: np.ndarray) -> np.ndarray:
 
 
 def random_batch(
-    images: list[np.ndarray], weights: np.ndarray, rng: np.random.Generator, args: argparse.Namespace
+    images: list[np.ndarray],
+    weights: np.ndarray,
+    rng: np.random.Generator,
+    args: argparse.Namespace,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Random HR crops (flip/rot90 augmented) and their Pillow-bicubic LR versions."""
     lrs, hrs = [], []
@@ -194,7 +197,9 @@ def evaluate(model: Any, holdout: list[tuple[str, np.ndarray]], scale: int) -> d
     return {"images": rows, "mean": mean}
 
 
-def export_onnx(model: Any, args: argparse.Namespace, holdout: list[tuple[str, np.ndarray]]) -> float:
+def export_onnx(
+    model: Any, args: argparse.Namespace, holdout: list[tuple[str, np.ndarray]]
+) -> float:
     """Static-shape ONNX export, verified on ONNX Runtime; returns max |ORT - PyTorch|."""
     import warnings
 

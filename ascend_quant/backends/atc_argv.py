@@ -1,0 +1,659 @@
+"""atc / amct_onnx command lines and the checks that run before either tool is started.
+
+Pure where it can be: argv lists are built from the `ConvertRequest` alone (plus the calib set
+manifests for amct's `--data_dir`). Program names are the bare `atc` / `amct_onnx`, as in the
+rendered scripts that rely on `set_env.sh`; `atc.py` substitutes the resolved paths when running.
+
+Routes: `fp16` (plain atc), `atc` (INT8 calibrated inside atc on an NPU through
+`--compression_optimize_conf`, or `--enable_quantization` in the sample dialect) and `amct`
+(`amct_onnx calibration` on the CPU, then atc on the `*_deploy_model.onnx`). Reference §1-§5.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ascend_quant.backends.base import ConvertRequest
+from ascend_quant.backends.toolkit import Toolkit
+from ascend_quant.config import AtcConfig, format_input_shape
+from ascend_quant.errors import UsageError
+
+ROUTES = ("fp16", "atc", "amct")
+
+PRECISION_MODES = (
+    "force_fp16",
+    "force_fp32",
+    "cube_fp16in_fp32out",
+    "allow_fp32_to_fp16",
+    "must_keep_origin_dtype",
+    "allow_mix_precision",
+    "allow_mix_precision_fp16",
+    "allow_mix_precision_bf16",
+    "allow_fp32_to_bf16",
+)
+PRECISION_MODES_V2 = (
+    "fp16",
+    "origin",
+    "cube_fp16in_fp32out",
+    "mixed_float16",
+    "mixed_bfloat16",
+    "mixed_hif8",
+    "cube_hif8",
+)
+OUTPUT_TYPES = (
+    "FP32",
+    "FP16",
+    "UINT8",
+    "INT8",
+    "UINT16",
+    "INT16",
+    "UINT32",
+    "INT32",
+    "UINT64",
+    "INT64",
+    "DOUBLE",
+    "HIF8",
+    "FP8E5M2",
+    "FP8E4M3FN",
+)
+LOG_LEVELS = ("debug", "info", "warning", "error", "null")
+IMPLMODES = (
+    "high_performance",
+    "high_precision",
+    "high_performance_for_all",
+    "high_precision_for_all",
+)
+INPUT_FORMATS = ("NCHW", "NHWC", "NCDHW", "ND")
+# Modes that ask for more precision than INT8 gives; atc refuses them with calibration (§3).
+HIGH_PRECISION_MODES = ("force_fp32", "cube_fp16in_fp32out", "must_keep_origin_dtype")
+HIGH_PRECISION_MODES_V2 = ("origin", "cube_fp16in_fp32out")
+DYNAMIC_FLAGS = ("dynamic_batch_size", "dynamic_image_size", "input_shape_range", "dynamic_dims")
+MAX_GEARS = 100
+
+# Rendered by render.py into request.config_dir, with exactly these names.
+SIMPLE_CONFIG = "simple_config.cfg"
+AMCT_CONFIG = "amct_config.cfg"
+COMPRESSION_CONFIG = "compression_optimize.cfg"
+AIPP_CONFIG = "aipp.cfg"
+QUANT_CONFIG_JSON = "quant_config.json"
+
+# Flags this module sets itself; extra_args may not repeat them.
+MANAGED_FLAGS = (
+    "model",
+    "framework",
+    "output",
+    "soc_version",
+    "input_format",
+    "input_shape",
+    "log",
+    "precision_mode",
+    "precision_mode_v2",
+    "output_type",
+    "insert_op_conf",
+    "enable_small_channel",
+    "dynamic_batch_size",
+    "dynamic_image_size",
+    "op_select_implmode",
+    "optypelist_for_implmode",
+    "op_precision_mode",
+    "compression_optimize_conf",
+    "enable_quantization",
+    "quantization_config",
+)
+
+
+# ---------------------------------------------------------------- calibration sets
+
+
+@dataclass(frozen=True)
+class CalibInfo:
+    """One calib set dir as its manifest.json describes it (see ascend_quant/calib.py)."""
+
+    input_name: str
+    dir: Path
+    shape: tuple[int, ...]  # per sample, N = 1
+    dtype: str
+    batch: int
+    batch_dir: Path
+    batch_files: tuple[Path, ...]
+    sample_files: tuple[Path, ...]
+
+    @property
+    def sample_bytes(self) -> int:
+        return math.prod(self.shape) * np.dtype(self.dtype).itemsize
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        return (self.batch, *self.shape[1:])
+
+
+def load_calib(path: Path) -> CalibInfo:
+    """Read and validate a calib set (CalibSet.load checks every file's size)."""
+    from ascend_quant.calib import CalibSet
+
+    calib = CalibSet.load(Path(path))
+    return CalibInfo(
+        input_name=calib.input_name,
+        dir=calib.root,
+        shape=tuple(calib.sample_shape),
+        dtype=np.dtype(calib.dtype).name,
+        batch=calib.batch,
+        batch_dir=calib.batch_dir,
+        batch_files=tuple(calib.batch_files),
+        sample_files=tuple(calib.sample_files),
+    )
+
+
+def calib_infos(request: ConvertRequest) -> list[CalibInfo]:
+    """The calib sets of `request`, in model input order (amct pairs dirs by position)."""
+    order = list(request.input_shapes) + [
+        n for n in request.calib_dirs if n not in request.input_shapes
+    ]
+    return [load_calib(request.calib_dirs[name]) for name in order if name in request.calib_dirs]
+
+
+# ---------------------------------------------------------------- paths
+
+
+def output_stem(request: ConvertRequest) -> str:
+    return f"{request.name}_{request.precision}"
+
+
+def work_dir(request: ConvertRequest) -> Path:
+    """atc's working directory (fusion_result.json lands here) and where it writes the .om."""
+    return Path(request.out_dir) / "work" / output_stem(request)
+
+
+def log_path(request: ConvertRequest, tool: str = "atc") -> Path:
+    return Path(request.out_dir) / "logs" / f"{output_stem(request)}.{tool}.log"
+
+
+def amct_save_path(request: ConvertRequest) -> Path:
+    return work_dir(request) / "amct" / request.name
+
+
+def deploy_model_path(request: ConvertRequest) -> Path:
+    return Path(f"{amct_save_path(request)}_deploy_model.onnx")
+
+
+def _config_file(request: ConvertRequest, name: str) -> Path:
+    if request.config_dir is None:
+        raise UsageError(
+            f"the atc backend needs the rendered {name}, but no config directory was given",
+            hint="render the configs first with `ascend-quant config`",
+        )
+    return Path(request.config_dir) / name
+
+
+# ---------------------------------------------------------------- argv
+
+
+def atc_input_shape(request: ConvertRequest) -> str:
+    """--input_shape, with -1 where the dynamic gears need it (N; or H and W)."""
+    atc = request.atc
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name, dims in request.input_shapes.items():
+        new = list(dims)
+        if atc.dynamic_batch_size and new:
+            new[0] = -1
+        if atc.dynamic_image_size and len(new) == 4:
+            h, w = (1, 2) if atc.input_format == "NHWC" else (2, 3)
+            new[h] = new[w] = -1
+        shapes[name] = tuple(new)
+    return format_input_shape(shapes)
+
+
+def _small_channel(request: ConvertRequest, route: str) -> bool:
+    if request.atc.enable_small_channel:
+        return True
+    if route == "atc" and request.atc.enable_first_layer_quantization:
+        return True
+    if request.aipp.enabled:
+        c_axis = 3 if request.atc.input_format == "NHWC" else 1
+        return any(len(d) == 4 and d[c_axis] <= 4 for d in request.input_shapes.values())
+    return False
+
+
+def atc_command(request: ConvertRequest, route: str, model: Path) -> list[str]:
+    """The atc argv for `route` on `model` (the source model, or AMCT's deploy model)."""
+    atc = request.atc
+    argv = [
+        "atc",
+        f"--model={model}",
+        "--framework=5",
+        f"--output={work_dir(request) / output_stem(request)}",
+        f"--soc_version={request.soc}",
+        f"--input_format={atc.input_format}",
+        f"--input_shape={atc_input_shape(request)}",
+        f"--log={atc.log}",
+    ]
+    if atc.precision_mode:
+        argv.append(f"--precision_mode={atc.precision_mode}")
+    if atc.precision_mode_v2:
+        argv.append(f"--precision_mode_v2={atc.precision_mode_v2}")
+    if atc.output_type:
+        argv.append(f"--output_type={atc.output_type}")
+    if request.aipp.enabled:
+        argv.append(f"--insert_op_conf={_config_file(request, AIPP_CONFIG)}")
+    if _small_channel(request, route):
+        argv.append("--enable_small_channel=1")
+    if atc.dynamic_batch_size:
+        argv.append(f"--dynamic_batch_size={','.join(map(str, atc.dynamic_batch_size))}")
+    if atc.dynamic_image_size:
+        gears = ";".join(f"{h},{w}" for h, w in atc.dynamic_image_size)
+        argv.append(f"--dynamic_image_size={gears}")
+    if atc.op_select_implmode:
+        argv.append(f"--op_select_implmode={atc.op_select_implmode}")
+    if atc.optypelist_for_implmode:
+        argv.append(f"--optypelist_for_implmode={','.join(atc.optypelist_for_implmode)}")
+    if atc.op_precision_mode:
+        argv.append(f"--op_precision_mode={atc.op_precision_mode}")
+    if route == "atc":
+        if atc.flag_dialect == "sample":
+            argv.append("--enable_quantization=true")
+            argv.append(f"--quantization_config={_config_file(request, QUANT_CONFIG_JSON)}")
+        else:
+            argv.append(f"--compression_optimize_conf={_config_file(request, COMPRESSION_CONFIG)}")
+    argv.extend(atc.extra_args)
+    return argv
+
+
+def amct_command(request: ConvertRequest, infos: Sequence[CalibInfo]) -> list[str]:
+    """`amct_onnx calibration` on the CPU; one batch dir per input, `;`-joined in input order."""
+    if not infos:
+        raise UsageError(
+            "INT8 through amct_onnx needs a calibration set",
+            hint="pass --calib DIR (created by `ascend-quant calib`)",
+        )
+    shapes = format_input_shape({i.input_name: i.batch_shape for i in infos})
+    return [
+        "amct_onnx",
+        "calibration",
+        f"--model={request.model}",
+        f"--save_path={amct_save_path(request)}",
+        f"--input_shape={shapes}",
+        f"--data_dir={';'.join(str(i.batch_dir) for i in infos)}",
+        f"--data_types={';'.join(i.dtype for i in infos)}",
+        f"--calibration_config={_config_file(request, AMCT_CONFIG)}",
+    ]
+
+
+def commands_for(request: ConvertRequest, route: str) -> list[list[str]]:
+    """Every command the route runs, in order, with bare program names."""
+    if route == "fp16":
+        return [atc_command(request, route, Path(request.model))]
+    if route == "atc":
+        return [atc_command(request, route, Path(request.model))]
+    if route == "amct":
+        return [
+            amct_command(request, calib_infos(request)),
+            atc_command(request, route, deploy_model_path(request)),
+        ]
+    raise UsageError(f"unknown conversion route '{route}'", hint="use fp16, atc or amct")
+
+
+# ---------------------------------------------------------------- soc and route
+
+
+def soc_supports_atc_calibration(soc: str) -> bool:
+    """Whether atc can calibrate INT8 for `soc` (reference §3: not 950, not IPV350)."""
+    from ascend_quant.soc import get_soc
+
+    try:
+        return get_soc(soc).atc_calibration
+    except UsageError:
+        return False
+
+
+def choose_route(request: ConvertRequest, toolkit: Toolkit) -> str:
+    """fp16; or the configured INT8 route. `auto` is atc when a visible NPU of this soc can
+    calibrate and the ATC configs were rendered, else amct (CPU calibration)."""
+    if request.precision == "fp16":
+        return "fp16"
+    wanted = request.atc.int8_route
+    if wanted != "auto":
+        return wanted
+    needed = QUANT_CONFIG_JSON if request.atc.flag_dialect == "sample" else COMPRESSION_CONFIG
+    rendered = request.config_dir is not None and (Path(request.config_dir) / needed).is_file()
+    if (
+        rendered
+        and toolkit.npu_visible
+        and toolkit.npu_soc == request.soc
+        and soc_supports_atc_calibration(request.soc)
+    ):
+        return "atc"
+    return "amct"
+
+
+# ---------------------------------------------------------------- pre-checks
+
+
+def _choice(value: str | None, options: Sequence[str], flag: str) -> None:
+    if value is None or value in options:
+        return
+    match = difflib.get_close_matches(value, list(options), n=1)
+    hint = f"did you mean '{match[0]}'?" if match else f"use one of: {', '.join(options)}"
+    raise UsageError(f"{flag}: '{value}' is not a value atc accepts", hint=hint)
+
+
+def _flag_name(arg: str) -> str | None:
+    match = re.match(r"^--([A-Za-z0-9_]+)", arg)
+    return match.group(1) if match else None
+
+
+def check_flag_values(atc: AtcConfig) -> None:
+    _choice(atc.precision_mode, PRECISION_MODES, "--precision-mode")
+    _choice(atc.precision_mode_v2, PRECISION_MODES_V2, "--precision-mode-v2")
+    _choice(atc.log, LOG_LEVELS, "--log")
+    _choice(atc.op_select_implmode, IMPLMODES, "--op-select-implmode")
+    _choice(atc.input_format, INPUT_FORMATS, "--input-format")
+    if atc.output_type and ":" not in atc.output_type:
+        _choice(atc.output_type, OUTPUT_TYPES, "--output-type")
+    if atc.optypelist_for_implmode and not atc.op_select_implmode:
+        raise UsageError(
+            "optypelist_for_implmode needs op_select_implmode",
+            hint="also set --op-select-implmode high_precision (or high_performance)",
+        )
+    if atc.timeout_s <= 0:
+        raise UsageError("atc.timeout_s must be positive")
+    for arg in atc.extra_args:
+        name = _flag_name(arg)
+        if name is None or "=" not in arg:
+            raise UsageError(
+                f"extra atc argument '{arg}' is not in atc's --flag=value form",
+                hint="write each extra argument as --flag=value (gflags syntax)",
+            )
+        if name in MANAGED_FLAGS:
+            raise UsageError(
+                f"extra atc argument '{arg}' repeats a flag ascend-quant sets itself",
+                hint=f"use the ascend-quant option for --{name} instead of extra_args",
+            )
+
+
+def check_exclusive(atc: AtcConfig) -> None:
+    """precision_mode vs precision_mode_v2, and atc's E10009 rule for the dynamic flags."""
+    if atc.precision_mode and atc.precision_mode_v2:
+        raise UsageError(
+            "precision_mode and precision_mode_v2 cannot be used together",
+            hint="keep one: --precision-mode-v2 is the recommended one",
+        )
+    dynamic = [f for f in ("dynamic_batch_size", "dynamic_image_size") if getattr(atc, f)]
+    dynamic += [n for n in map(_flag_name, atc.extra_args) if n in DYNAMIC_FLAGS]
+    if len(dynamic) > 1:
+        raise UsageError(
+            "atc rejects " + " with ".join(f"--{d}" for d in dynamic) + " (E10009: "
+            "dynamic_batch_size, dynamic_image_size, input_shape_range and dynamic_dims are "
+            "mutually exclusive)",
+            hint="keep only one dynamic-shape option",
+        )
+    if atc.dynamic_batch_size:
+        gears = atc.dynamic_batch_size
+        if not 2 <= len(gears) <= MAX_GEARS or any(g <= 0 for g in gears):
+            raise UsageError(
+                f"--dynamic-batch-size {','.join(map(str, gears))}: atc needs 2 to {MAX_GEARS} "
+                "positive batch sizes",
+                hint="e.g. --dynamic-batch-size 1,2,4,8",
+            )
+        if len(set(gears)) != len(gears):
+            raise UsageError("--dynamic-batch-size lists a batch size twice")
+    if atc.dynamic_image_size:
+        gears_hw = atc.dynamic_image_size
+        if not 2 <= len(gears_hw) <= MAX_GEARS or any(v <= 0 for hw in gears_hw for v in hw):
+            raise UsageError(
+                f"--dynamic-image-size: atc needs 2 to {MAX_GEARS} positive h,w pairs",
+                hint='e.g. --dynamic-image-size "416,416;832,832"',
+            )
+        if atc.input_format not in ("NCHW", "NHWC"):
+            raise UsageError(
+                "--dynamic-image-size needs --input-format NCHW or NHWC",
+                hint="drop --input-format or set it to NCHW",
+            )
+
+
+def _high_precision_ini(value: str) -> bool:
+    path = Path(value)
+    if value == "high_precision":
+        return True
+    try:
+        return path.is_file() and "high_precision" in path.read_text(errors="replace")
+    except OSError:
+        return False
+
+
+def check_high_precision(atc: AtcConfig, calibrating: bool) -> None:
+    """atc refuses high-precision modes together with INT8 calibration (reference §3)."""
+    if not calibrating:
+        return
+    bad: str | None = None
+    if atc.precision_mode in HIGH_PRECISION_MODES:
+        bad = f"--precision_mode={atc.precision_mode}"
+    elif atc.precision_mode_v2 in HIGH_PRECISION_MODES_V2:
+        bad = f"--precision_mode_v2={atc.precision_mode_v2}"
+    elif atc.op_precision_mode and _high_precision_ini(atc.op_precision_mode):
+        bad = "high_precision in --op_precision_mode"
+    if bad:
+        raise UsageError(
+            f"{bad} asks for more precision than INT8 gives; atc refuses it with calibration",
+            hint="drop the precision option for --precision int8, or build --precision fp16",
+        )
+
+
+def check_aipp(request: ConvertRequest) -> None:
+    if not request.aipp.enabled:
+        return
+    if request.atc.input_format not in ("NCHW", "NHWC"):
+        raise UsageError(
+            f"AIPP needs --input-format NCHW or NHWC, not {request.atc.input_format}",
+            hint="set --input-format NCHW, or drop --aipp",
+        )
+    if any(_flag_name(a) == "dynamic_dims" for a in request.atc.extra_args):
+        raise UsageError(
+            "AIPP (--insert_op_conf) cannot be combined with --dynamic_dims",
+            hint="drop --aipp or the --dynamic_dims extra argument",
+        )
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    name: str
+    dtype: str
+    shape: tuple[int | str, ...]
+
+
+def model_inputs(model: Path) -> dict[str, ModelInput]:
+    """The graph inputs of an ONNX file that are not initializers (weights are not loaded)."""
+    import onnx
+    from onnx import helper
+
+    try:
+        proto = onnx.load(str(model), load_external_data=False)
+    except Exception as exc:
+        raise UsageError(f"cannot read ONNX model {model}: {exc}") from None
+    inits = {t.name for t in proto.graph.initializer}
+    result: dict[str, ModelInput] = {}
+    for value in proto.graph.input:
+        if value.name in inits:
+            continue
+        tensor = value.type.tensor_type
+        try:
+            dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.elem_type)).name
+        except (KeyError, TypeError, ValueError):
+            dtype = "float32"
+        dims = tuple(
+            d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+            for d in tensor.shape.dim
+        )
+        result[value.name] = ModelInput(value.name, dtype, dims)
+    return result
+
+
+def check_inputs(request: ConvertRequest, inputs: dict[str, ModelInput]) -> None:
+    """Every --input_shape name and calib input exists in the model; every input has a shape."""
+    known = ", ".join(inputs) or "(none)"
+    for name in list(request.input_shapes) + list(request.calib_dirs):
+        if name not in inputs:
+            match = difflib.get_close_matches(name, list(inputs), n=1)
+            raise UsageError(
+                f"the model has no input named '{name}' (its inputs: {known})",
+                hint=f"did you mean '{match[0]}'?" if match else "use the model's input names",
+            )
+    missing = [n for n in inputs if n not in request.input_shapes]
+    if missing:
+        raise UsageError(
+            f"no shape for model input(s) {', '.join(missing)}",
+            hint='give every input a static shape, e.g. --input-shape "input:1,3,224,224"',
+        )
+
+
+def check_calib(
+    request: ConvertRequest, infos: Sequence[CalibInfo], inputs: dict[str, ModelInput]
+) -> None:
+    """Every input has a calib set whose shape/dtype match and every .bin has the exact size."""
+    have = {i.input_name: i for i in infos}
+    for name in inputs:
+        if name not in have:
+            raise UsageError(
+                f"INT8 needs calibration data for input '{name}'",
+                hint="create it with `ascend-quant calib` and pass --calib DIR",
+            )
+    for info in infos:
+        model_shape = request.input_shapes.get(info.input_name, ())
+        if tuple(info.shape[1:]) != tuple(model_shape[1:]):
+            raise UsageError(
+                f"calibration set {info.dir} holds samples of shape {list(info.shape)} but input "
+                f"'{info.input_name}' is {list(model_shape)}",
+                hint="re-create the calibration set for this model's input shape",
+            )
+        model_dtype = inputs[info.input_name].dtype
+        if not request.aipp.enabled and info.dtype != model_dtype:
+            raise UsageError(
+                f"calibration set {info.dir} is {info.dtype} but input '{info.input_name}' is "
+                f"{model_dtype} (atc would fail with 'input image size ... is not equal to "
+                "model input size')",
+                hint=f"re-create the calibration set with dtype {model_dtype}",
+            )
+        if not info.batch_files:
+            raise UsageError(
+                f"calibration set {info.dir} has no batch files in {info.batch_dir}",
+                hint="re-create it with `ascend-quant calib`",
+            )
+        checks = [(f, info.sample_bytes) for f in info.sample_files]
+        checks += [(f, info.sample_bytes * info.batch) for f in info.batch_files]
+        for path, expected in checks:
+            _check_size(path, expected, f"{info.dtype} {list(info.shape)}")
+
+
+def _check_size(path: Path, expected: int, what: str) -> None:
+    try:
+        size = path.stat().st_size
+    except OSError:
+        raise UsageError(
+            f"calibration file {path} is missing",
+            hint="re-create the set with `ascend-quant calib`",
+        ) from None
+    if size != expected:
+        raise UsageError(
+            f"calibration file {path} has {size} bytes, expected {expected} ({what})",
+            hint="re-create the calibration set; a 2x gap usually means a float16/float32 mix-up",
+        )
+
+
+_CFG_FIELD = re.compile(r"^\s*(input_data_dir|input_shape)\s*:\s*\"?([^\"#\n]*)\"?", re.M)
+
+
+def check_compression_data(config: Path, inputs: dict[str, ModelInput], cwd: Path) -> None:
+    """The .bin files the compression config names hold exactly input_shape x dtype bytes."""
+    try:
+        text = config.read_text()
+    except OSError:
+        raise UsageError(
+            f"{config} is missing", hint="render it with `ascend-quant config`"
+        ) from None
+    fields = {m.group(1): m.group(2).strip() for m in _CFG_FIELD.finditer(text)}
+    if "input_data_dir" not in fields or "input_shape" not in fields:
+        raise UsageError(
+            f"{config} lacks input_data_dir or input_shape in its calibration block",
+            hint="re-render it with `ascend-quant config`",
+        )
+    files = [p.strip() for p in re.split(r"[,;]", fields["input_data_dir"]) if p.strip()]
+    from ascend_quant.config import parse_input_shape
+
+    shapes = list(parse_input_shape(fields["input_shape"]).items())
+    if len(files) != len(shapes):
+        raise UsageError(
+            f"{config}: {len(files)} calibration file(s) for {len(shapes)} input shape(s)",
+            hint="give one calibration .bin per model input",
+        )
+    for raw, (name, dims) in zip(files, shapes):
+        path = Path(raw) if Path(raw).is_absolute() else cwd / raw
+        dtype = inputs[name].dtype if name in inputs else "float32"
+        expected = math.prod(dims) * np.dtype(dtype).itemsize
+        _check_size(path, expected, f"{dtype} {list(dims)} for '{name}' in {config.name}")
+
+
+def check_route(request: ConvertRequest, route: str, toolkit: Toolkit) -> None:
+    """The tools the route needs exist, and ATC-native calibration has an NPU to run on."""
+    if route == "amct" and toolkit.amct_onnx is None:
+        raise UsageError(
+            "INT8 through amct_onnx, but amct_onnx was not found",
+            hint="install the AMCT package of your CANN toolkit (pip install its amct_onnx wheel)",
+        )
+    if route != "atc":
+        return
+    if not soc_supports_atc_calibration(request.soc):
+        raise UsageError(
+            f"atc cannot calibrate INT8 for {request.soc}",
+            hint="use --int8-route amct (amct_onnx calibrates on the CPU)",
+        )
+    if not toolkit.npu_visible:
+        raise UsageError(
+            "--int8-route atc calibrates on an NPU, and no NPU is visible (npu-smi info)",
+            hint="use --int8-route amct to calibrate on the CPU, or run on a host with an NPU",
+        )
+
+
+def precheck(
+    request: ConvertRequest, route: str, toolkit: Toolkit, cwd: Path | None = None
+) -> None:
+    """All checks before any tool runs; each failure is a UsageError naming the fix."""
+    if route not in ROUTES:
+        raise UsageError(f"unknown conversion route '{route}'", hint="use fp16, atc or amct")
+    atc = request.atc
+    check_flag_values(atc)
+    check_exclusive(atc)
+    check_high_precision(atc, calibrating=route != "fp16")
+    check_aipp(request)
+    if not Path(request.model).is_file():
+        raise UsageError(f"model not found: {request.model}")
+    inputs = model_inputs(Path(request.model))
+    check_inputs(request, inputs)
+    names = []
+    if request.aipp.enabled:
+        names.append(AIPP_CONFIG)
+    if route == "amct":
+        names.append(AMCT_CONFIG)
+    if route == "atc":
+        names.append(QUANT_CONFIG_JSON if atc.flag_dialect == "sample" else COMPRESSION_CONFIG)
+    for name in names:
+        path = _config_file(request, name)
+        if not path.is_file():
+            raise UsageError(
+                f"{path} is missing", hint="render the configs with `ascend-quant config`"
+            )
+    check_route(request, route, toolkit)
+    if route == "amct":
+        check_calib(request, calib_infos(request), inputs)
+    elif route == "atc":
+        if request.calib_dirs:
+            check_calib(request, calib_infos(request), inputs)
+        if atc.flag_dialect == "documented":
+            check_compression_data(
+                _config_file(request, COMPRESSION_CONFIG), inputs, cwd or work_dir(request)
+            )

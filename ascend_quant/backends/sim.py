@@ -1,0 +1,506 @@
+"""The simulated backend: FP16 and INT8 "conversion" and execution on the CPU with ONNX Runtime.
+
+`convert` writes the simulator's own .om container (simfile.py) holding the ONNX model that
+reproduces what the NPU computes: FP16 rounding of every weight and activation for `fp16`; for
+`int8`, a QDQ fake-quant model calibrated on the calib set with the Ascend quant settings, whose
+non-quantized parts are FP16-rounded as well (they run in FP16 on the NPU). `run` and `bench`
+execute such containers with ais_bench's file conventions and timing schema.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import platform
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from ascend_quant.__about__ import __version__
+from ascend_quant.aisbench_io import iter_feeds, output_path, write_output
+from ascend_quant.backends.base import (
+    Artifact,
+    BenchResult,
+    ConvertRequest,
+    RunResult,
+    TensorSpec,
+)
+from ascend_quant.backends.simfile import read_sim_om, write_sim_om
+from ascend_quant.bench import latency_stats, time_loop
+from ascend_quant.config import BenchConfig, to_mapping
+from ascend_quant.errors import UsageError
+from ascend_quant.onnx_io import to_ort_bytes
+from ascend_quant.progress import NULL_PROGRESS, Progress
+from ascend_quant.workspace import atomic_write_json, sha256_bytes, sha256_file
+
+log = logging.getLogger("ascend_quant")
+
+Feeds = dict[str, np.ndarray]
+
+_ORT_DTYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(double)": "float64",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+    "tensor(bool)": "bool",
+}
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+def session_options() -> Any:
+    """The one place the simulator's ORT settings live.
+
+    Sequential execution; intra-op threads left to ORT (all cores); basic graph optimisation,
+    which folds constants (e.g. DequantizeLinear of int8 weights, exactly) but applies none of
+    the extended fusions that would turn Q/DQ pairs into integer kernels or drop FP16 Casts.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.log_severity_level = 3
+    return options
+
+
+def make_session(model: bytes | onnx.ModelProto) -> Any:
+    import onnxruntime as ort
+
+    data = to_ort_bytes(model) if isinstance(model, onnx.ModelProto) else model
+    try:
+        return ort.InferenceSession(
+            data, sess_options=session_options(), providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # ORT raises its own exception types
+        raise UsageError(
+            f"ONNX Runtime cannot load the model: {str(exc).splitlines()[0]}",
+            hint="check the model with `ascend-quant inspect`",
+        ) from None
+
+
+def _specs(args: list[Any]) -> list[TensorSpec]:
+    return [
+        TensorSpec(
+            a.name,
+            _ORT_DTYPES.get(a.type, a.type),
+            tuple(d if isinstance(d, int) else str(d) for d in a.shape),
+        )
+        for a in args
+    ]
+
+
+class OrtRunner:
+    """Runs an ONNX model with the simulator's session options; reports each inference's time."""
+
+    def __init__(self, model: bytes | onnx.ModelProto | Path, name: str = "") -> None:
+        if isinstance(model, (str, Path)):
+            model = Path(model).read_bytes()
+        self.name = name
+        self._session = make_session(model)
+        self.inputs: list[TensorSpec] = _specs(self._session.get_inputs())
+        self.outputs: list[TensorSpec] = _specs(self._session.get_outputs())
+        self.last_latency_ms = 0.0
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        names = [o.name for o in self.outputs]
+        start = time.perf_counter()
+        values = self._session.run(names, feeds)
+        self.last_latency_ms = (time.perf_counter() - start) * 1000.0
+        return dict(zip(names, values))
+
+    def close(self) -> None:
+        self._session = None
+
+
+class SimRunner(OrtRunner):
+    """An open simulated .om (its metadata is `.metadata`)."""
+
+    def __init__(self, om_path: Path) -> None:
+        self.metadata, onnx_bytes = read_sim_om(Path(om_path))
+        super().__init__(onnx_bytes, name=Path(om_path).name)
+
+
+def open_runner(om_path: Path) -> SimRunner:
+    return SimRunner(om_path)
+
+
+# --------------------------------------------------------------------------- model preparation
+
+
+def _fix_input_shapes(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> None:
+    """Make the inputs static as atc's --input_shape does (shape inference is re-run later)."""
+    inits = {i.name for i in model.graph.initializer}
+    for graph_input in model.graph.input:
+        if graph_input.name in inits or graph_input.name not in shapes:
+            continue
+        dims = graph_input.type.tensor_type.shape.dim
+        wanted = shapes[graph_input.name]
+        if len(dims) != len(wanted):
+            raise UsageError(
+                f"input '{graph_input.name}' has rank {len(dims)} but the input shape "
+                f"{list(wanted)} has rank {len(wanted)}"
+            )
+        for dim, value in zip(dims, wanted):
+            dim.ClearField("dim_param")
+            dim.dim_value = int(value)
+    del model.graph.value_info[:]
+
+
+def _model_inputs(model: onnx.ModelProto) -> dict[str, tuple[tuple[int, ...], str]]:
+    from onnx import helper
+
+    inits = {i.name for i in model.graph.initializer}
+    result = {}
+    for graph_input in model.graph.input:
+        if graph_input.name in inits:
+            continue
+        tensor_type = graph_input.type.tensor_type
+        dims = tuple(d.dim_value if d.dim_value > 0 else -1 for d in tensor_type.shape.dim)
+        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)).name
+        result[graph_input.name] = (dims, dtype)
+    return result
+
+
+def calibration_feeds(
+    model_inputs: dict[str, tuple[tuple[int, ...], str]],
+    calib_dirs: dict[str, Path],
+    batch_num: int | None = None,
+) -> tuple[Iterator[Feeds], int, dict[str, str]]:
+    """Stream feeds at the model's batch size from the calib sets; (iterator, count, shas).
+
+    The model batch N equals the set's batch: its batch files; N == 1: one sample at a time;
+    any other N: samples regrouped N at a time, the last group padded from the set's start.
+    """
+    from ascend_quant.calib import CalibSet
+
+    missing = [name for name in model_inputs if name not in calib_dirs]
+    if missing:
+        raise UsageError(
+            f"no calibration data for input(s) {', '.join(missing)}",
+            hint="run `ascend-quant calib` for every model input (calib_dirs: input -> dir)",
+        )
+    extra = [name for name in calib_dirs if name not in model_inputs]
+    if extra:
+        raise UsageError(
+            f"calibration data given for unknown input(s) {', '.join(extra)}",
+            hint=f"the model's inputs are {', '.join(model_inputs)}",
+        )
+    sets = {name: CalibSet.load(Path(calib_dirs[name])) for name in model_inputs}
+    counts = {}
+    for name, (shape, dtype) in model_inputs.items():
+        calib = sets[name]
+        if tuple(calib.sample_shape[1:]) != tuple(shape[1:]) or calib.dtype != dtype:
+            raise UsageError(
+                f"calib set {calib.root} holds {calib.dtype} samples of shape "
+                f"{list(calib.sample_shape)}, but input '{name}' is {dtype} {list(shape)}",
+                hint="re-create the calib set with the model's input size and dtype",
+            )
+        batch = shape[0] if shape and shape[0] > 0 else 1
+        counts[name] = (
+            len(calib.batch_files) if batch == calib.batch else math.ceil(len(calib) / batch)
+        )
+    if len(set(counts.values())) > 1:
+        raise UsageError(
+            "the calib sets give different numbers of batches: "
+            + ", ".join(f"{k}={v}" for k, v in counts.items()),
+            hint="make every input's calib set from the same number of samples",
+        )
+    total = next(iter(counts.values()))
+    if batch_num is not None:
+        total = min(total, batch_num)
+
+    def stream(name: str) -> Iterator[np.ndarray]:
+        shape, _ = model_inputs[name]
+        calib = sets[name]
+        batch = shape[0] if shape and shape[0] > 0 else 1
+        if batch == calib.batch:
+            yield from calib.iter_batches()
+        elif batch == 1:
+            yield from calib.iter_samples()
+        else:
+            group: list[np.ndarray] = []
+            for sample in calib.iter_samples():
+                group.append(sample)
+                if len(group) == batch:
+                    yield np.concatenate(group)
+                    group = []
+            if group:
+                pad = calib.iter_samples()
+                while len(group) < batch:
+                    group.append(next(pad))
+                yield np.concatenate(group)
+
+    def feeds() -> Iterator[Feeds]:
+        streams = {name: stream(name) for name in model_inputs}
+        for _ in range(total):
+            yield {name: next(it) for name, it in streams.items()}
+
+    shas = {name: calib.manifest_sha256 for name, calib in sets.items()}
+    return feeds(), total, shas
+
+
+def build_sim_model(
+    request: ConvertRequest, progress: Progress = NULL_PROGRESS
+) -> tuple[onnx.ModelProto, dict[str, Any]]:
+    """The ONNX model the container runs and the metadata describing how it was made."""
+    from ascend_quant.quant.fp16 import (
+        find_overflow,
+        overflowing_weights,
+        report_overflow,
+        simulate_fp16,
+    )
+
+    try:
+        model = onnx.load(str(request.model))
+    except Exception as exc:
+        raise UsageError(f"cannot load ONNX model {request.model}: {exc}") from None
+    _fix_input_shapes(model, request.input_shapes)
+    inputs = _model_inputs(model)
+    info: dict[str, Any] = {"timings": {}}
+    quant = request.quant
+    if request.precision == "int8":
+        from ascend_quant.quant.qdq import quantize_model
+
+        feeds, total, shas = calibration_feeds(inputs, request.calib_dirs, quant.batch_num)
+        started = time.perf_counter()
+        result, ranges = quantize_model(model, quant, feeds, progress, total)
+        info["timings"]["calibrate_s"] = round(time.perf_counter() - started, 3)
+        model = result.model
+        info.update(
+            calib_manifest_sha256=shas,
+            calibration_batches=total,
+            algorithm=quant.algorithm,
+            algorithm_params=_algorithm_params(quant),
+            quant_config=to_mapping(quant),
+            quantized_layers=result.quantized_layers,
+            layers=result.layers,
+            qdq_counts=result.op_counts,
+            tensors=result.tensors,
+            ranges={k: [lo, hi] for k, (lo, hi) in ranges.items()},
+        )
+    elif request.precision != "fp16":
+        raise UsageError(f"unknown precision '{request.precision}'", hint="use fp16 or int8")
+    weights_over = overflowing_weights(model)
+    sim = simulate_fp16(model)
+    overflow: list[str] | None = None
+    if request.calib_dirs:
+        started = time.perf_counter()
+        feeds, total, shas = calibration_feeds(inputs, request.calib_dirs, quant.batch_num)
+        info.setdefault("calib_manifest_sha256", shas)
+        with progress.task("checking FP16 overflow", total=total):
+            overflow = weights_over + find_overflow(sim, feeds)
+        info["timings"]["fp16_overflow_check_s"] = round(time.perf_counter() - started, 3)
+        report_overflow(overflow)
+    if overflow is None and weights_over:
+        overflow = weights_over
+        report_overflow(overflow)
+    info["fp16_overflow"] = overflow  # None: not checked (no calibration data given)
+    return sim, info
+
+
+def _algorithm_params(quant: Any) -> dict[str, Any]:
+    from ascend_quant.quant.stats import PERCENTILE_DEFAULT
+
+    params: dict[str, Any] = {
+        "activation_offset": quant.activation_offset,
+        "channel_wise": quant.channel_wise,
+        "quant_bits": quant.quant_bits,
+    }
+    if quant.algorithm == "ifmr":
+        params["ifmr"] = to_mapping(quant.ifmr)
+    elif quant.algorithm == "hfmg":
+        params["hfmg"] = to_mapping(quant.hfmg)
+    elif quant.algorithm == "percentile":
+        params["percentile"] = PERCENTILE_DEFAULT
+    return params
+
+
+# --------------------------------------------------------------------------- the backend
+
+
+def _spec_dicts(specs: list[TensorSpec]) -> list[dict[str, Any]]:
+    return [{"name": s.name, "dtype": s.dtype, "shape": list(s.shape)} for s in specs]
+
+
+class SimBackend:
+    """ONNX Runtime on the CPU, with the NPU's FP16 rounding and INT8 quantization simulated."""
+
+    name = "sim"
+
+    def convert(self, request: ConvertRequest, progress: Progress = NULL_PROGRESS) -> Artifact:
+        started = time.perf_counter()
+        if request.precision not in ("fp16", "int8"):
+            raise UsageError(f"unknown precision '{request.precision}'", hint="use fp16 or int8")
+        sim, info = build_sim_model(request, progress)
+        onnx_bytes = to_ort_bytes(sim)
+        runner = OrtRunner(onnx_bytes)  # proves ORT loads it before anything is written
+        inputs, outputs = _spec_dicts(runner.inputs), _spec_dicts(runner.outputs)
+        runner.close()
+        metadata: dict[str, Any] = {
+            "format": "ascend-quant-sim-om",
+            "tool": "ascend-quant",
+            "tool_version": __version__,
+            "soc": request.soc,
+            "precision": request.precision,
+            "source_sha256": request.source_sha256,
+            "model_sha256": sha256_file(Path(request.model)),
+            "onnx_sha256": sha256_bytes(onnx_bytes),
+            "inputs": inputs,
+            "outputs": outputs,
+            **{k: v for k, v in info.items() if k != "timings"},
+        }
+        om = Path(request.out_dir) / f"{request.name}_{request.precision}.om"
+        write_sim_om(om, metadata, onnx_bytes)
+        timings = dict(info["timings"], convert_s=round(time.perf_counter() - started, 3))
+        manifest: dict[str, Any] = {
+            "tool": "ascend-quant",
+            "tool_version": __version__,
+            "backend": "sim",
+            "simulated": True,
+            "soc": request.soc,
+            "precision": request.precision,
+            "route": "sim",
+            "om": om.name,
+            "om_sha256": sha256_file(om),
+            "om_size_bytes": om.stat().st_size,
+            "source_sha256": request.source_sha256,
+            "model_sha256": metadata["model_sha256"],
+            "input_shapes": {k: list(v) for k, v in request.input_shapes.items()},
+            "inputs": inputs,
+            "outputs": outputs,
+            "fp16_overflow": info["fp16_overflow"],
+            "onnxruntime": _ort_version(),
+            "timings": timings,
+        }
+        if request.precision == "int8":
+            manifest.update(
+                calib_manifest_sha256=info["calib_manifest_sha256"],
+                calibration_batches=info["calibration_batches"],
+                algorithm=info["algorithm"],
+                algorithm_params=info["algorithm_params"],
+                quantized_layers=info["quantized_layers"],
+                layers=info["layers"],
+                qdq_counts=info["qdq_counts"],
+            )
+        elif "calib_manifest_sha256" in info:
+            manifest["calib_manifest_sha256"] = info["calib_manifest_sha256"]
+        artifact = Artifact(om, "sim", request.precision, request.soc, manifest)
+        atomic_write_json(artifact.manifest_path, manifest)
+        return artifact
+
+    def run(
+        self,
+        om: Path,
+        input_dirs: list[Path],
+        output_dir: Path,
+        outfmt: str = "BIN",
+        progress: Progress = NULL_PROGRESS,
+    ) -> RunResult:
+        outfmt = outfmt.upper()
+        output_path(Path(output_dir), "x", 0, outfmt)  # validates outfmt before any work
+        runner = open_runner(Path(om))
+        output_dir = Path(output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        outputs: list[list[Path]] = []
+        latencies: list[float] = []
+        try:
+            with progress.task(f"running {Path(om).name}") as advance:
+                for stem, feeds in iter_feeds(input_dirs, runner.inputs):
+                    result = runner.infer(feeds)
+                    latencies.append(runner.last_latency_ms)
+                    paths = []
+                    for index, spec in enumerate(runner.outputs):
+                        path = output_path(output_dir, stem, index, outfmt)
+                        _write_atomically(path, result[spec.name])
+                        paths.append(path)
+                    outputs.append(paths)
+                    advance(1)
+        finally:
+            runner.close()
+        return RunResult(output_dir, outputs, [s.name for s in runner.outputs], latencies)
+
+    def bench(
+        self, om: Path, config: BenchConfig, progress: Progress = NULL_PROGRESS
+    ) -> BenchResult:
+        om = Path(om)
+        runner = open_runner(om)
+        try:
+            feeds = random_feeds(runner.inputs)
+            first = next(iter(feeds.values()), None)
+            batch = config.batch_size or (
+                int(first.shape[0]) if first is not None and first.ndim else 1
+            )
+            with progress.task(f"benchmarking {om.name}", total=config.loop) as advance:
+                samples = time_loop(
+                    lambda: runner.infer(feeds),
+                    config.warmup,
+                    config.loop,
+                    config.duration_s,
+                    advance,
+                )
+        finally:
+            runner.close()
+        stats = latency_stats(samples)
+        return BenchResult(
+            model=str(om),
+            backend="sim",
+            device="cpu (simulated)",
+            simulated=True,
+            precision=runner.metadata.get("precision"),
+            soc=runner.metadata.get("soc"),
+            batch_size=batch,
+            latency_ms=stats,
+            throughput=1000.0 * batch / stats.mean if stats.mean > 0 else 0.0,
+            file_size_bytes=om.stat().st_size,
+            extra={
+                "onnxruntime": _ort_version(),
+                "cpu": platform.processor() or platform.machine(),
+                "cpu_count": os.cpu_count(),
+                "warmup": config.warmup,
+                "input": "random",
+            },
+        )
+
+
+def random_feeds(specs: list[TensorSpec], seed: int = 0) -> Feeds:
+    """Deterministic random inputs of each spec's shape (dynamic dims become 1)."""
+    rng = np.random.default_rng(seed)
+    feeds: Feeds = {}
+    for spec in specs:
+        shape = tuple(d if isinstance(d, int) and d > 0 else 1 for d in spec.shape)
+        dtype = np.dtype(spec.dtype)
+        if dtype.kind == "f":
+            feeds[spec.name] = rng.random(shape, dtype=np.float32).astype(dtype)
+        elif dtype.kind == "b":
+            feeds[spec.name] = rng.integers(0, 2, shape).astype(dtype)
+        else:
+            feeds[spec.name] = rng.integers(0, 8, shape).astype(dtype)
+    return feeds
+
+
+def _write_atomically(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    try:
+        write_output(tmp, array)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def _ort_version() -> str:
+    import onnxruntime as ort
+
+    return str(ort.__version__)

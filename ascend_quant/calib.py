@@ -1,0 +1,700 @@
+"""Calibration sets: image files -> the raw `.bin` tensors atc, amct_onnx and ais_bench read.
+
+A calib set is a directory (format "ascend-quant-calib/1"):
+
+    manifest.json                what was made, from what, and how (see `make_calib_set`)
+    samples/<NNNNN>_<stem>.bin   one sample each: headerless little-endian, batch dim 1
+    samples.list                 the sample files, relative to the list file
+    batches_bs<N>/<NNNNN>.bin    N samples concatenated (atc input_data_dir, amct_onnx --data_dir);
+                                 the last batch is padded by repeating samples from the start
+    samples.info                 optional ModelZoo-style `<index> <path> <width> <height>`
+
+Workers decode, preprocess and write each sample themselves and send back only a few numbers,
+so memory stays flat however many images there are. The directory is replaced atomically and a
+re-run with the same inputs and parameters reuses it.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import math
+import multiprocessing
+import os
+import random
+import re
+import shutil
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ascend_quant import imageprep
+from ascend_quant.__about__ import __version__
+from ascend_quant.config import CalibConfig, PreprocessConfig, to_mapping
+from ascend_quant.errors import ModelError, UsageError
+from ascend_quant.progress import NULL_PROGRESS, Progress
+from ascend_quant.resources import calib_images_dir
+from ascend_quant.workspace import (
+    atomic_directory,
+    atomic_write_json,
+    read_json,
+    sha256_bytes,
+    sha256_file,
+    sha256_json,
+)
+
+FORMAT = "ascend-quant-calib/1"
+MANIFEST = "manifest.json"
+SAMPLES_DIR = "samples"
+LIST_FILE = "samples.list"
+INFO_FILE = "samples.info"
+LIST_SUFFIXES = (".txt", ".lst", ".list")
+_GLOB_CHARS = frozenset("*?[")
+_MAX_LIST_DEPTH = 8
+_DTYPES = ("float32", "float16", "uint8", "int8")
+_ONNX_DTYPES = {1: "float32", 10: "float16", 2: "uint8", 3: "int8"}
+
+log = logging.getLogger("ascend_quant")
+
+
+# --------------------------------------------------------------------------- the reader
+
+
+@dataclass(frozen=True)
+class CalibSet:
+    """A calib set on disk, validated; samples and batches are read lazily."""
+
+    root: Path
+    input_name: str
+    sample_shape: tuple[int, ...]
+    dtype: str
+    layout: str
+    batch: int
+    sample_files: tuple[Path, ...]
+    batch_files: tuple[Path, ...]
+    manifest_sha256: str
+
+    @classmethod
+    def load(cls, root: Path) -> CalibSet:
+        """Read `root/manifest.json` and check every file's size; UsageError if anything is off."""
+        root = Path(root)
+        path = root / MANIFEST
+        broken = f"{root} is not a valid calib set"
+        hint = "re-create it with `ascend-quant calib --out DIR`"
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise UsageError(f"{broken}: no {MANIFEST}", hint=hint) from None
+        try:
+            manifest = _parse_manifest(raw)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UsageError(f"{broken}: {MANIFEST}: {exc}", hint=hint) from None
+        shape = tuple(int(d) for d in manifest["shape"])
+        dtype = str(manifest["dtype"])
+        batch = int(manifest["batch"])
+        sample_bytes = math.prod(shape) * np.dtype(dtype).itemsize
+        samples = tuple(root / s["file"] for s in manifest["samples"])
+        batches = tuple(root / f for f in manifest["batch_files"])
+        if not samples:
+            raise UsageError(f"{broken}: it has no samples", hint=hint)
+        if len(batches) != math.ceil(len(samples) / batch):
+            raise UsageError(
+                f"{broken}: {len(batches)} batch files for {len(samples)} samples of batch {batch}",
+                hint=hint,
+            )
+        for files, size in ((samples, sample_bytes), (batches, sample_bytes * batch)):
+            for file in files:
+                try:
+                    actual = file.stat().st_size
+                except FileNotFoundError:
+                    raise UsageError(f"{broken}: {file} is missing", hint=hint) from None
+                if actual != size:
+                    raise UsageError(
+                        f"{broken}: {file} has {actual} bytes, expected {size}", hint=hint
+                    )
+        return cls(
+            root=root,
+            input_name=str(manifest["input_name"]),
+            sample_shape=shape,
+            dtype=dtype,
+            layout=str(manifest["layout"]),
+            batch=batch,
+            sample_files=samples,
+            batch_files=batches,
+            manifest_sha256=sha256_bytes(raw),
+        )
+
+    @property
+    def samples_dir(self) -> Path:
+        return self.root / SAMPLES_DIR
+
+    @property
+    def batch_dir(self) -> Path:
+        return self.root / batch_dir_name(self.batch)
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return dict(read_json(self.root / MANIFEST))
+
+    def __len__(self) -> int:
+        return len(self.sample_files)
+
+    def iter_samples(self) -> Iterator[np.ndarray]:
+        """Each sample as a (1, ...) array, one file read at a time."""
+        dtype = np.dtype(self.dtype).newbyteorder("<")
+        for file in self.sample_files:
+            yield np.fromfile(file, dtype=dtype).reshape(self.sample_shape)
+
+    def iter_batches(self) -> Iterator[np.ndarray]:
+        """Each batch file as an (N, ...) array, padded last batch included."""
+        dtype = np.dtype(self.dtype).newbyteorder("<")
+        shape = (self.batch, *self.sample_shape[1:])
+        for file in self.batch_files:
+            yield np.fromfile(file, dtype=dtype).reshape(shape)
+
+
+def _parse_manifest(raw: bytes) -> dict[str, Any]:
+    import json
+
+    manifest = json.loads(raw)
+    if not isinstance(manifest, dict):
+        raise ValueError("not a JSON object")
+    if manifest.get("format") != FORMAT:
+        raise ValueError(f"format is {manifest.get('format')!r}, expected {FORMAT!r}")
+    for key in ("input_name", "shape", "dtype", "layout", "batch", "samples", "batch_files"):
+        if key not in manifest:
+            raise KeyError(f"missing key '{key}'")
+    if manifest["dtype"] not in _DTYPES:
+        raise ValueError(f"unknown dtype {manifest['dtype']!r}")
+    if int(manifest["batch"]) < 1:
+        raise ValueError("batch must be >= 1")
+    return manifest
+
+
+def batch_dir_name(batch: int) -> str:
+    return f"batches_bs{batch}"
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def discover(sources: Sequence[str], base: Path | None = None) -> list[Path]:
+    """Image paths from directories (recursive, sorted), globs and list files, in given order.
+
+    List files hold one source per line, relative to the list file; `#` starts a comment.
+    Hidden files and folders are skipped in directory walks. Duplicates keep the first place.
+    """
+    base = Path.cwd() if base is None else Path(base)
+    found: list[Path] = []
+    problems: list[str] = []
+    looked: list[str] = []
+    for source in sources:
+        _expand(str(source), base, "", found, problems, looked, 0)
+    if problems:
+        raise UsageError(
+            "bad image source(s):\n  " + "\n  ".join(problems),
+            hint="fix the paths; list-file entries are relative to the list file",
+        )
+    unique: dict[str, Path] = {}
+    for path in found:
+        unique.setdefault(os.path.normpath(os.path.abspath(path)), path)
+    if not unique:
+        raise UsageError(
+            f"no images found in {', '.join(looked)}",
+            hint=f"images must end in {', '.join(imageprep.IMAGE_SUFFIXES)}",
+        )
+    return [Path(p) for p in unique]
+
+
+def _expand(
+    spec: str,
+    base: Path,
+    origin: str,
+    found: list[Path],
+    problems: list[str],
+    looked: list[str],
+    depth: int,
+) -> None:
+    where = f"{origin}: " if origin else ""
+    path = Path(spec).expanduser()
+    if not path.is_absolute():
+        path = base / path
+    if not path.exists() and _GLOB_CHARS & set(spec):
+        looked.append(str(path))
+        for match in sorted(glob.glob(str(path), recursive=True)):
+            candidate = Path(match)
+            if candidate.is_dir():
+                found.extend(_walk(candidate))
+            elif candidate.is_file() and candidate.suffix.lower() in imageprep.IMAGE_SUFFIXES:
+                found.append(candidate)
+        return
+    if path.is_dir():
+        looked.append(str(path))
+        found.extend(_walk(path))
+    elif path.is_file():
+        suffix = path.suffix.lower()
+        if suffix in imageprep.IMAGE_SUFFIXES:
+            found.append(path)
+        elif depth == 0 or suffix in LIST_SUFFIXES:
+            if depth >= _MAX_LIST_DEPTH:
+                problems.append(f"{where}{path}: list files nested too deeply")
+                return
+            looked.append(str(path))
+            _read_list(path, found, problems, looked, depth)
+        else:
+            problems.append(
+                f"{where}{path}: unsupported file type '{suffix}' (images: "
+                f"{', '.join(imageprep.IMAGE_SUFFIXES)}; lists: {', '.join(LIST_SUFFIXES)})"
+            )
+    else:
+        problems.append(f"{where}{spec} does not exist")
+
+
+def _walk(directory: Path) -> list[Path]:
+    files = []
+    for root, dirs, names in os.walk(directory):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in names:
+            if not name.startswith(".") and Path(name).suffix.lower() in imageprep.IMAGE_SUFFIXES:
+                files.append(Path(root) / name)
+    return sorted(files, key=lambda p: p.relative_to(directory).as_posix())
+
+
+def _read_list(
+    path: Path, found: list[Path], problems: list[str], looked: list[str], depth: int
+) -> None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        problems.append(
+            f"{path}: neither an image ({', '.join(imageprep.IMAGE_SUFFIXES)}) "
+            "nor a UTF-8 text list file"
+        )
+        return
+    for number, line in enumerate(text.splitlines(), start=1):
+        entry = re.sub(r"(^|\s)#.*$", "", line).strip()
+        if entry:
+            _expand(entry, path.parent, f"{path}:{number}", found, problems, looked, depth + 1)
+
+
+def select(paths: Sequence[Path], limit: int | None, seed: int) -> list[Path]:
+    """A deterministic subset of `limit` paths chosen by `seed`, kept in discovery order."""
+    if limit is None or limit >= len(paths):
+        return list(paths)
+    if limit < 1:
+        raise UsageError(f"--limit must be at least 1, got {limit}")
+    chosen = sorted(random.Random(seed).sample(range(len(paths)), limit))
+    return [paths[i] for i in chosen]
+
+
+# --------------------------------------------------------------------------- target shape
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """What an ONNX model input asks for; `None`/str dims are dynamic."""
+
+    name: str
+    dims: tuple[int | str, ...]
+    dtype: str
+    layout: str  # "" when the dims do not tell NCHW from NHWC
+
+
+def read_model_input(model: Path, name: str | None) -> ModelInput:
+    """Read an image input's layout, channels, size and dtype straight from the ONNX graph."""
+    import onnx
+
+    try:
+        proto = onnx.load(str(model), load_external_data=False)
+    except FileNotFoundError:
+        raise UsageError(f"model not found: {model}") from None
+    except Exception as exc:
+        raise ModelError(f"{model}: cannot read the ONNX model: {exc}") from None
+    initializers = {i.name for i in proto.graph.initializer}
+    inputs = [i for i in proto.graph.input if i.name not in initializers]
+    names = [i.name for i in inputs]
+    chosen = next((i for i in inputs if i.name == name), None)
+    if chosen is None:
+        if len(inputs) == 1 and name in (None, "input"):
+            chosen = inputs[0]
+        else:
+            raise UsageError(
+                f"{model} has no input named '{name}' (inputs: {', '.join(names) or 'none'})",
+                hint="choose one with --input NAME",
+            )
+    tensor = chosen.type.tensor_type
+    dims: tuple[int | str, ...] = tuple(
+        d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or "?")
+        for d in tensor.shape.dim
+    )
+    if len(dims) != 4:
+        raise UsageError(
+            f"input '{chosen.name}' has shape {list(dims)}, not a 4-D image tensor",
+            hint="calib makes image tensors (N,C,H,W or N,H,W,C)",
+        )
+    dtype = _ONNX_DTYPES.get(tensor.elem_type)
+    if dtype is None:
+        raise UsageError(
+            f"input '{chosen.name}' has element type "
+            f"{onnx.TensorProto.DataType.Name(tensor.elem_type)}; calib writes "
+            + ", ".join(_DTYPES)
+        )
+    a, c = dims[1], dims[3]
+    if a in (1, 3) and c not in (1, 3):
+        layout = "NCHW"
+    elif c in (1, 3) and a not in (1, 3):
+        layout = "NHWC"
+    else:
+        layout = ""  # ambiguous (e.g. 3x3 images or dynamic): the caller's layout decides
+    return ModelInput(chosen.name, dims, dtype, layout)
+
+
+def resolve(
+    preprocess: PreprocessConfig, input_name: str, model: Path | None
+) -> tuple[PreprocessConfig, str]:
+    """The preprocessing with size, layout, colour channels and dtype fixed by the model input."""
+    if model is None:
+        if preprocess.size is None:
+            raise UsageError(
+                "no target size",
+                hint="pass --size HxW, or --model m.onnx to read it from the model",
+            )
+        return preprocess, input_name
+    spec = read_model_input(Path(model), input_name)
+    layout = spec.layout or preprocess.layout
+    _, d1, d2, d3 = spec.dims
+    c, h, w = (d1, d2, d3) if layout == "NCHW" else (d3, d1, d2)
+    changes: dict[str, Any] = {}
+    if layout != preprocess.layout:
+        _note_override("layout", preprocess.layout, layout, PreprocessConfig.layout)
+        changes["layout"] = layout
+    if spec.dtype != preprocess.dtype:
+        _note_override("dtype", preprocess.dtype, spec.dtype, PreprocessConfig.dtype)
+        changes["dtype"] = spec.dtype
+    if isinstance(c, int):
+        if c == 1 and preprocess.color != "gray":
+            _note_override("color", preprocess.color, "gray", PreprocessConfig.color)
+            changes["color"] = "gray"
+        elif c == 3 and preprocess.color == "gray":
+            log.warning("input '%s' has 3 channels; using rgb instead of gray", spec.name)
+            changes["color"] = "rgb"
+        elif c not in (1, 3):
+            raise UsageError(
+                f"input '{spec.name}' has {c} channels; calib makes 1 (gray) or 3 (rgb/bgr)"
+            )
+    if isinstance(h, int) and isinstance(w, int):
+        if preprocess.size is not None and preprocess.size != (h, w):
+            raise UsageError(
+                f"--size {preprocess.size[0]}x{preprocess.size[1]} disagrees with input "
+                f"'{spec.name}' of {model}, which is {h}x{w}",
+                hint="drop --size to use the model's size",
+            )
+        changes["size"] = (h, w)
+    elif preprocess.size is None:
+        raise UsageError(
+            f"input '{spec.name}' of {model} has dynamic height/width (shape {list(spec.dims)})",
+            hint="pass --size HxW",
+        )
+    return replace(preprocess, **changes), spec.name
+
+
+def _note_override(what: str, asked: str, used: str, default: str) -> None:
+    if asked != default:
+        log.warning("the model input needs %s %s; using it instead of %s", what, used, asked)
+
+
+def sample_shape(preprocess: PreprocessConfig) -> tuple[int, ...]:
+    assert preprocess.size is not None
+    h, w = preprocess.size
+    c = imageprep.channels(preprocess.color)
+    return (1, c, h, w) if preprocess.layout == "NCHW" else (1, h, w, c)
+
+
+# --------------------------------------------------------------------------- workers
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(preprocess: PreprocessConfig, samples_dir: str, max_pixels: int | None) -> None:
+    _WORKER.update(preprocess=preprocess, samples_dir=Path(samples_dir), max_pixels=max_pixels)
+
+
+def _process(task: tuple[int, str, str]) -> dict[str, Any]:
+    """Decode, preprocess and write one sample; return only small metadata (or the reason)."""
+    index, source, filename = task
+    result: dict[str, Any] = {"index": index, "source_sha256": None, "error": None}
+    try:
+        data = Path(source).read_bytes()
+    except OSError as exc:
+        result["error"] = f"cannot read: {exc.strerror or exc}"
+        return result
+    result["source_sha256"] = sha256_bytes(data)
+    try:
+        prepared = imageprep.prepare(data, _WORKER["preprocess"], source, _WORKER["max_pixels"])
+    except imageprep.BadImageError as exc:
+        result["error"] = exc.reason
+        return result
+    del data
+    array = prepared.array
+    raw = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+    (_WORKER["samples_dir"] / filename).write_bytes(raw)
+    result.update(sha256=sha256_bytes(raw), width=prepared.width, height=prepared.height)
+    return result
+
+
+def _mp_context() -> Any:
+    """fork when this process has one thread (fast: nothing to re-import); else forkserver.
+
+    Forking a multi-threaded process (e.g. with a progress-bar refresh thread) can deadlock a
+    child on a lock some other thread held; forkserver avoids that at ~0.3 s of start-up.
+    """
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if "forkserver" in methods:
+        ctx.set_forkserver_preload(["ascend_quant.calib"])
+    return ctx
+
+
+def _run(
+    tasks: list[tuple[int, str, str]],
+    init_args: tuple[Any, ...],
+    jobs: int,
+    advance: Callable[[int], None],
+) -> list[dict[str, Any]]:
+    """Run `_process` over tasks, at most 4 per worker in flight, so memory stays flat."""
+    results: list[dict[str, Any]] = [{} for _ in tasks]
+    if jobs <= 1 or len(tasks) <= 1:
+        _init_worker(*init_args)
+        for task in tasks:
+            result = _process(task)
+            results[result["index"]] = result
+            advance(1)
+        return results
+    queue = iter(tasks)
+    with ProcessPoolExecutor(
+        max_workers=jobs, mp_context=_mp_context(), initializer=_init_worker, initargs=init_args
+    ) as pool:
+        pending: set[Future[dict[str, Any]]] = set()
+        for task in queue:
+            pending.add(pool.submit(_process, task))
+            if len(pending) >= 4 * jobs:
+                break
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                result = future.result()
+                results[result["index"]] = result
+                advance(1)
+                following = next(queue, None)
+                if following is not None:
+                    pending.add(pool.submit(_process, following))
+    return results
+
+
+# --------------------------------------------------------------------------- writer
+
+
+def _safe_stem(path: Path) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", path.stem).strip("._")[:48] or "image"
+
+
+def _inputs_sha256(sources: Sequence[str], hashes: Sequence[str | None]) -> str:
+    return sha256_json([[s, h] for s, h in zip(sources, hashes)])
+
+
+def _try_reuse(
+    out_dir: Path, params_sha: str, sources: list[str], skip_bad: bool
+) -> CalibSet | None:
+    """The existing set if it was made from the same parameters and the same source bytes."""
+    if not (out_dir / MANIFEST).is_file():
+        return None
+    try:
+        manifest = read_json(out_dir / MANIFEST)
+        if manifest.get("params_sha256") != params_sha:
+            return None
+        if manifest.get("skipped") and not skip_bad:
+            return None
+        if manifest.get("sources_resolved") != sources:
+            return None
+        hashes = [sha256_file(Path(s)) for s in sources]
+        if _inputs_sha256(sources, hashes) != manifest.get("inputs_sha256"):
+            return None
+        calib_set = CalibSet.load(out_dir)
+        for entry, file in zip(manifest["samples"], calib_set.sample_files):
+            if sha256_file(file) != entry["sha256"]:
+                return None
+        return calib_set
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, UsageError):
+        return None
+
+
+def _check_replaceable(out_dir: Path) -> None:
+    """Never swap away a directory that is not one of ours."""
+    if out_dir.exists() and (
+        not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file())
+    ):
+        raise UsageError(
+            f"refusing to replace {out_dir}: it exists and is not a calib set (no {MANIFEST})",
+            hint="choose an empty or new --out directory",
+        )
+
+
+def _write_batches(root: Path, files: list[str], batch: int) -> tuple[list[str], int]:
+    directory = root / batch_dir_name(batch)
+    directory.mkdir()
+    count = math.ceil(len(files) / batch)
+    padded = count * batch - len(files)
+    order = files + [files[i % len(files)] for i in range(padded)]
+    names = []
+    for k in range(count):
+        name = f"{batch_dir_name(batch)}/{k:05d}.bin"
+        target = root / name
+        members = order[k * batch : (k + 1) * batch]
+        if batch == 1:
+            try:
+                os.link(root / members[0], target)
+                names.append(name)
+                continue
+            except OSError:
+                pass
+        with open(target, "wb") as out:
+            for member in members:
+                with open(root / member, "rb") as handle:
+                    shutil.copyfileobj(handle, out)
+        names.append(name)
+    return names, padded
+
+
+def make_calib_set(
+    out_dir: Path,
+    preprocess: PreprocessConfig,
+    calib: CalibConfig,
+    *,
+    input_name: str = "input",
+    model: Path | None = None,
+    progress: Progress = NULL_PROGRESS,
+    info: bool = False,
+    max_pixels: int | None = None,
+) -> tuple[CalibSet, bool]:
+    """Preprocess images into a calib set at `out_dir`; returns (set, reused).
+
+    `preprocess.size` may be None only when `model` gives it. With no `calib.sources` the bundled
+    photographs are used. Every bad image is listed in one UsageError (nothing is written) unless
+    `calib.skip_bad`. `max_pixels` (default: Pillow's MAX_IMAGE_PIXELS) refuses bigger images.
+    """
+    out_dir = Path(out_dir)
+    preprocess, input_name = resolve(preprocess, input_name, model)
+    imageprep.validate(preprocess)
+    if calib.batch < 1:
+        raise UsageError(f"--batch must be at least 1, got {calib.batch}")
+    if calib.jobs is not None and calib.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {calib.jobs}")
+    if preprocess.dtype in ("uint8", "int8") and preprocess.scale * 255 < 2:
+        log.warning(
+            "%s output with scale %g squeezes pixels into [0, %g]; pass --scale 1 for raw pixels",
+            preprocess.dtype,
+            preprocess.scale,
+            preprocess.scale * 255,
+        )
+    sources = calib.sources or (str(calib_images_dir()),)
+    chosen = select(discover(sources), calib.limit, calib.seed)
+    resolved = [os.path.abspath(p) for p in chosen]
+    shape = sample_shape(preprocess)
+    params = {
+        "format": FORMAT,
+        "tool_version": __version__,
+        "input_name": input_name,
+        "shape": list(shape),
+        "dtype": preprocess.dtype,
+        "layout": preprocess.layout,
+        "preprocess": to_mapping(preprocess),
+        "batch": calib.batch,
+        "info": info,
+    }
+    params_sha = sha256_json(params)
+    _check_replaceable(out_dir)
+    existing = _try_reuse(out_dir, params_sha, resolved, calib.skip_bad)
+    if existing is not None:
+        return existing, True
+
+    width = max(5, len(str(len(chosen) - 1)))
+    names = [f"{i:0{width}d}_{_safe_stem(p)}.bin" for i, p in enumerate(chosen)]
+    tasks = [(i, src, name) for i, (src, name) in enumerate(zip(resolved, names))]
+    jobs = min(calib.jobs or os.cpu_count() or 1, len(tasks))
+    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    with atomic_directory(out_dir) as tmp:
+        samples_dir = tmp / SAMPLES_DIR
+        samples_dir.mkdir()
+        init_args = (preprocess, str(samples_dir), limit)
+        with progress.task(f"preprocessing {len(tasks)} images", total=len(tasks)) as advance:
+            results = _run(tasks, init_args, jobs, advance)
+        bad = [(resolved[r["index"]], r["error"]) for r in results if r["error"]]
+        if bad and not calib.skip_bad:
+            raise UsageError(
+                f"{len(bad)} of {len(tasks)} images are unusable (nothing was written):\n  "
+                + "\n  ".join(f"{path}: {reason}" for path, reason in bad),
+                hint="fix or remove them, or pass --skip-bad to leave them out",
+            )
+        for path, reason in bad:
+            log.warning("skipping %s: %s", path, reason)
+        good = [r for r in results if not r["error"]]
+        if not good:
+            raise UsageError(f"all {len(tasks)} images are unusable", hint="see the warnings above")
+        samples = []
+        for k, result in enumerate(good):
+            source = chosen[result["index"]]
+            name = f"{k:0{width}d}_{_safe_stem(source)}.bin"
+            if name != names[result["index"]]:  # close the gaps left by skipped files
+                os.rename(samples_dir / names[result["index"]], samples_dir / name)
+            samples.append(
+                {
+                    "source": resolved[result["index"]],
+                    "source_sha256": result["source_sha256"],
+                    "file": f"{SAMPLES_DIR}/{name}",
+                    "sha256": result["sha256"],
+                    "width": result["width"],
+                    "height": result["height"],
+                }
+            )
+        files = [s["file"] for s in samples]
+        (tmp / LIST_FILE).write_text("".join(f"{f}\n" for f in files), encoding="utf-8")
+        batch_files, padded = _write_batches(tmp, files, calib.batch)
+        if info:
+            h, w = preprocess.size or (0, 0)
+            lines = "".join(f"{i} {f} {w} {h}\n" for i, f in enumerate(files))
+            (tmp / INFO_FILE).write_text(lines, encoding="utf-8")
+        manifest = {
+            **params,
+            "count": len(samples),
+            "samples_dir": SAMPLES_DIR,
+            "list_file": LIST_FILE,
+            "info_file": INFO_FILE if info else None,
+            "batch_dir": batch_dir_name(calib.batch),
+            "batch_files": batch_files,
+            "padded_samples": padded,
+            "params_sha256": params_sha,
+            "sources": list(sources),
+            "sources_resolved": resolved,
+            "inputs_sha256": _inputs_sha256(resolved, [r["source_sha256"] for r in results]),
+            "model": str(model) if model is not None else None,
+            "samples": samples,
+            "skipped": [
+                {
+                    "source": resolved[r["index"]],
+                    "source_sha256": r["source_sha256"],
+                    "reason": r["error"],
+                }
+                for r in results
+                if r["error"]
+            ],
+        }
+        atomic_write_json(tmp / MANIFEST, manifest)
+    return CalibSet.load(out_dir), False

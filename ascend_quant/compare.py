@@ -1,0 +1,595 @@
+"""FP32 golden vs converted candidates on identical inputs: metrics, thresholds and a verdict.
+
+The golden is the original ONNX model in FP32 on ONNX Runtime; each candidate .om runs through
+its backend's `run`, which writes ais_bench-named output files. Golden and candidates read the
+same input files through the same `aisbench_io` conventions, so they see identical tensors.
+
+Per candidate and output, the metrics of `metrics.py` are computed over all samples at once
+(from additive statistics; equal to the metric of the concatenated outputs) and per sample (the
+worst sample is reported too). The verdict uses the aggregate figures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import logging
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ascend_quant import aisbench_io, backends, metrics
+from ascend_quant.backends.base import TensorSpec
+from ascend_quant.config import Thresholds
+from ascend_quant.errors import UsageError
+from ascend_quant.progress import NULL_PROGRESS, Progress
+from ascend_quant.workspace import atomic_directory, read_json, sha256_file
+
+log = logging.getLogger("ascend_quant")
+
+# Thresholds field -> (metric key, comparison) ; ">=" means the metric must be at least the value.
+THRESHOLD_METRICS: dict[str, tuple[str, str]] = {
+    "cosine_min": ("cosine", ">="),
+    "rel_euclidean_max": ("rel_euclidean", "<="),
+    "kl_max": ("kl", "<="),
+    "rmse_max": ("rmse", "<="),
+    "mean_rel_error_max": ("mean_rel_error", "<="),
+}
+
+OPTIMISTIC_WARNING = (
+    "{n} of {total} evaluation samples are also calibration samples: the INT8 accuracy figures "
+    "are optimistic; evaluate on inputs kept apart from calibration"
+)
+
+
+@dataclass
+class OutputComparison:
+    """One candidate's output against the golden, over all evaluation samples."""
+
+    output: str
+    kind: str  # "image" | "classes" | "tensor"
+    shape: list[int]  # per inference
+    samples: int
+    metrics: dict[str, float | None]  # aggregate over all samples
+    worst: dict[str, float | None]  # worst single sample per metric
+    worst_sample: dict[str, str]  # metric -> the sample (output file stem) that was worst
+    thresholds: Thresholds
+    failures: list[str]  # e.g. "cosine 0.9712 < 0.99"
+    notes: list[str]
+    passed: bool
+
+
+@dataclass
+class CandidateResult:
+    name: str
+    path: str
+    backend: str
+    precision: str | None
+    outputs: list[OutputComparison]
+    passed: bool
+
+
+@dataclass
+class ImageSample:
+    """The first sample of an image-to-image model, kept as .npy files for the report."""
+
+    output: str
+    layout: str  # of the output: "NCHW" | "NHWC"
+    value_range: float
+    input: str | None  # .npy of the first image-like model input (None if there is none)
+    input_layout: str | None
+    golden: str
+    candidates: dict[str, str]  # candidate name -> .npy
+
+
+@dataclass
+class CompareResult:
+    model: str
+    model_sha256: str
+    inputs: list[str]
+    samples: int
+    candidates: list[CandidateResult]
+    passed: bool
+    verdict: str  # "PASSED" or "FAILED: <what failed>"
+    failures: list[str]
+    warnings: list[str]
+    thresholds: Thresholds
+    output_thresholds: dict[str, Thresholds] = field(default_factory=dict)
+    image_samples: list[ImageSample] = field(default_factory=list)
+    out_dir: str = ""
+
+
+# --- thresholds ------------------------------------------------------------------------------
+
+
+def check_thresholds(values: dict[str, float | None], thresholds: Thresholds) -> list[str]:
+    """Failed checks as text, e.g. 'cosine 0.9712 < 0.99'. Undefined (None) metrics are skipped
+    (their reason is in the notes); NaN always fails."""
+    failures = []
+    for attr, (key, op) in THRESHOLD_METRICS.items():
+        limit = getattr(thresholds, attr)
+        value = values.get(key)
+        if value is None:
+            continue
+        if math.isnan(value):
+            failures.append(f"{key} is NaN")
+        elif op == ">=" and not value >= limit:
+            failures.append(f"{key} {_fmt(value)} < {limit:g}")
+        elif op == "<=" and not value <= limit:
+            failures.append(f"{key} {_fmt(value)} > {limit:g}")
+    return failures
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def verdict_text(candidates: list[CandidateResult]) -> tuple[str, list[str]]:
+    """'PASSED', or 'FAILED: ' + every failed metric per candidate and output."""
+    failures = [
+        f"{c.name} {o.output}: {', '.join(o.failures)}"
+        for c in candidates
+        for o in c.outputs
+        if o.failures
+    ]
+    return ("PASSED" if not failures else "FAILED: " + "; ".join(failures)), failures
+
+
+# --- golden on ONNX Runtime ------------------------------------------------------------------
+
+
+class _Golden:
+    """The FP32 ONNX model on ONNX Runtime's CPU provider, with the simulator's session options."""
+
+    def __init__(self, model_path: Path) -> None:
+        import onnx
+
+        from ascend_quant.backends.sim import OrtRunner
+
+        try:
+            proto = onnx.load(str(model_path))
+        except Exception as exc:
+            raise UsageError(f"{model_path}: not a loadable ONNX model ({exc})") from None
+        self.runner = OrtRunner(proto, name=model_path.name)
+        self.inputs: list[TensorSpec] = self.runner.inputs
+        self.outputs: list[TensorSpec] = self.runner.outputs
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        result = self.runner.infer(feeds)
+        return [np.asarray(result[o.name]) for o in self.outputs]
+
+
+def _resolve_inputs(
+    specs: list[TensorSpec],
+    input_dirs: list[Path],
+    input_shapes: dict[str, tuple[int, ...]] | None,
+    candidates: list[Path],
+) -> list[TensorSpec]:
+    """Static input specs for the golden: given shapes, else the candidates' manifests, else a
+    single dynamic dim solved from the first input file's size (one sample per file)."""
+    shapes = dict(input_shapes or {})
+    if not shapes:
+        for om in candidates:
+            manifest_path = om.with_suffix(".json")
+            if manifest_path.is_file():
+                try:
+                    found = read_json(manifest_path).get("input_shapes")
+                except (ValueError, AttributeError, OSError):
+                    found = None
+                if isinstance(found, dict):
+                    shapes = {k: tuple(int(d) for d in v) for k, v in found.items()}
+                    break
+    resolved = []
+    for spec, path in zip(specs, input_dirs):
+        if spec.name in shapes:
+            resolved.append(TensorSpec(spec.name, spec.dtype, tuple(shapes[spec.name])))
+            continue
+        dynamic = [i for i, d in enumerate(spec.shape) if not isinstance(d, int)]
+        if not dynamic:
+            resolved.append(spec)
+            continue
+        if len(dynamic) > 1:
+            raise UsageError(
+                f"input '{spec.name}' has several dynamic dims {spec.shape}",
+                hint='give the shape, e.g. --input-shape "input:1,3,224,224"',
+            )
+        first = aisbench_io.list_input_files(path)[0]
+        itemsize = np.dtype(spec.dtype).itemsize
+        count = (
+            int(np.load(first, mmap_mode="r", allow_pickle=False).size)
+            if first.suffix.lower() == ".npy"
+            else first.stat().st_size // itemsize
+        )
+        static = math.prod(int(d) for d in spec.shape if isinstance(d, int))
+        if static == 0 or count % static:
+            raise UsageError(
+                f"input '{spec.name}' {spec.shape}: {first.name} does not fit the static dims",
+                hint='give the shape, e.g. --input-shape "input:1,3,224,224"',
+            )
+        shape = list(spec.shape)
+        shape[dynamic[0]] = count // static
+        resolved.append(TensorSpec(spec.name, spec.dtype, tuple(shape)))
+    return resolved
+
+
+# --- same-inputs check -----------------------------------------------------------------------
+
+
+def _sample_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return [
+            p
+            for p in sorted(path.iterdir())
+            if p.is_file() and p.suffix.lower() in aisbench_io.INPUT_SUFFIXES
+        ]
+    return [path] if path.is_file() and path.suffix.lower() != ".json" else []
+
+
+def _manifest_sample_hashes(value: Any, in_list: bool = False) -> Iterator[str]:
+    """sha256 strings of per-sample records (dicts inside lists) in a calib manifest."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if in_list and "sha256" in key and isinstance(item, str):
+                yield item
+            else:
+                yield from _manifest_sample_hashes(item, in_list)
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, str) and in_list is False and re.fullmatch(r"[0-9a-f]{64}", item):
+                yield item
+            else:
+                yield from _manifest_sample_hashes(item, True)
+
+
+def _manifest_for(path: Path) -> Path | None:
+    for candidate in (path / "manifest.json", path.parent / "manifest.json", path):
+        if candidate.is_file() and candidate.name == "manifest.json":
+            return candidate
+    return None
+
+
+def sample_hashes(paths: list[Path]) -> tuple[set[str], set[str]]:
+    """(sha256 of the sample files, sha256s of the samples listed in a nearby manifest)."""
+    files: set[str] = set()
+    listed: set[str] = set()
+    for path in paths:
+        path = Path(path)
+        for f in _sample_files(path):
+            files.add(sha256_file(f))
+        manifest = _manifest_for(path) if path.exists() else None
+        if manifest is not None:
+            with contextlib.suppress(ValueError, OSError):
+                listed.update(_manifest_sample_hashes(read_json(manifest)))
+    return files, listed
+
+
+def overlap_warning(input_dirs: list[Path], calib_sources: list[Path]) -> str | None:
+    """The optimistic-figures warning when evaluation samples are calibration samples."""
+    eval_files, eval_listed = sample_hashes(input_dirs)
+    calib_files, calib_listed = sample_hashes(calib_sources)
+    total = len(eval_files) or len(eval_listed)
+    shared = len(eval_files & calib_files) or len((eval_listed | eval_files) & calib_listed)
+    if shared:
+        return OPTIMISTIC_WARNING.format(n=shared, total=max(total, shared))
+    return None
+
+
+# --- the comparison --------------------------------------------------------------------------
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "output"
+
+
+def _candidate_names(candidates: list[Path]) -> list[str]:
+    names: list[str] = []
+    for path in candidates:
+        name = path.stem
+        n = 2
+        while name in names:
+            name = f"{path.stem}-{n}"
+            n += 1
+        names.append(name)
+    return names
+
+
+def _precision_of(om: Path) -> str | None:
+    manifest = om.with_suffix(".json")
+    if manifest.is_file():
+        try:
+            value = read_json(manifest).get("precision")
+            if isinstance(value, str):
+                return value
+        except (ValueError, AttributeError, OSError):
+            pass
+    match = re.search(r"(fp16|int8|fp32)", om.stem.lower())
+    return match.group(1) if match else None
+
+
+def _check_output_thresholds(
+    output_thresholds: dict[str, Thresholds], output_names: list[str]
+) -> None:
+    for name in output_thresholds:
+        if name not in output_names:
+            close = difflib.get_close_matches(name, output_names, n=1)
+            raise UsageError(
+                f"threshold for unknown output '{name}'",
+                hint=(f"did you mean '{close[0]}'? " if close else "")
+                + f"the model's outputs are: {', '.join(output_names)}",
+            )
+
+
+def _read_candidate(path: Path, golden: np.ndarray, name: str) -> np.ndarray:
+    """A candidate output file as an array shaped like the golden (dtype from the file size)."""
+    dtype = golden.dtype
+    if path.suffix.lower() == ".bin":
+        size = path.stat().st_size
+        if size == golden.size * 2 and dtype.itemsize != 2:
+            dtype = np.dtype("float16")
+        elif size != golden.size * dtype.itemsize:
+            raise UsageError(
+                f"{name}: output file {path.name} has {size} bytes, expected {golden.size} "
+                f"values like the golden output of shape {list(golden.shape)}",
+                hint="the .om was probably converted with a different input or batch shape",
+            )
+    spec = TensorSpec(path.stem, dtype.name, tuple(golden.shape))
+    return aisbench_io.read_output(path, spec).reshape(golden.shape)
+
+
+def _match_outputs(
+    golden_names: list[str], names: list[str], candidate: str
+) -> tuple[list[int], str | None]:
+    """Index of each golden output among the candidate's outputs."""
+    if sorted(names) == sorted(golden_names):
+        return [names.index(n) for n in golden_names], None
+    if len(names) == len(golden_names):
+        note = (
+            f"{candidate}: output names {names} differ from the ONNX model's {golden_names}; "
+            "matched by position"
+        )
+        return list(range(len(names))), note
+    raise UsageError(
+        f"{candidate} has {len(names)} outputs but the ONNX model has {len(golden_names)}",
+        hint="compare the .om with the ONNX model it was converted from",
+    )
+
+
+def compare_models(
+    onnx_model: Path,
+    candidates: list[Path],
+    input_dirs: list[Path],
+    out_dir: Path,
+    thresholds: Thresholds | None = None,
+    output_thresholds: dict[str, Thresholds] | None = None,
+    calib_sources: list[Path] | None = None,
+    progress: Progress = NULL_PROGRESS,
+    input_shapes: dict[str, tuple[int, ...]] | None = None,
+) -> CompareResult:
+    """Run the FP32 golden and every candidate on the same inputs and judge each output.
+
+    Output files go to `out_dir/outputs/` (`golden/`, one folder per candidate, and `samples/`
+    with the first image sample as .npy for the report), replaced as a whole on success.
+    """
+    onnx_model = Path(onnx_model)
+    out_dir = Path(out_dir)
+    input_dirs = [Path(p) for p in input_dirs]
+    thresholds = thresholds or Thresholds()
+    output_thresholds = dict(output_thresholds or {})
+    if not onnx_model.is_file():
+        raise UsageError(f"model not found: {onnx_model}")
+    if not candidates:
+        raise UsageError("no .om candidates to compare", hint="pass one or more .om files")
+    candidates = [Path(c) for c in candidates]
+    runners = [backends.backend_for_om(c) for c in candidates]  # validates the files early
+    names = _candidate_names(candidates)
+
+    golden = _Golden(onnx_model)
+    golden_names = [o.name for o in golden.outputs]
+    _check_output_thresholds(output_thresholds, golden_names)
+    specs = _resolve_inputs(golden.inputs, input_dirs, input_shapes, candidates)
+
+    warnings: list[str] = []
+    if calib_sources:
+        warning = overlap_warning(input_dirs, [Path(p) for p in calib_sources])
+        if warning:
+            log.warning(warning)
+            warnings.append(warning)
+
+    final_outputs = out_dir / "outputs"
+    with atomic_directory(final_outputs) as work:
+        golden_dir = work / "golden"
+        golden_dir.mkdir()
+        stems: list[str] = []
+        lo = [math.inf] * len(golden_names)
+        hi = [-math.inf] * len(golden_names)
+        first_feeds: dict[str, np.ndarray] = {}
+        first_outs: list[np.ndarray] = []
+        with progress.task("golden FP32 (ONNX Runtime)", total=None) as advance:
+            for stem, feeds in aisbench_io.iter_feeds(input_dirs, specs):
+                outs = golden.infer(feeds)
+                if not stems:
+                    first_feeds, first_outs = feeds, outs
+                for k, array in enumerate(outs):
+                    aisbench_io.write_output(aisbench_io.output_path(golden_dir, stem, k), array)
+                    finite = array[np.isfinite(array)] if array.size else array
+                    if finite.size:
+                        lo[k] = min(lo[k], float(finite.min()))
+                        hi[k] = max(hi[k], float(finite.max()))
+                stems.append(stem)
+                advance(1)
+        # The real shapes (the model may declare dynamic output dims).
+        golden_specs = [
+            TensorSpec(o.name, a.dtype.name, tuple(a.shape))
+            for o, a in zip(golden.outputs, first_outs)
+        ]
+
+        runs = []
+        for name, om, backend in zip(names, candidates, runners):
+            run = backend.run(om, input_dirs, work / _safe(name), "BIN", progress)
+            mapping, note = _match_outputs(golden_names, list(run.output_names), name)
+            if len(run.outputs) != len(stems) or any(
+                Path(files[0]).stem.rsplit("_", 1)[0] != stem
+                for files, stem in zip(run.outputs, stems)
+            ):
+                raise UsageError(
+                    f"{name} ran {len(run.outputs)} inference(s) on these inputs but the ONNX "
+                    f"model ran {len(stems)}",
+                    hint="the .om and the ONNX model have different batch sizes; pass "
+                    "--input-shape to match the .om",
+                )
+            runs.append((run, mapping, note, getattr(backend, "name", "?")))
+
+        kinds = [metrics.detect_kind(tuple(int(d) for d in s.shape)) for s in golden_specs]
+        ranges = [
+            metrics.data_range(lo[k], hi[k]) if lo[k] <= hi[k] else 0.0
+            for k in range(len(golden_names))
+        ]
+        accs = [
+            [metrics.MetricAccumulator(kinds[k], ranges[k]) for k in range(len(golden_names))]  # type: ignore[arg-type]
+            for _ in candidates
+        ]
+        worst: list[list[dict[str, float | None]]] = [
+            [{} for _ in golden_names] for _ in candidates
+        ]
+        worst_at: list[list[dict[str, str]]] = [[{} for _ in golden_names] for _ in candidates]
+        image_samples = _image_outputs(
+            kinds, ranges, golden_specs, specs, first_feeds, first_outs, work
+        )
+        with progress.task("comparing outputs", total=len(stems) * len(candidates)) as advance:
+            for i, stem in enumerate(stems):
+                gold = [
+                    aisbench_io.read_output(aisbench_io.output_path(golden_dir, stem, k), s)
+                    for k, s in enumerate(golden_specs)
+                ]
+                for c, (run, mapping, _note, _b) in enumerate(runs):
+                    for k, g in enumerate(gold):
+                        m = _read_candidate(Path(run.outputs[i][mapping[k]]), g, names[c])
+                        per_sample = accs[c][k].update(g, m)
+                        _track_worst(worst[c][k], worst_at[c][k], per_sample, stem)
+                        if i == 0 and k in image_samples:
+                            path = work / "samples" / f"{_safe(golden_names[k])}.{names[c]}.npy"
+                            np.save(path, m)
+                            image_samples[k].candidates[names[c]] = str(
+                                final_outputs / path.relative_to(work)
+                            )
+                    advance(1)
+
+    results: list[CandidateResult] = []
+    for c, (name, om) in enumerate(zip(names, candidates)):
+        run, _mapping, note, backend_name = runs[c]
+        outputs = []
+        for k, out_name in enumerate(golden_names):
+            agg = accs[c][k].result()
+            notes = list(agg.pop("notes"))
+            if note and k == 0:
+                notes.append(note)
+            limits = output_thresholds.get(out_name, thresholds)
+            failures = check_thresholds(agg, limits)
+            outputs.append(
+                OutputComparison(
+                    output=out_name,
+                    kind=kinds[k],
+                    shape=[int(d) for d in golden_specs[k].shape],
+                    samples=len(stems),
+                    metrics=agg,
+                    worst=worst[c][k],
+                    worst_sample=worst_at[c][k],
+                    thresholds=limits,
+                    failures=failures,
+                    notes=notes,
+                    passed=not failures,
+                )
+            )
+        results.append(
+            CandidateResult(
+                name=name,
+                path=str(om),
+                backend=backend_name,
+                precision=_precision_of(om),
+                outputs=outputs,
+                passed=all(o.passed for o in outputs),
+            )
+        )
+    verdict, failures = verdict_text(results)
+    samples = []
+    for sample in image_samples.values():
+        sample.golden = str(final_outputs / sample.golden)
+        sample.input = str(final_outputs / sample.input) if sample.input else None
+        samples.append(sample)
+    return CompareResult(
+        model=str(onnx_model),
+        model_sha256=sha256_file(onnx_model),
+        inputs=[str(p) for p in input_dirs],
+        samples=len(stems),
+        candidates=results,
+        passed=not failures,
+        verdict=verdict,
+        failures=failures,
+        warnings=warnings,
+        thresholds=thresholds,
+        output_thresholds=output_thresholds,
+        image_samples=samples,
+        out_dir=str(out_dir),
+    )
+
+
+def _track_worst(
+    worst: dict[str, float | None], at: dict[str, str], sample: dict[str, Any], stem: str
+) -> None:
+    for key, value in sample.items():
+        if key == "notes" or value is None:
+            continue
+        current = worst.get(key)
+        higher_better = metrics.HIGHER_IS_BETTER.get(key, False)
+        if (
+            current is None
+            or math.isnan(value)
+            or (value < current if higher_better else value > current)
+        ):
+            if current is not None and math.isnan(current):
+                continue
+            worst[key] = value
+            at[key] = stem
+
+
+def _image_outputs(
+    kinds: list[str],
+    ranges: list[float],
+    out_specs: list[TensorSpec],
+    in_specs: list[TensorSpec],
+    first_feeds: dict[str, np.ndarray],
+    first_outs: list[np.ndarray],
+    work: Path,
+) -> dict[int, ImageSample]:
+    """Image outputs of an image-to-image model: save the first sample's input and golden."""
+    image_inputs = [
+        s for s in in_specs if metrics.image_layout(tuple(int(d) for d in s.shape)) is not None
+    ]
+    if not image_inputs or not first_feeds or "image" not in kinds:
+        return {}
+    samples_dir = work / "samples"
+    samples_dir.mkdir(exist_ok=True)
+    in_spec = image_inputs[0]
+    in_path = samples_dir / f"input.{_safe(in_spec.name)}.npy"
+    np.save(in_path, first_feeds[in_spec.name])
+    found: dict[int, ImageSample] = {}
+    for k, (kind, spec) in enumerate(zip(kinds, out_specs)):
+        if kind != "image":
+            continue
+        gold_path = samples_dir / f"{_safe(spec.name)}.golden.npy"
+        np.save(gold_path, first_outs[k])
+        found[k] = ImageSample(
+            output=spec.name,
+            layout=metrics.image_layout(tuple(int(d) for d in spec.shape)) or "NCHW",
+            value_range=ranges[k],
+            input=str(in_path.relative_to(work)),
+            input_layout=metrics.image_layout(tuple(int(d) for d in in_spec.shape)),
+            golden=str(gold_path.relative_to(work)),
+            candidates={},
+        )
+    return found

@@ -1,0 +1,574 @@
+"""Accuracy metrics with msit's exact definitions, plus image and classification metrics.
+
+Notation: g is the golden (FP32) output, m is mine (the candidate), both flattened and taken in
+float64; eps is float32 machine epsilon. The msit definitions come from
+`msit/components/utils/cmp_algorithm.py` (see docs/metrics.md for every formula).
+
+Each metric is a small pure function. `compare_arrays` computes every metric that applies to a
+pair of arrays. `MetricAccumulator` computes the same metrics over many samples from additive
+statistics, so the aggregate over a whole evaluation set never needs all outputs in memory and
+equals the metric of the concatenated outputs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+EPS = float(np.finfo(np.float32).eps)
+
+Kind = Literal["auto", "image", "classes", "tensor"]
+
+GOLDEN_ZERO_COSINE = "cosine undefined: golden output is all zero"
+
+# Gaussian window of the reference SSIM (Wang et al. 2004).
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
+SSIM_K1 = 0.01
+SSIM_K2 = 0.03
+TOP_K = 5
+
+# Display names, in display order.
+METRIC_LABELS = {
+    "cosine": "cosine similarity",
+    "rel_euclidean": "relative Euclidean distance",
+    "kl": "KL divergence",
+    "rmse": "RMSE",
+    "mean_rel_error": "mean relative error (msit)",
+    "max_rel_error": "max relative error (msit)",
+    "mae": "MAE (all elements)",
+    "max_abs_error": "max abs error (all elements)",
+    "msit_mean_abs_error": "mean abs error (msit, |g| > eps)",
+    "msit_max_abs_error": "max abs error (msit, |g| > eps)",
+    "psnr_db": "PSNR (dB)",
+    "ssim": "SSIM",
+    "top1_agreement": "top-1 agreement",
+    "top5_overlap": "top-5 overlap",
+}
+
+# Direction of each metric: True when larger is better (used for "worst sample" and verdicts).
+HIGHER_IS_BETTER = {
+    "cosine": True,
+    "psnr_db": True,
+    "ssim": True,
+    "top1_agreement": True,
+    "top5_overlap": True,
+}
+
+
+def format_value(key: str, value: float | str | None) -> str:
+    """A metric for people: similarities near 1 keep enough digits to tell 0.99999 from 1."""
+    if value is None:
+        return "n/a"
+    number = float(value)
+    if math.isnan(number):
+        return "NaN"
+    if math.isinf(number):
+        return "inf" if number > 0 else "-inf"
+    return f"{number:.10g}" if key in ("cosine", "ssim") else f"{number:.6g}"
+
+
+@dataclass(frozen=True)
+class Undefined:
+    """A metric that has no value for these inputs, with the reason to show instead of a number."""
+
+    reason: str
+
+
+def _flat(a: np.ndarray) -> np.ndarray:
+    return np.asarray(a).astype(np.float64, copy=False).reshape(-1)
+
+
+def _pair(golden: np.ndarray, mine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    g, m = _flat(golden), _flat(mine)
+    if g.size != m.size:
+        raise ValueError(f"golden has {g.size} values but mine has {m.size}")
+    return g, m
+
+
+# --- msit metrics ----------------------------------------------------------------------------
+
+
+def cosine(golden: np.ndarray, mine: np.ndarray) -> float | Undefined:
+    """g·m / (‖g‖‖m‖), rounded to 10 decimals as msit does.
+
+    Both all zero: 1.0 (msit). Golden all zero but mine not: Undefined (msit/torch would print 0,
+    which reads as "completely wrong" for sparse maps that are legitimately empty). Mine all zero
+    but golden not: 0.0 (torch's eps-clamped division, as msit).
+    """
+    g, m = _pair(golden, mine)
+    g_zero, m_zero = not np.any(g), not np.any(m)
+    if g_zero and m_zero:
+        return 1.0
+    if g_zero:
+        return Undefined(GOLDEN_ZERO_COSINE)
+    if m_zero:
+        return 0.0
+    return _cosine_from(float(g @ m), float(g @ g), float(m @ m))
+
+
+def _cosine_from(gm: float, gg: float, mm: float) -> float:
+    with np.errstate(invalid="ignore", over="ignore"):
+        return round(gm / (math.sqrt(gg) * math.sqrt(mm)), 10)
+
+
+def _rel_error(g: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """|m/g − 1| where |g| > eps, 0 elsewhere (the masked elements still count toward means)."""
+    mask = np.abs(g) > EPS
+    out = np.zeros_like(g)
+    with np.errstate(invalid="ignore", over="ignore"):
+        np.divide(m, g, out=out, where=mask)
+    np.subtract(out, 1.0, out=out, where=mask)
+    return np.abs(out)
+
+
+def _masked_abs_error(g: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """|m − g| where |g| > eps, 0 elsewhere: msit applies the relative-error mask here too."""
+    return np.where(np.abs(g) > EPS, np.abs(m - g), 0.0)
+
+
+def max_relative_error(golden: np.ndarray, mine: np.ndarray) -> float:
+    g, m = _pair(golden, mine)
+    return float(_rel_error(g, m).max()) if g.size else 0.0
+
+
+def mean_relative_error(golden: np.ndarray, mine: np.ndarray) -> float:
+    g, m = _pair(golden, mine)
+    return float(_rel_error(g, m).mean()) if g.size else 0.0
+
+
+def msit_max_abs_error(golden: np.ndarray, mine: np.ndarray) -> float:
+    """msit's MaxAbsoluteError: max |m − g| over elements with |g| > eps (0 elsewhere)."""
+    g, m = _pair(golden, mine)
+    return float(_masked_abs_error(g, m).max()) if g.size else 0.0
+
+
+def msit_mean_abs_error(golden: np.ndarray, mine: np.ndarray) -> float:
+    """msit's MeanAbsoluteError: mean of |m − g| masked as above, zeros counted."""
+    g, m = _pair(golden, mine)
+    return float(_masked_abs_error(g, m).mean()) if g.size else 0.0
+
+
+def mae(golden: np.ndarray, mine: np.ndarray) -> float:
+    """Plain mean absolute error over every element (no mask): what most users expect."""
+    g, m = _pair(golden, mine)
+    return float(np.abs(m - g).mean()) if g.size else 0.0
+
+
+def max_abs_error(golden: np.ndarray, mine: np.ndarray) -> float:
+    """Plain max |m − g| over every element (no mask)."""
+    g, m = _pair(golden, mine)
+    return float(np.abs(m - g).max()) if g.size else 0.0
+
+
+def rmse(golden: np.ndarray, mine: np.ndarray) -> float:
+    g, m = _pair(golden, mine)
+    return float(np.sqrt(np.mean((m - g) ** 2))) if g.size else 0.0
+
+
+def relative_euclidean(golden: np.ndarray, mine: np.ndarray) -> float:
+    """sqrt(Σ(m−g)² / Σg²); 0 when ‖g‖ <= eps (msit)."""
+    g, m = _pair(golden, mine)
+    return _rel_euclidean_from(float(((m - g) ** 2).sum()), float((g**2).sum()))
+
+
+def _rel_euclidean_from(sse: float, gg: float) -> float:
+    if math.sqrt(gg) <= EPS:
+        return 0.0
+    return math.sqrt(sse / gg)
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    shifted = x - x.max()
+    return shifted - math.log(np.exp(shifted).sum())
+
+
+def kl_divergence(golden: np.ndarray, mine: np.ndarray) -> float:
+    """Σ softmax(g)·(log softmax(g) − log softmax(m)) over the flattened tensor, clipped at >= 0.
+
+    This is msit's torch definition (a true KL); msit's NumPy variant is not a KL and is not used.
+    Computed with log-sum-exp so large logits neither overflow nor underflow.
+    """
+    g, m = _pair(golden, mine)
+    if g.size == 0:
+        return 0.0
+    log_p, log_q = _log_softmax(g), _log_softmax(m)
+    return max(float(np.sum(np.exp(log_p) * (log_p - log_q))), 0.0)
+
+
+# --- image metrics ---------------------------------------------------------------------------
+
+
+def image_layout(shape: tuple[int, ...]) -> str | None:
+    """'NCHW' or 'NHWC' for 4-D outputs with 1 or 3 channels, else None (NCHW wins ties)."""
+    if len(shape) != 4:
+        return None
+    if shape[1] in (1, 3) and min(shape[2], shape[3]) > 1:
+        return "NCHW"
+    if shape[3] in (1, 3) and min(shape[1], shape[2]) > 1:
+        return "NHWC"
+    return None
+
+
+def to_nchw(array: np.ndarray, layout: str) -> np.ndarray:
+    return np.transpose(array, (0, 3, 1, 2)) if layout == "NHWC" else array
+
+
+def data_range(golden_min: float, golden_max: float) -> float:
+    """The PSNR/SSIM data range L: 1.0 when the golden lies in [0, 1], else max(g) − min(g)."""
+    if golden_min >= 0.0 and golden_max <= 1.0:
+        return 1.0
+    return float(golden_max - golden_min)
+
+
+def psnr(
+    golden: np.ndarray, mine: np.ndarray, value_range: float | None = None
+) -> float | Undefined:
+    """10·log10(L² / mean((m−g)²)) in dB; +inf for identical outputs."""
+    g, m = _pair(golden, mine)
+    if value_range is None:
+        value_range = data_range(float(g.min()), float(g.max()))
+    return _psnr_from(float(((m - g) ** 2).sum()), g.size, value_range)
+
+
+def _psnr_from(sse: float, count: int, value_range: float) -> float | Undefined:
+    if value_range <= 0:
+        return Undefined("PSNR undefined: golden output is constant (data range 0)")
+    if count == 0:
+        return Undefined("PSNR undefined: empty output")
+    mse = sse / count
+    if mse == 0:
+        return math.inf
+    return 10.0 * math.log10(value_range**2 / mse)
+
+
+def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> np.ndarray:
+    x = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
+    w = np.exp(-(x**2) / (2.0 * sigma**2))
+    return w / w.sum()
+
+
+def _filter_valid(img: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Separable 'valid' Gaussian filtering over the last two axes (as Wang's filter2 'valid')."""
+    k = w.size
+    h_out = img.shape[-2] - k + 1
+    w_out = img.shape[-1] - k + 1
+    rows = sum(w[i] * img[..., i : i + h_out, :] for i in range(k))
+    return sum(w[i] * rows[..., :, i : i + w_out] for i in range(k))
+
+
+def ssim_per_image(golden: np.ndarray, mine: np.ndarray, value_range: float) -> np.ndarray:
+    """Mean SSIM of each image of two [N, C, H, W] arrays (channels averaged), shape [N].
+
+    Gaussian window 11x11, sigma 1.5, K1 = 0.01, K2 = 0.03, population (co)variances, and only
+    windows that fit inside the image ('valid'), as in the reference implementation.
+    """
+    g = np.asarray(golden, dtype=np.float64)
+    m = np.asarray(mine, dtype=np.float64)
+    w = gaussian_window()
+    c1 = (SSIM_K1 * value_range) ** 2
+    c2 = (SSIM_K2 * value_range) ** 2
+    mu_g, mu_m = _filter_valid(g, w), _filter_valid(m, w)
+    gg = _filter_valid(g * g, w) - mu_g**2
+    mm = _filter_valid(m * m, w) - mu_m**2
+    gm = _filter_valid(g * m, w) - mu_g * mu_m
+    num = (2 * mu_g * mu_m + c1) * (2 * gm + c2)
+    den = (mu_g**2 + mu_m**2 + c1) * (gg + mm + c2)
+    return np.asarray((num / den).mean(axis=(1, 2, 3)))
+
+
+def ssim(
+    golden: np.ndarray, mine: np.ndarray, value_range: float | None = None
+) -> float | Undefined:
+    """Mean SSIM over the images of a 4-D NCHW/NHWC output with 1 or 3 channels."""
+    g, m = np.asarray(golden), np.asarray(mine)
+    layout = image_layout(g.shape)
+    if layout is None:
+        return Undefined(f"SSIM needs a 4-D image output with 1 or 3 channels, got {g.shape}")
+    if value_range is None:
+        value_range = data_range(float(g.min()), float(g.max()))
+    g, m = to_nchw(g, layout), to_nchw(m.reshape(golden.shape), layout)
+    if min(g.shape[2:]) < SSIM_WINDOW:
+        return Undefined(
+            f"SSIM undefined: image smaller than the {SSIM_WINDOW}x{SSIM_WINDOW} window"
+        )
+    if value_range <= 0:
+        return Undefined("SSIM undefined: golden output is constant (data range 0)")
+    return float(ssim_per_image(g, m, value_range).mean())
+
+
+# --- classification metrics ------------------------------------------------------------------
+
+
+def is_class_scores(shape: tuple[int, ...]) -> bool:
+    return len(shape) == 2 and shape[1] >= 2
+
+
+def top1_agreement(golden: np.ndarray, mine: np.ndarray) -> float:
+    """Fraction of rows of [N, C] scores whose arg-max class is the same."""
+    g, m = np.asarray(golden), np.asarray(mine).reshape(np.shape(golden))
+    return float(np.mean(g.argmax(axis=1) == m.argmax(axis=1)))
+
+
+def _top_k_hits(g: np.ndarray, m: np.ndarray, k: int) -> np.ndarray:
+    k = min(k, g.shape[1])
+    top_g = np.argsort(-g, axis=1, kind="stable")[:, :k]
+    top_m = np.argsort(-m, axis=1, kind="stable")[:, :k]
+    return np.array([len(set(a) & set(b)) / k for a, b in zip(top_g.tolist(), top_m.tolist())])
+
+
+def top5_overlap(golden: np.ndarray, mine: np.ndarray) -> float:
+    """Mean over rows of |top5(g) ∩ top5(m)| / 5 (k = C when there are fewer than 5 classes)."""
+    g, m = np.asarray(golden), np.asarray(mine).reshape(np.shape(golden))
+    return float(_top_k_hits(g, m, TOP_K).mean())
+
+
+# --- every metric at once, over one or many samples -----------------------------------------
+
+
+def detect_kind(shape: tuple[int, ...]) -> str:
+    if image_layout(shape) is not None:
+        return "image"
+    if is_class_scores(shape):
+        return "classes"
+    return "tensor"
+
+
+@dataclass
+class _Stats:
+    """Additive statistics from which every metric is finalized."""
+
+    count: int = 0
+    gm: float = 0.0
+    gg: float = 0.0
+    mm: float = 0.0
+    g_any: bool = False
+    m_any: bool = False
+    sse: float = 0.0
+    abs_sum: float = 0.0
+    abs_max: float = 0.0
+    msit_abs_sum: float = 0.0
+    msit_abs_max: float = 0.0
+    rel_sum: float = 0.0
+    rel_max: float = 0.0
+    # log-sum-exp state of softmax(g) and softmax(m) over everything seen, and
+    # kl_acc = Σ exp(g − g_shift)·(g − m), scaled to g_shift.
+    g_shift: float = -math.inf
+    g_expsum: float = 0.0
+    m_shift: float = -math.inf
+    m_expsum: float = 0.0
+    kl_acc: float = 0.0
+    nonfinite_golden: int = 0
+    nonfinite_mine: int = 0
+    ssim_sum: float = 0.0
+    ssim_images: int = 0
+    top1_hits: float = 0.0
+    top5_hits: float = 0.0
+    rows: int = 0
+
+    def merge(self, o: _Stats) -> _Stats:
+        g_shift = max(self.g_shift, o.g_shift)
+        m_shift = max(self.m_shift, o.m_shift)
+        a, b = _rescale(self.g_shift, g_shift), _rescale(o.g_shift, g_shift)
+        c, d = _rescale(self.m_shift, m_shift), _rescale(o.m_shift, m_shift)
+        return _Stats(
+            count=self.count + o.count,
+            gm=self.gm + o.gm,
+            gg=self.gg + o.gg,
+            mm=self.mm + o.mm,
+            g_any=self.g_any or o.g_any,
+            m_any=self.m_any or o.m_any,
+            sse=self.sse + o.sse,
+            abs_sum=self.abs_sum + o.abs_sum,
+            abs_max=_nanmax(self.abs_max, o.abs_max),
+            msit_abs_sum=self.msit_abs_sum + o.msit_abs_sum,
+            msit_abs_max=_nanmax(self.msit_abs_max, o.msit_abs_max),
+            rel_sum=self.rel_sum + o.rel_sum,
+            rel_max=_nanmax(self.rel_max, o.rel_max),
+            g_shift=g_shift,
+            g_expsum=self.g_expsum * a + o.g_expsum * b,
+            m_shift=m_shift,
+            m_expsum=self.m_expsum * c + o.m_expsum * d,
+            kl_acc=self.kl_acc * a + o.kl_acc * b,
+            nonfinite_golden=self.nonfinite_golden + o.nonfinite_golden,
+            nonfinite_mine=self.nonfinite_mine + o.nonfinite_mine,
+            ssim_sum=self.ssim_sum + o.ssim_sum,
+            ssim_images=self.ssim_images + o.ssim_images,
+            top1_hits=self.top1_hits + o.top1_hits,
+            top5_hits=self.top5_hits + o.top5_hits,
+            rows=self.rows + o.rows,
+        )
+
+
+def _rescale(shift: float, new_shift: float) -> float:
+    if shift == -math.inf or math.isnan(shift) or math.isnan(new_shift):
+        return 0.0 if not math.isnan(shift) else math.nan
+    return math.exp(shift - new_shift)
+
+
+def _nanmax(a: float, b: float) -> float:
+    return math.nan if math.isnan(a) or math.isnan(b) else max(a, b)
+
+
+def _sample_stats(
+    golden: np.ndarray, mine: np.ndarray, kind: str, value_range: float | None
+) -> _Stats:
+    g, m = _pair(golden, mine)
+    s = _Stats(count=int(g.size))
+    if g.size == 0:
+        return s
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = m - g
+        absd = np.abs(diff)
+        masked = np.where(np.abs(g) > EPS, absd, 0.0)
+        rel = _rel_error(g, m)
+        s.gm, s.gg, s.mm = float(g @ m), float(g @ g), float(m @ m)
+        s.g_any, s.m_any = bool(np.any(g)), bool(np.any(m))
+        s.sse = float(diff @ diff)
+        s.abs_sum, s.abs_max = float(absd.sum()), float(absd.max())
+        s.msit_abs_sum, s.msit_abs_max = float(masked.sum()), float(masked.max())
+        s.rel_sum, s.rel_max = float(rel.sum()), float(rel.max())
+        s.g_shift, s.m_shift = float(g.max()), float(m.max())
+        eg = np.exp(g - s.g_shift)
+        s.g_expsum = float(eg.sum())
+        s.m_expsum = float(np.exp(m - s.m_shift).sum())
+        s.kl_acc = float(eg @ (g - m))
+    s.nonfinite_golden = int(g.size - np.count_nonzero(np.isfinite(g)))
+    s.nonfinite_mine = int(m.size - np.count_nonzero(np.isfinite(m)))
+    shape = np.shape(golden)
+    if kind == "image":
+        layout = image_layout(shape)
+        if (
+            layout is not None
+            and value_range is not None
+            and value_range > 0
+            and min(to_nchw(np.empty(shape, dtype=np.uint8), layout).shape[2:]) >= SSIM_WINDOW
+        ):
+            g4 = to_nchw(np.asarray(golden, dtype=np.float64), layout)
+            m4 = to_nchw(np.asarray(mine, dtype=np.float64).reshape(shape), layout)
+            with np.errstate(invalid="ignore", over="ignore"):
+                per_image = ssim_per_image(g4, m4, value_range)
+            s.ssim_sum, s.ssim_images = float(per_image.sum()), int(per_image.size)
+    elif kind == "classes":
+        g2 = np.asarray(golden, dtype=np.float64)
+        m2 = np.asarray(mine, dtype=np.float64).reshape(shape)
+        s.rows = int(shape[0])
+        s.top1_hits = float(np.sum(g2.argmax(axis=1) == m2.argmax(axis=1)))
+        s.top5_hits = float(_top_k_hits(g2, m2, TOP_K).sum())
+    return s
+
+
+def _finalize(s: _Stats, kind: str, value_range: float | None) -> dict[str, Any]:
+    """Metric values (float, or None with a note) from statistics."""
+    values: dict[str, float | None] = {}
+    notes: dict[str, str] = {}
+
+    def put(name: str, value: float | Undefined) -> None:
+        if isinstance(value, Undefined):
+            values[name] = None
+            notes[name] = value.reason
+        else:
+            values[name] = float(value)
+
+    n = max(s.count, 1)
+    if not s.g_any and not s.m_any:
+        put("cosine", 1.0)
+    elif not s.g_any:
+        put("cosine", Undefined(GOLDEN_ZERO_COSINE))
+    elif not s.m_any:
+        put("cosine", 0.0)
+    else:
+        put("cosine", _cosine_from(s.gm, s.gg, s.mm))
+    put("max_abs_error", s.abs_max)
+    put("mae", s.abs_sum / n)
+    put("msit_max_abs_error", s.msit_abs_max)
+    put("msit_mean_abs_error", s.msit_abs_sum / n)
+    put("rmse", math.sqrt(s.sse / n) if s.count else 0.0)
+    put("rel_euclidean", _rel_euclidean_from(s.sse, s.gg))
+    put("max_rel_error", s.rel_max)
+    put("mean_rel_error", s.rel_sum / n)
+    if s.nonfinite_golden or s.nonfinite_mine:
+        put("kl", math.nan)
+    elif s.count and s.g_expsum > 0 and s.m_expsum > 0:
+        lse_g = s.g_shift + math.log(s.g_expsum)
+        lse_m = s.m_shift + math.log(s.m_expsum)
+        put("kl", max(s.kl_acc / s.g_expsum - lse_g + lse_m, 0.0))
+    else:
+        put("kl", 0.0 if s.count else math.nan)
+    if kind == "image":
+        put("psnr_db", _psnr_from(s.sse, s.count, value_range if value_range is not None else 0))
+        if s.ssim_images:
+            put("ssim", s.ssim_sum / s.ssim_images)
+        elif value_range is not None and value_range <= 0:
+            put("ssim", Undefined("SSIM undefined: golden output is constant (data range 0)"))
+        else:
+            put(
+                "ssim", Undefined(f"SSIM undefined: image smaller than {SSIM_WINDOW}x{SSIM_WINDOW}")
+            )
+    elif kind == "classes":
+        put("top1_agreement", s.top1_hits / max(s.rows, 1))
+        put("top5_overlap", s.top5_hits / max(s.rows, 1))
+    note_list = [notes[k] for k in values if k in notes]
+    if s.nonfinite_golden:
+        note_list.append(f"golden output has {s.nonfinite_golden} NaN/Inf values")
+    if s.nonfinite_mine:
+        note_list.append(f"candidate output has {s.nonfinite_mine} NaN/Inf values (FP16 overflow?)")
+    return {**values, "notes": note_list}
+
+
+def _resolve_kind(kind: str, shape: tuple[int, ...]) -> str:
+    if kind == "auto":
+        return detect_kind(shape)
+    if kind == "image" and image_layout(shape) is None:
+        raise ValueError(f"kind 'image' needs a 4-D output with 1 or 3 channels, got {shape}")
+    if kind == "classes" and not is_class_scores(shape):
+        raise ValueError(f"kind 'classes' needs a 2-D [N, C] output with C >= 2, got {shape}")
+    if kind not in ("image", "classes", "tensor"):
+        raise ValueError(f"unknown kind '{kind}'")
+    return kind
+
+
+def compare_arrays(
+    golden: np.ndarray, mine: np.ndarray, kind: Kind = "auto", value_range: float | None = None
+) -> dict[str, Any]:
+    """Every metric that applies to this pair, plus `notes` (a list of strings).
+
+    kind: "image" adds psnr_db and ssim, "classes" adds top1_agreement and top5_overlap,
+    "tensor" only the generic metrics; "auto" decides from the golden's shape. A metric with no
+    value (e.g. cosine for an all-zero golden) is None and its reason is in `notes`.
+    """
+    shape = tuple(np.shape(golden))
+    if np.size(golden) != np.size(mine):
+        raise ValueError(f"golden has {np.size(golden)} values but mine has {np.size(mine)}")
+    resolved = _resolve_kind(kind, shape)
+    if resolved == "image" and value_range is None:
+        g = np.asarray(golden)
+        value_range = data_range(float(g.min()), float(g.max())) if g.size else 0.0
+    acc = MetricAccumulator(resolved, value_range)  # type: ignore[arg-type]
+    acc.update(golden, mine)
+    return acc.result()
+
+
+@dataclass
+class MetricAccumulator:
+    """Metrics over many (golden, mine) samples of one output, without keeping them.
+
+    `update` returns that sample's own metrics; `result` gives the metrics of all samples seen,
+    equal to `compare_arrays` on the concatenated samples (SSIM: the mean over all images).
+    For images, `value_range` must be fixed up front (see `data_range`).
+    """
+
+    kind: Literal["image", "classes", "tensor"]
+    value_range: float | None = None
+    _stats: _Stats = field(default_factory=_Stats)
+
+    def update(self, golden: np.ndarray, mine: np.ndarray) -> dict[str, Any]:
+        stats = _sample_stats(golden, mine, self.kind, self.value_range)
+        self._stats = self._stats.merge(stats)
+        return _finalize(stats, self.kind, self.value_range)
+
+    def result(self) -> dict[str, Any]:
+        return _finalize(self._stats, self.kind, self.value_range)

@@ -1,0 +1,173 @@
+"""FP16 simulation of an NPU running in `force_fp16`: every weight and activation rounded to FP16.
+
+Weights are rounded to FP16 and stored back as float32; every float tensor the graph produces
+(and every float graph input) passes through Cast(FLOAT16) -> Cast(FLOAT), so FP32 CPU kernels
+compute on FP16-representable values and each result is rounded as an FP16 kernel's output
+would be. Values beyond +-65504 become inf, exactly as on the device. What is not modelled:
+FP16 accumulation inside a kernel (the NPU's cube unit accumulates in FP32 for matmul/conv,
+which is what FP32 kernels on rounded inputs give) and the NPU's own op implementations.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+log = logging.getLogger("ascend_quant")
+
+ROUND_SUFFIX = "__fp16"
+FP16_MAX = float(np.finfo(np.float16).max)  # 65504
+Q_OPS = ("QuantizeLinear", "DequantizeLinear")
+
+
+def round_fp16(values: np.ndarray) -> np.ndarray:
+    """float32 values rounded to the nearest FP16 (overflow -> inf), as float32."""
+    with np.errstate(over="ignore"):
+        return np.asarray(values, dtype=np.float32).astype(np.float16).astype(np.float32)
+
+
+def overflowing_weights(model: onnx.ModelProto) -> list[str]:
+    """Float32 initializers with finite values beyond the FP16 range (they become inf)."""
+    names = []
+    for init in model.graph.initializer:
+        if init.data_type == TensorProto.FLOAT:
+            data = numpy_helper.to_array(init)
+            if np.any(np.isfinite(data) & (np.abs(data) > FP16_MAX)):
+                names.append(init.name)
+    return names
+
+
+def _round_tensor(tensor: onnx.TensorProto) -> None:
+    if tensor.data_type != TensorProto.FLOAT:
+        return
+    rounded = numpy_helper.from_array(round_fp16(numpy_helper.to_array(tensor)), tensor.name)
+    tensor.CopyFrom(rounded)
+
+
+def round_weights(model: onnx.ModelProto) -> None:
+    """Round float32 initializers and Constant values in place (quantization scales excepted)."""
+    keep = _qdq_parameter_names(model)
+    for init in model.graph.initializer:
+        if init.name not in keep:
+            _round_tensor(init)
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value" and node.output[0] not in keep:
+                    _round_tensor(attr.t)
+
+
+def _qdq_parameter_names(model: onnx.ModelProto) -> set[str]:
+    """Scales of Q/DQ nodes stay FP32: they are part of the int8 arithmetic, not FP16 data."""
+    return {name for n in model.graph.node if n.op_type in Q_OPS for name in n.input[1:]}
+
+
+def _float_tensors(model: onnx.ModelProto) -> set[str]:
+    inferred = onnx.shape_inference.infer_shapes(model)
+    infos = (
+        list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input)
+    )
+    return {
+        vi.name
+        for vi in infos
+        if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type == TensorProto.FLOAT
+    }
+
+
+def insert_activation_rounding(
+    model: onnx.ModelProto, skip_op_types: Iterable[str] = Q_OPS
+) -> list[str]:
+    """Round every float main-graph tensor to FP16 in place; returns the rounded tensor names.
+
+    A node output `x` is renamed `x__fp32` and followed by Cast(FLOAT16) -> Cast(FLOAT) that
+    produces `x` again, so consumers and graph outputs keep their names.
+    """
+    skip = set(skip_op_types)
+    floats = _float_tensors(model)
+    graph = model.graph
+    initializers = {i.name for i in graph.initializer}
+    new_nodes: list[onnx.NodeProto] = []
+    rounded: list[str] = []
+
+    def pair(source: str, target: str) -> list[onnx.NodeProto]:
+        half = f"{target}{ROUND_SUFFIX}"
+        return [
+            helper.make_node(
+                "Cast", [source], [half], name=f"{half}_cast16", to=TensorProto.FLOAT16
+            ),
+            helper.make_node("Cast", [half], [target], name=f"{half}_cast32", to=TensorProto.FLOAT),
+        ]
+
+    renamed_inputs: dict[str, str] = {}
+    for graph_input in graph.input:
+        if graph_input.name in floats and graph_input.name not in initializers:
+            target = f"{graph_input.name}{ROUND_SUFFIX}_in"
+            renamed_inputs[graph_input.name] = target
+            new_nodes.extend(pair(graph_input.name, target))
+            rounded.append(graph_input.name)
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in renamed_inputs:
+                node.input[i] = renamed_inputs[name]
+        new_nodes.append(node)
+        if node.op_type in skip:
+            continue
+        for i, name in enumerate(node.output):
+            if not name or name not in floats:
+                continue
+            raw = f"{name}__fp32"
+            node.output[i] = raw
+            new_nodes.extend(pair(raw, name))
+            rounded.append(name)
+    del graph.node[:]
+    graph.node.extend(new_nodes)
+    return rounded
+
+
+def simulate_fp16(model: onnx.ModelProto, skip_op_types: Iterable[str] = Q_OPS) -> onnx.ModelProto:
+    """A copy of `model` with FP16-rounded weights and activations (see module docstring)."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    round_weights(copy)
+    insert_activation_rounding(copy, skip_op_types)
+    return copy
+
+
+def find_overflow(
+    model: onnx.ModelProto, batches: Iterable[dict[str, np.ndarray]], limit: int | None = None
+) -> list[str]:
+    """Names of tensors of an FP16-simulated model that hold inf/NaN on any of `batches`.
+
+    Tensors are reported in graph order; the first ones are where the overflow starts (later
+    tensors usually inherit it).
+    """
+    from ascend_quant.backends.sim import make_session
+    from ascend_quant.onnx_io import to_ort_bytes
+    from ascend_quant.quant.calibrate import augment
+
+    names = [
+        n.output[0]
+        for n in model.graph.node
+        if n.op_type == "Cast" and n.name.endswith(f"{ROUND_SUFFIX}_cast32")
+    ]
+    if not names:
+        return []
+    session = make_session(to_ort_bytes(augment(model, names)))
+    bad: set[str] = set()
+    for count, feeds in enumerate(batches):
+        if limit is not None and count >= limit:
+            break
+        for name, value in zip(names, session.run(names, feeds)):
+            if name not in bad and not np.all(np.isfinite(value)):
+                bad.add(name)
+    return [n for n in names if n in bad]
+
+
+def report_overflow(names: list[str]) -> None:
+    if names:
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        log.warning("FP16 overflow (inf/NaN beyond +-65504) in %d tensor(s): %s", len(names), shown)

@@ -1,0 +1,451 @@
+"""report.json and a self-contained report.html (no network: inline CSS, SVG and PNG data URIs).
+
+The report reads bench and compare results either as the dataclasses (`BenchTable`,
+`CompareResult`) or as their JSON mappings (what the build caches), so one code path renders both.
+JSON is strict: non-finite floats (PSNR of identical outputs is +inf) are written as the strings
+"inf", "-inf" and "nan".
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import io
+import json
+import math
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ascend_quant import metrics
+from ascend_quant.config import to_mapping
+from ascend_quant.workspace import atomic_write_text
+
+REPORT_TEMPLATE = "report.html.j2"
+LATENCY_KEYS = ("min", "mean", "median", "p90", "p95", "p99", "max")
+CROP = 96  # output pixels per side of the side-by-side crops
+DISPLAY = 224  # displayed size of each crop (nearest-neighbour magnification)
+
+# Anchors of a perceptually ordered black-purple-orange-yellow colour map (inferno-like).
+_COLORMAP = np.array(
+    [[0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99], [212, 72, 66], [245, 125, 21],
+     [250, 193, 39], [252, 255, 164]],
+    dtype=np.float64,
+)  # fmt: skip
+
+
+# --- JSON --------------------------------------------------------------------------------------
+
+
+def json_safe(value: Any) -> Any:
+    """Plain JSON data: dataclasses to dicts, paths to strings, non-finite floats to strings."""
+    value = to_mapping(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        return json_safe(value.item())
+    return value
+
+
+def save_json(path: Path, value: Any) -> Path:
+    """Atomically write `value` as strict JSON (see `json_safe`)."""
+    text = json.dumps(json_safe(value), indent=2, allow_nan=False) + "\n"
+    return atomic_write_text(Path(path), text)
+
+
+def environment_info() -> dict[str, Any]:
+    """Versions and host facts worth recording beside any measured figure."""
+    from ascend_quant.__about__ import __version__
+
+    info: dict[str, Any] = {
+        "ascend_quant": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
+        "numpy": np.__version__,
+    }
+    try:
+        import onnxruntime
+
+        info["onnxruntime"] = onnxruntime.__version__
+    except ImportError:  # pragma: no cover
+        info["onnxruntime"] = None
+    return info
+
+
+# --- images ------------------------------------------------------------------------------------
+
+
+def _png_uri(pixels: np.ndarray) -> str:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _hwc(array: np.ndarray, layout: str | None) -> np.ndarray:
+    """First image of a 4-D array as float64 [H, W, C]."""
+    a = np.asarray(array, dtype=np.float64)
+    return a[0].transpose(1, 2, 0) if layout != "NHWC" else a[0]
+
+
+def _to_pixels(img: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    scaled = (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
+    pixels = np.clip(np.nan_to_num(scaled) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return pixels[..., 0] if pixels.shape[-1] == 1 else pixels
+
+
+def colormap(values: np.ndarray) -> np.ndarray:
+    """[0, 1] values -> uint8 RGB through the report's colour map."""
+    v = np.clip(np.nan_to_num(values, nan=1.0), 0.0, 1.0)
+    stops = np.linspace(0.0, 1.0, len(_COLORMAP))
+    rgb = np.stack([np.interp(v, stops, _COLORMAP[:, c]) for c in range(3)], axis=-1)
+    return (rgb + 0.5).astype(np.uint8)
+
+
+def _magnify(pixels: np.ndarray, size: int = DISPLAY) -> np.ndarray:
+    from PIL import Image
+
+    h, w = pixels.shape[:2]
+    factor = max(1, size // max(h, w))
+    return np.asarray(
+        Image.fromarray(pixels).resize((w * factor, h * factor), Image.Resampling.NEAREST)
+    )
+
+
+def _worst_window(error: np.ndarray, ch: int, cw: int) -> tuple[int, int]:
+    """Top-left corner of the ch x cw window with the largest summed error (integral image)."""
+    h, w = error.shape
+    if ch >= h and cw >= w:
+        return 0, 0
+    integral = np.pad(np.nan_to_num(error, nan=0.0).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    sums = integral[ch:, cw:] - integral[:-ch, cw:] - integral[ch:, :-cw] + integral[:-ch, :-cw]
+    y, x = np.unravel_index(int(np.argmax(sums)), sums.shape)
+    return int(y), int(x)
+
+
+def image_panels(sample: dict[str, Any], labels: dict[str, str]) -> dict[str, Any] | None:
+    """Crops of input, FP32 and each candidate, plus |candidate − FP32| heatmaps, as data URIs.
+
+    The crop is the CROP x CROP output window where the candidates' error is largest; the
+    input crop is the same region scaled to the input's size. Outputs share one display scale
+    (the golden's [0, 1] or its min..max), heatmaps share one colour scale (0 .. largest error).
+    """
+    try:
+        golden = _hwc(np.load(sample["golden"]), sample["layout"])
+        cands = {n: _hwc(np.load(p), sample["layout"]) for n, p in sample["candidates"].items()}
+        source = (
+            _hwc(np.load(sample["input"]), sample.get("input_layout"))
+            if sample.get("input")
+            else None
+        )
+    except (OSError, ValueError, KeyError):
+        return None
+    h, w = golden.shape[:2]
+    ch, cw = min(CROP, h), min(CROP, w)
+    errors = {n: np.abs(c.reshape(golden.shape) - golden).mean(axis=2) for n, c in cands.items()}
+    total = sum(errors.values()) if errors else np.zeros((h, w))
+    y, x = _worst_window(np.asarray(total), ch, cw)
+    window = (slice(y, y + ch), slice(x, x + cw))
+    g_lo, g_hi = float(np.nanmin(golden)), float(np.nanmax(golden))
+    lo, hi = (0.0, 1.0) if g_lo >= 0.0 and g_hi <= 1.0 else (g_lo, g_hi)
+    tiles = []
+    if source is not None:
+        sh, sw = source.shape[:2]
+        sy, sx = y * sh // h, x * sw // w
+        crop = source[sy : sy + max(1, ch * sh // h), sx : sx + max(1, cw * sw // w)]
+        tiles.append(
+            {
+                "label": "input",
+                "uri": _png_uri(_magnify(_to_pixels(crop, float(crop.min()), float(crop.max())))),
+            }
+        )
+    tiles.append(
+        {
+            "label": "FP32 (ONNX Runtime)",
+            "uri": _png_uri(_magnify(_to_pixels(golden[window], lo, hi))),
+        }
+    )
+    for name, cand in cands.items():
+        tiles.append(
+            {
+                "label": labels.get(name, name),
+                "uri": _png_uri(_magnify(_to_pixels(cand.reshape(golden.shape)[window], lo, hi))),
+            }
+        )
+    scale = max((float(np.nanmax(e[window])) for e in errors.values()), default=0.0)
+    heatmaps = []
+    for name, error in errors.items():
+        norm = error[window] / scale if scale > 0 else np.zeros_like(error[window])
+        heatmaps.append(
+            {
+                "label": f"|{labels.get(name, name)} − FP32|",
+                "uri": _png_uri(_magnify(colormap(norm))),
+            }
+        )
+    bar = colormap(np.tile(np.linspace(0.0, 1.0, 256), (12, 1)))
+    return {
+        "output": sample["output"],
+        "crop": {"y": y, "x": x, "height": ch, "width": cw, "image_height": h, "image_width": w},
+        "tiles": tiles,
+        "heatmaps": heatmaps,
+        "error_scale": scale,
+        "colorbar": _png_uri(bar),
+    }
+
+
+# --- latency plot ------------------------------------------------------------------------------
+
+
+def latency_plot(bench: dict[str, Any]) -> dict[str, Any]:
+    """Geometry of a horizontal latency plot: bar = mean, whisker = min..p99, tick = median."""
+    rows = bench.get("rows", [])
+    label_w, plot_w, row_h, top = 220, 480, 34, 24
+    top_value = max((_num(r["result"]["latency_ms"]["p99"]) for r in rows), default=0.0)
+    top_value = max(
+        top_value, max((_num(r["result"]["latency_ms"]["mean"]) for r in rows), default=0.0)
+    )
+    top_value = top_value * 1.1 or 1.0
+
+    def x(value: Any) -> float:
+        return round(label_w + plot_w * min(_num(value), top_value) / top_value, 2)
+
+    bars = []
+    for i, row in enumerate(rows):
+        lat = row["result"]["latency_ms"]
+        y = top + i * row_h
+        bars.append(
+            {
+                "label": Path(str(row["result"]["model"])).name,
+                "y": y,
+                "mid": y + row_h / 2 - 4,
+                "x0": label_w,
+                "mean_x": x(lat["mean"]),
+                "min_x": x(lat["min"]),
+                "p99_x": x(lat["p99"]),
+                "median_x": x(lat["median"]),
+                "mean": _num(lat["mean"]),
+            }
+        )
+    ticks = [{"x": x(top_value * f / 4), "value": top_value * f / 4} for f in range(5)]
+    return {
+        "width": label_w + plot_w + 80,
+        "height": top + row_h * len(rows) + 30,
+        "axis_y": top + row_h * len(rows),
+        "bars": bars,
+        "ticks": ticks,
+        "bar_h": row_h - 12,
+    }
+
+
+def _num(value: Any) -> float:
+    if isinstance(value, str):
+        return float(value)
+    return float(value) if value is not None else math.nan
+
+
+# --- the report --------------------------------------------------------------------------------
+
+
+def _accuracy_tables(compare: dict[str, Any]) -> list[dict[str, Any]]:
+    """One table per model output: rows = metrics, columns = candidates (aggregate, worst)."""
+    from ascend_quant.compare import THRESHOLD_METRICS
+
+    limits_by_metric = {key: (attr, op) for attr, (key, op) in THRESHOLD_METRICS.items()}
+    candidates = compare.get("candidates", [])
+    outputs: dict[str, dict[str, Any]] = {}
+    for cand in candidates:
+        for out in cand["outputs"]:
+            table = outputs.setdefault(
+                out["output"],
+                {"output": out["output"], "kind": out["kind"], "shape": out["shape"],
+                 "columns": [], "rows": {}},
+            )  # fmt: skip
+            table["columns"].append(
+                {"name": cand["name"], "passed": out["passed"], "notes": out["notes"],
+                 "failures": out["failures"]}
+            )  # fmt: skip
+            for key, value in out["metrics"].items():
+                attr_op = limits_by_metric.get(key)
+                limit = out["thresholds"][attr_op[0]] if attr_op else None
+                row = table["rows"].setdefault(
+                    key,
+                    {"key": key, "label": metrics.METRIC_LABELS.get(key, key), "cells": [],
+                     "threshold": f"{'≥' if attr_op[1] == '>=' else '≤'} {limit:g}"
+                     if attr_op and limit is not None else ""},
+                )  # fmt: skip
+                failed = any(f.startswith(f"{key} ") for f in out["failures"])
+                row["cells"].append(
+                    {"value": metrics.format_value(key, value),
+                     "worst": metrics.format_value(key, out["worst"].get(key)),
+                     "checked": attr_op is not None and value is not None, "failed": failed}
+                )  # fmt: skip
+    ordered = []
+    for table in outputs.values():
+        keys = [k for k in metrics.METRIC_LABELS if k in table["rows"]]
+        keys += [k for k in table["rows"] if k not in keys]
+        table["rows"] = [table["rows"][k] for k in keys]
+        ordered.append(table)
+    return ordered
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    number = _num(value)
+    if math.isnan(number):
+        return "NaN"
+    if math.isinf(number):
+        return "∞" if number > 0 else "−∞"
+    return f"{number:.6g}"
+
+
+def _bench_rows(bench: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for row in bench.get("rows", []):
+        r = row["result"]
+        lat = r["latency_ms"]
+        rows.append(
+            {
+                "model": Path(str(r["model"])).name,
+                "precision": r.get("precision") or "",
+                "device": r["device"],
+                "simulated": r["simulated"],
+                "batch": r["batch_size"],
+                "latency": {k: _show(lat[k]) for k in LATENCY_KEYS},
+                "count": lat["count"],
+                "throughput": _show(r["throughput"]),
+                "size": _size(int(r["file_size_bytes"])),
+                "speedup": _times(row.get("speedup"), "1× (baseline)"),
+                "size_ratio": _times(row.get("size_ratio"), "1×"),
+                "throughput_ratio": _times(row.get("throughput_ratio"), "1×"),
+            }
+        )  # fmt: skip
+    return rows
+
+
+def _times(value: Any, baseline: str) -> str:
+    return baseline if value is None else _show(value) + "×"
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)  # pragma: no cover
+
+
+def _flatten(data: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Nested config as (dotted key, value) pairs for a two-column table."""
+    if isinstance(data, dict) and data:
+        pairs: list[tuple[str, str]] = []
+        for key, value in data.items():
+            pairs += _flatten(value, f"{prefix}.{key}" if prefix else str(key))
+        return pairs
+    if isinstance(data, list):
+        return [(prefix, ", ".join(map(str, data)) if data else "[]")]
+    return [(prefix, "" if data is None else str(data))]
+
+
+def _environment(templates: Path | None) -> Any:
+    import jinja2
+
+    from ascend_quant.resources import templates_dir
+
+    search = [str(templates)] if templates is not None else []
+    search.append(str(templates_dir()))
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(search),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render_html(
+    *,
+    environment: dict[str, Any],
+    config: dict[str, Any],
+    bench: Any,
+    compare: Any,
+    title: str,
+    generated: str,
+    templates: Path | None = None,
+) -> str:
+    """The report page as a string (see `write_report`)."""
+    bench_map = json_safe(bench) if bench is not None else None
+    compare_map = json_safe(compare) if compare is not None else None
+    labels: dict[str, str] = {}
+    panels = []
+    if compare_map:
+        for cand in compare_map.get("candidates", []):
+            precision = (cand.get("precision") or "").upper()
+            labels[cand["name"]] = f"{precision} ({cand['name']})" if precision else cand["name"]
+        for sample in compare_map.get("image_samples", []):
+            panel = image_panels(sample, labels)
+            if panel is not None:
+                panels.append(panel)
+    template = _environment(templates).get_template(REPORT_TEMPLATE)
+    return template.render(
+        title=title,
+        generated=generated,
+        environment=_flatten(environment),
+        config=_flatten(config),
+        bench=bench_map,
+        bench_rows=_bench_rows(bench_map) if bench_map else [],
+        simulated=any(r["result"]["simulated"] for r in bench_map["rows"]) if bench_map else False,
+        plot=latency_plot(bench_map) if bench_map and bench_map.get("rows") else None,
+        compare=compare_map,
+        accuracy=_accuracy_tables(compare_map) if compare_map else [],
+        panels=panels,
+    )
+
+
+def write_report(
+    out_dir: Path,
+    *,
+    environment: dict[str, Any],
+    config: dict[str, Any],
+    bench: Any | None,
+    compare: Any | None,
+    title: str,
+    templates: Path | None = None,
+) -> dict[str, Path]:
+    """Write `report.json` and a self-contained `report.html` into `out_dir`, atomically.
+
+    `bench` and `compare` may be a `BenchTable` / `CompareResult` or their JSON mappings.
+    `templates`: a folder searched for `report.html.j2` before the bundled one.
+    """
+    out_dir = Path(out_dir)
+    generated = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    data = {
+        "title": title,
+        "generated": generated,
+        "environment": environment,
+        "config": config,
+        "bench": bench,
+        "compare": compare,
+    }
+    html = render_html(
+        environment=environment,
+        config=config,
+        bench=bench,
+        compare=compare,
+        title=title,
+        generated=generated,
+        templates=templates,
+    )
+    json_path = save_json(out_dir / "report.json", data)
+    html_path = atomic_write_text(out_dir / "report.html", html)
+    return {"json": json_path, "html": html_path}

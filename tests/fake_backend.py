@@ -1,0 +1,129 @@
+"""A fake backend for compare/bench tests: runs the FP32 ONNX model and perturbs its outputs.
+
+`run` writes ais_bench-named output files (through the same aisbench_io conventions as the real
+backends), so thresholds pass or fail deterministically depending on the perturbation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from ascend_quant import aisbench_io
+from ascend_quant.backends.base import BenchResult, RunResult
+from ascend_quant.backends.sim import OrtRunner
+from ascend_quant.bench import latency_stats
+from ascend_quant.config import BenchConfig
+from ascend_quant.progress import NULL_PROGRESS, Progress
+
+
+@dataclass
+class Perturb:
+    noise: float = 0.0  # std of Gaussian noise relative to the output's std
+    bias: float = 0.0
+    dtype: str = "float32"  # written dtype (float16 exercises the size-based dtype detection)
+    latency_ms: float = 1.0
+
+
+class FakeBackend:
+    name = "fake"
+
+    def __init__(self, model: Path, perturb: Perturb) -> None:
+        self.model = model
+        self.perturb = perturb
+
+    def run(
+        self,
+        om: Path,
+        input_dirs: list[Path],
+        output_dir: Path,
+        outfmt: str = "BIN",
+        progress: Progress = NULL_PROGRESS,
+    ) -> RunResult:
+        runner = OrtRunner(onnx.load(str(self.model)))
+        output_dir = Path(output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(7)
+        outputs = []
+        for stem, feeds in aisbench_io.iter_feeds(input_dirs, runner.inputs):
+            result = runner.infer(feeds)
+            paths = []
+            for k, spec in enumerate(runner.outputs):
+                g = result[spec.name]
+                m = g + self.perturb.bias + rng.normal(0, self.perturb.noise * g.std(), g.shape)
+                path = aisbench_io.output_path(output_dir, stem, k, outfmt)
+                aisbench_io.write_output(path, m.astype(self.perturb.dtype))
+                paths.append(path)
+            outputs.append(paths)
+        return RunResult(output_dir, outputs, [s.name for s in runner.outputs], [])
+
+    def bench(
+        self, om: Path, config: BenchConfig, progress: Progress = NULL_PROGRESS
+    ) -> BenchResult:
+        lat = self.perturb.latency_ms
+        stats = latency_stats([lat * (1 + 0.01 * i) for i in range(config.loop)])
+        return BenchResult(
+            model=str(om),
+            backend="fake",
+            device="cpu (simulated)",
+            simulated=True,
+            precision="int8" if "int8" in Path(om).name else "fp16",
+            soc="Ascend310P3",
+            batch_size=config.batch_size or 1,
+            latency_ms=stats,
+            throughput=1000.0 * (config.batch_size or 1) / stats.mean,
+            file_size_bytes=Path(om).stat().st_size,
+        )
+
+
+def install(monkeypatch, model: Path, perturbs: dict[str, Perturb]) -> None:  # type: ignore[no-untyped-def]
+    """Make `backend_for_om` return a FakeBackend chosen by the .om's file name."""
+    from ascend_quant import backends
+
+    def backend_for_om(path: Path) -> FakeBackend:
+        return FakeBackend(model, perturbs[Path(path).name])
+
+    monkeypatch.setattr(backends, "backend_for_om", backend_for_om)
+
+
+def write_inputs(directory: Path, shape: tuple[int, ...], count: int, seed: int = 0) -> Path:
+    """`count` float32 .bin samples of `shape`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        rng.random(shape, dtype=np.float32).tofile(directory / f"sample_{i}.bin")
+    return directory
+
+
+def make_om(path: Path, size: int = 1000) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\0" * size)
+    return path
+
+
+def sample_results(tmp_path: Path, monkeypatch):  # type: ignore[no-untyped-def]
+    """A BenchTable and a CompareResult for sr_net (one FP16 pass, one INT8 fail) via fakes."""
+    import tiny_models
+
+    from ascend_quant.bench import bench_models
+    from ascend_quant.compare import compare_models
+    from ascend_quant.config import Thresholds
+
+    model = tiny_models.save(tiny_models.sr_net(), tmp_path / "sr.onnx")
+    inputs = write_inputs(tmp_path / "eval", (1, 3, 16, 16), 2)
+    fp16 = make_om(tmp_path / "sr_fp16.om", 3000)
+    int8 = make_om(tmp_path / "sr_int8.om", 1500)
+    install(
+        monkeypatch,
+        model,
+        {
+            "sr_fp16.om": Perturb(noise=0.002, latency_ms=2.0),
+            "sr_int8.om": Perturb(noise=0.3, latency_ms=1.2),
+        },
+    )
+    bench = bench_models([fp16, int8], BenchConfig(warmup=0, loop=20))
+    compare = compare_models(model, [fp16, int8], [inputs], tmp_path / "cmp", Thresholds())
+    return bench, compare

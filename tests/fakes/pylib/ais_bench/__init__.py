@@ -1,0 +1,1 @@
+"""Stand-in for the ais_bench package (tests only)."""

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import tiny_models
+from onnx import TensorProto, helper, numpy_helper
+
+from ascend_quant.backends.sim import OrtRunner
+from ascend_quant.quant.fp16 import (
+    find_overflow,
+    overflowing_weights,
+    report_overflow,
+    round_fp16,
+    simulate_fp16,
+)
+
+
+def _scale_net(factor: float) -> object:
+    """input -> Mul(factor) -> Relu -> Mul(1/factor): overflows FP16 when factor is large."""
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4])
+    inits = [
+        numpy_helper.from_array(np.array(factor, np.float32), "k"),
+        numpy_helper.from_array(np.array(1.0 / factor, np.float32), "inv"),
+    ]
+    nodes = [
+        helper.make_node("Mul", ["input", "k"], ["big"], name="scale_up"),
+        helper.make_node("Relu", ["big"], ["act"], name="relu"),
+        helper.make_node("Mul", ["act", "inv"], ["output"], name="scale_down"),
+    ]
+    return tiny_models._model(nodes, [x], [y], inits)
+
+
+def test_rounding_is_visible_but_small():
+    model = tiny_models.sr_net()
+    x = np.random.default_rng(0).random((1, 3, 16, 16), dtype=np.float32)
+    ref = OrtRunner(model).infer({"input": x})["output"]
+    sim_model = simulate_fp16(model)
+    sim = OrtRunner(sim_model).infer({"input": x})["output"]
+    diff = np.abs(sim - ref)
+    assert diff.max() > 0  # FP16 rounding survived ORT's optimisations
+    assert diff.max() < 1e-2
+    # every value the simulated model outputs is an FP16 number
+    np.testing.assert_array_equal(sim, round_fp16(sim))
+    # weights were rounded too
+    weights = {i.name: numpy_helper.to_array(i) for i in sim_model.graph.initializer}
+    np.testing.assert_array_equal(weights["w1"], round_fp16(weights["w1"]))
+
+
+def test_output_names_and_graph_unchanged_for_consumers():
+    model = tiny_models.conv_net()
+    sim_model = simulate_fp16(model)
+    assert [o.name for o in sim_model.graph.output] == ["output"]
+    assert [i.name for i in sim_model.graph.input] == ["input"]
+    casts = [n for n in sim_model.graph.node if n.op_type == "Cast"]
+    assert len(casts) == 2 * 4  # input, c1, r1, output
+
+
+def test_values_beyond_fp16_range_become_inf_and_are_named(caplog):
+    model = _scale_net(1e4)
+    x = np.array([[10.0, 7.0, -1.0, 0.001]], np.float32)
+    fp32 = OrtRunner(model).infer({"input": x})["output"]
+    assert np.all(np.isfinite(fp32))
+    sim = simulate_fp16(model)
+    out = OrtRunner(sim).infer({"input": x})["output"]
+    assert np.isinf(out[0, 0]) and np.isinf(out[0, 1])
+    names = find_overflow(sim, [{"input": x}])
+    assert names[:2] == ["big", "act"] and "output" in names
+    with caplog.at_level(logging.WARNING, logger="ascend_quant"):
+        report_overflow(names)
+    assert "big" in caplog.text and "FP16 overflow" in caplog.text
+
+
+def test_weights_beyond_fp16_range_are_named():
+    model = _scale_net(1e5)
+    assert overflowing_weights(model) == ["k"]
+    weights = {i.name: numpy_helper.to_array(i) for i in simulate_fp16(model).graph.initializer}
+    assert np.isinf(weights["k"])
+
+
+def test_no_overflow_reported_in_range():
+    sim = simulate_fp16(_scale_net(100.0))
+    assert find_overflow(sim, [{"input": np.ones((1, 4), np.float32)}]) == []

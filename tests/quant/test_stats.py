@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ascend_quant.quant.stats import (
+    RangeRequest,
+    TensorStats,
+    compute_range,
+    entropy_range,
+    hfmg_range,
+    ifmr_range,
+    minmax_range,
+    percentile_range,
+    quant_mse,
+    quant_params,
+)
+
+
+def _stats(data: np.ndarray, chunks: int = 1) -> TensorStats:
+    stats = TensorStats()
+    for part in np.array_split(data, chunks):
+        stats.update(part)
+    return stats
+
+
+def test_minmax_is_exact_and_includes_zero():
+    data = np.array([0.5, 3.25, 1.0], dtype=np.float32)
+    assert minmax_range(_stats(data)) == (0.0, 3.25)
+    data = np.array([-7.5, -1.0, 2.0], dtype=np.float32)
+    assert minmax_range(_stats(data)) == (-7.5, 2.0)
+
+
+def test_streaming_equals_one_shot():
+    rng = np.random.default_rng(0)
+    # growing magnitudes force several range doublings while streaming
+    data = np.concatenate([rng.normal(0, s, 5000) for s in (0.01, 0.5, 3.0, 40.0)])
+    one = _stats(data)
+    many = _stats(data, chunks=37)
+    assert one.radius == many.radius
+    np.testing.assert_array_equal(one.counts, many.counts)
+    np.testing.assert_allclose(one.sums, many.sums, rtol=1e-9, atol=1e-9)
+    for algo in ("minmax", "percentile", "ifmr", "hfmg", "entropy"):
+        request = RangeRequest(algo, symmetric=False)
+        assert compute_range(one, request) == pytest.approx(compute_range(many, request))
+
+
+def test_histogram_memory_is_fixed():
+    stats = TensorStats(bins=1024)
+    for seed in range(20):
+        stats.update(np.random.default_rng(seed).normal(size=10_000) * (seed + 1))
+    assert stats.counts.shape == (1024,) and stats.count == 200_000
+    assert stats.counts.sum() == 200_000
+
+
+def test_percentile_clips_outliers():
+    data = np.concatenate([np.linspace(-1, 1, 100_000), [50.0]])
+    lo, hi = percentile_range(_stats(data), 0.9999, 0.9999)
+    assert -1.01 < lo < -0.99 and 0.99 < hi < 1.01
+    lo_s, hi_s = percentile_range(_stats(data), 0.9999, 0.9999, symmetric=True)
+    assert lo_s == -hi_s
+
+
+def test_ifmr_clips_below_max_for_heavy_tails_and_beats_minmax():
+    data = np.random.default_rng(1).standard_t(2, 200_000)
+    stats = _stats(data)
+    lo, hi = ifmr_range(stats, symmetric=False)
+    assert hi < stats.max and lo > stats.min
+    hist = stats.histogram()
+    assert quant_mse(hist, lo, hi, False) < quant_mse(hist, stats.min, stats.max, False)
+    # the search is bounded by search_range_start: never below 0.7 x the start point
+    assert hi >= 0.7 * hist.quantile(0.999999) - 1e-9
+
+
+def test_ifmr_keeps_full_range_for_uniform_data():
+    data = np.random.default_rng(2).uniform(-1, 1, 100_000)
+    lo, hi = ifmr_range(_stats(data), symmetric=True)
+    assert lo == -hi and 0.97 < hi <= 1.02
+
+
+def test_ifmr_search_range_is_honoured():
+    data = np.random.default_rng(3).standard_t(2, 50_000)
+    stats = _stats(data)
+    start = stats.histogram().quantile(0.999999)
+    _, hi = ifmr_range(stats, False, 0.95, 1.0, 0.05)
+    assert hi == pytest.approx(0.95 * start) or hi == pytest.approx(start)
+
+
+def test_hfmg_shrinks_sparse_tail():
+    data = np.concatenate([np.maximum(np.random.default_rng(4).normal(size=100_000), 0), [30]])
+    lo, hi = hfmg_range(_stats(data), symmetric=False, num_of_bins=4096)
+    assert lo == 0.0 and hi < 30.0
+    lo_s, hi_s = hfmg_range(_stats(data), symmetric=True)
+    assert lo_s == -hi_s
+
+
+def test_entropy_threshold_is_symmetric_and_inside_range():
+    data = np.random.default_rng(5).laplace(size=100_000)
+    stats = _stats(data)
+    lo, hi = entropy_range(stats)
+    assert lo == -hi and 0 < hi < max(-stats.min, stats.max)
+
+
+def test_quant_params_match_ascend_int8():
+    scale, zero = quant_params(-1.0, 3.0, symmetric=False)
+    assert scale == pytest.approx(4.0 / 255) and zero == round(-128 + 1.0 / scale)
+    scale, zero = quant_params(-1.0, 3.0, symmetric=True)
+    assert scale == pytest.approx(3.0 / 127) and zero == 0
+
+
+def test_all_zero_tensor():
+    stats = _stats(np.zeros(100))
+    for algo in ("minmax", "percentile", "ifmr", "hfmg", "entropy"):
+        assert compute_range(stats, RangeRequest(algo, symmetric=False)) == (0.0, 0.0)
+
+
+def test_unknown_algorithm():
+    with pytest.raises(ValueError):
+        compute_range(_stats(np.ones(4)), RangeRequest("bogus", symmetric=True))

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import tiny_models
+from fake_backend import Perturb, install, make_om
+
+from ascend_quant.bench import bench_models, bench_table, latency_stats, time_loop
+from ascend_quant.config import BenchConfig, to_mapping
+from ascend_quant.errors import UsageError
+
+
+def test_latency_stats_and_time_loop() -> None:
+    stats = latency_stats(list(range(1, 101)))
+    assert (stats.count, stats.min, stats.max, stats.median) == (100, 1.0, 100.0, 50.5)
+    assert stats.p99 == pytest.approx(99.01)
+    calls: list[int] = []
+    samples = time_loop(lambda: calls.append(1), warmup=3, loop=10)
+    assert len(calls) == 13 and len(samples) == 10 and min(samples) >= 0
+    with pytest.raises(ValueError):
+        latency_stats([])
+
+
+def test_bench_models_ratios_against_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = tiny_models.save(tiny_models.conv_net(), tmp_path / "m.onnx")
+    fp16 = make_om(tmp_path / "m_fp16.om", size=4000)
+    int8 = make_om(tmp_path / "m_int8.om", size=1000)
+    install(
+        monkeypatch,
+        model,
+        {"m_fp16.om": Perturb(latency_ms=2.0), "m_int8.om": Perturb(latency_ms=1.0)},
+    )
+    table = bench_models([fp16, int8], BenchConfig(warmup=0, loop=5, batch_size=4))
+    first, second = table.rows
+    assert first.speedup is None and first.size_ratio is None
+    assert second.speedup == pytest.approx(2.0)
+    assert second.size_ratio == pytest.approx(0.25)
+    assert second.throughput_ratio == pytest.approx(2.0)
+    assert second.result.batch_size == 4 and table.simulated
+    data = to_mapping(table)
+    assert data["rows"][1]["speedup"] == pytest.approx(2.0)
+    assert data["config"]["loop"] == 5
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        (BenchConfig(loop=0), "--loop"),
+        (BenchConfig(warmup=-1), "--warmup"),
+        (BenchConfig(duration_s=0.0), "--duration"),
+        (BenchConfig(batch_size=0), "--batch-size"),
+    ],
+)
+def test_bad_settings(tmp_path: Path, config: BenchConfig, message: str) -> None:
+    om = make_om(tmp_path / "a.om")
+    with pytest.raises(UsageError, match=message):
+        bench_models([om], config)
+
+
+def test_no_models_and_unknown_file(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="no models"):
+        bench_models([], BenchConfig())
+    with pytest.raises(UsageError, match="neither a real Ascend"):
+        bench_models([make_om(tmp_path / "junk.om")], BenchConfig())
+
+
+def test_bench_table_handles_zero_size() -> None:
+    assert bench_table([], BenchConfig()).rows == []
+
+
+def test_simulated_bench_of_real_sim_om(tmp_path: Path) -> None:
+    """The simulator's own bench through bench_models: figures are measured, not made up."""
+    from ascend_quant.backends.base import ConvertRequest
+    from ascend_quant.backends.sim import SimBackend
+    from ascend_quant.workspace import sha256_file
+
+    model = tiny_models.save(tiny_models.conv_net(), tmp_path / "c.onnx")
+    request = ConvertRequest(
+        model=model,
+        source_sha256=sha256_file(model),
+        input_shapes={"input": (1, 3, 16, 16)},
+        soc="Ascend310P3",
+        precision="fp16",
+        out_dir=tmp_path / "om",
+        name="c",
+    )
+    om = SimBackend().convert(request).path
+    table = bench_models([om, om], BenchConfig(warmup=1, loop=8))
+    a, b = table.rows
+    assert a.result.simulated and a.result.latency_ms.count == 8
+    assert a.result.latency_ms.min <= a.result.latency_ms.median <= a.result.latency_ms.max
+    assert b.size_ratio == 1.0 and b.speedup is not None and b.speedup > 0
