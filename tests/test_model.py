@@ -59,7 +59,11 @@ def _if_model() -> onnx.ModelProto:
         return helper.make_graph(nodes, name, [], [out], [s])
 
     node = helper.make_node(
-        "If", ["flag"], ["output"], name="if", then_branch=branch("t", 1.0),
+        "If",
+        ["flag"],
+        ["output"],
+        name="if",
+        then_branch=branch("t", 1.0),
         else_branch=branch("e", -1.0),
     )
     graph = helper.make_graph([node], "ifnet", [x, flag], [y], [w])
@@ -118,15 +122,19 @@ def test_load_directory_and_om(tmp_path: Path) -> None:
         M.load_model(tmp_path)
     om = tmp_path / "m.om"
     om.write_bytes(b"IMOD")
-    with pytest.raises(ModelError, match="Ascend .om"):
+    with pytest.raises(ModelError, match=r"Ascend \.om"):
         M.load_model(om)
 
 
 def test_external_data_loads_and_missing_data_is_named(tmp_path: Path) -> None:
     path = tmp_path / "ext.onnx"
     onnx.save(
-        tiny_models.conv_net(), str(path), save_as_external_data=True,
-        all_tensors_to_one_file=True, location="weights.bin", size_threshold=0,
+        tiny_models.conv_net(),
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="weights.bin",
+        size_threshold=0,
     )
     result = M.preflight(path, tmp_path / "out")
     assert result.summary.param_count == 8 * 3 * 9 + 8 + 4 * 8 * 9 + 4
@@ -278,8 +286,9 @@ def test_quantizable_types_and_conv3d() -> None:
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4, 4])
     w = numpy_helper.from_array(np.ones((2, 1, 1, 1, 1), np.float32), "w")
     conv3d = helper.make_model(
-        helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="c3")], "g",
-                          [x], [y], [w])
+        helper.make_graph(
+            [helper.make_node("Conv", ["x", "w"], ["y"], name="c3")], "g", [x], [y], [w]
+        )
     )
     assert M.summarize(conv3d).quantizable_nodes == [("c3", "Conv", "Conv3D")]
 
@@ -336,7 +345,10 @@ def test_static_override_is_warned() -> None:
 
 
 def test_simplifier_mismatch_keeps_the_original(
-    tmp_path: Path, conv_model: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    conv_model: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     def wrong(model: onnx.ModelProto, shapes: dict) -> tuple[onnx.ModelProto, None]:
         bad = onnx.ModelProto()

@@ -39,11 +39,16 @@ def _calib_file(tmp_path: Path, name: str = "input", batches: int = 1) -> Path:
     return folder / "00000.bin"
 
 
-def _render(tmp_path: Path, config: BuildConfig, shapes: dict, soc: str = "Ascend310P3",
-            batches: int = 1) -> dict[str, Path]:
+def _render(
+    tmp_path: Path, config: BuildConfig, shapes: dict, soc: str = "Ascend310P3", batches: int = 1
+) -> dict[str, Path]:
     files = {n: _calib_file(tmp_path, n, batches) for n in shapes}
     return render.render_configs(
-        config, soc, shapes, files, tmp_path / TRICKY / "configs",
+        config,
+        soc,
+        shapes,
+        files,
+        tmp_path / TRICKY / "configs",
         model_path=tmp_path / TRICKY / "model" / "m.sim.onnx",
     )
 
@@ -80,27 +85,42 @@ FULL = {
             "default",
             {},
             {"input": (1, 3, 224, 224)},
-            ["quant_config.json", "simple_config.cfg", "compression_optimize.cfg",
-             "amct_config.cfg"],
+            [
+                "quant_config.json",
+                "simple_config.cfg",
+                "compression_optimize.cfg",
+                "amct_config.cfg",
+            ],
         ),
         (
             "full",
             FULL,
             {"image": (1, 3, 224, 224), "aux": (1, 4)},
-            ["quant_config.json", "simple_config.cfg", "compression_optimize.cfg",
-             "amct_config.cfg", "aipp.cfg"],
+            [
+                "quant_config.json",
+                "simple_config.cfg",
+                "compression_optimize.cfg",
+                "amct_config.cfg",
+                "aipp.cfg",
+            ],
         ),
         (
             "hfmg",
-            {"quant": {"algorithm": "hfmg", "hfmg": {"num_of_bins": 1024},
-                       "override_layer_types": {"Conv": {"algorithm": "ifmr"}}}},
+            {
+                "quant": {
+                    "algorithm": "hfmg",
+                    "hfmg": {"num_of_bins": 1024},
+                    "override_layer_types": {"Conv": {"algorithm": "ifmr"}},
+                }
+            },
             {"input": (1, 1, 32, 32)},
             ["quant_config.json", "amct_config.cfg"],
         ),
     ],
 )
-def test_golden_configs(tmp_path: Path, case: str, data: dict, shapes: dict,
-                        expected: list[str]) -> None:
+def test_golden_configs(
+    tmp_path: Path, case: str, data: dict, shapes: dict, expected: list[str]
+) -> None:
     config = from_mapping(BuildConfig, data)
     files = _render(tmp_path, config, shapes, batches=3)
     assert list(files) == expected
@@ -110,8 +130,9 @@ def test_golden_configs(tmp_path: Path, case: str, data: dict, shapes: dict,
 
 
 def test_full_values_parse_back(tmp_path: Path) -> None:
-    files = _render(tmp_path, from_mapping(BuildConfig, FULL), {"image": (1, 3, 224, 224),
-                                                                "aux": (1, 4)})
+    files = _render(
+        tmp_path, from_mapping(BuildConfig, FULL), {"image": (1, 3, 224, 224), "aux": (1, 4)}
+    )
     simple = pt.parse(files["simple_config.cfg"].read_text())
     assert simple["skip_layers"] == ['/head/"cls"/Conv', "c\\d é"]
     assert simple["skip_layer_types"] == ["MatMulV2", "BatchMatMulV2"]
@@ -151,8 +172,11 @@ def test_aipp_generalises_to_other_scales(tmp_path: Path) -> None:
     [
         ({}, {"x": (1, 16)}, "no image input"),
         ({"preprocess": {"mean": [2.0]}}, {"x": (1, 3, 8, 8)}, "outside AIPP's"),
-        ({"aipp": {"src_image_size": [16, 16]}}, {"x": (1, 3, 8, 8)}, "AIPP cannot resize"
-         if False else "differs from the input"),
+        (
+            {"aipp": {"src_image_size": [16, 16]}},
+            {"x": (1, 3, 8, 8)},
+            "AIPP cannot resize" if False else "differs from the input",
+        ),
         ({"aipp": {"crop": True, "src_image_size": [4, 4]}}, {"x": (1, 3, 8, 8)}, "smaller"),
         ({"preprocess": {"std": [0.0]}}, {"x": (1, 3, 8, 8)}, "std"),
         ({"preprocess": {"mean": [0.1, 0.2]}}, {"x": (1, 3, 8, 8)}, "2 values for 3 channels"),
@@ -166,12 +190,14 @@ def test_aipp_errors(data: dict, shapes: dict, message: str) -> None:
 
 def test_route_errors(tmp_path: Path) -> None:
     shapes = {"input": (1, 3, 8, 8)}
-    hfmg_atc = from_mapping(BuildConfig, {"quant": {"algorithm": "hfmg"},
-                                          "atc": {"int8_route": "atc"}})
+    hfmg_atc = from_mapping(
+        BuildConfig, {"quant": {"algorithm": "hfmg"}, "atc": {"int8_route": "atc"}}
+    )
     with pytest.raises(UsageError, match="only IFMR"):
         _render(tmp_path, hfmg_atc, shapes)
-    minmax_amct = from_mapping(BuildConfig, {"quant": {"algorithm": "minmax"},
-                                             "atc": {"int8_route": "amct"}})
+    minmax_amct = from_mapping(
+        BuildConfig, {"quant": {"algorithm": "minmax"}, "atc": {"int8_route": "amct"}}
+    )
     with pytest.raises(UsageError, match="only in the simulator"):
         _render(tmp_path, minmax_amct, shapes)
     atc_route = from_mapping(BuildConfig, {"atc": {"int8_route": "atc"}})
@@ -198,8 +224,13 @@ def test_comma_in_calibration_path_is_refused(tmp_path: Path) -> None:
     folder.mkdir()
     (folder / "0.bin").write_bytes(b"")
     with pytest.raises(UsageError, match="contains ','"):
-        render.render_configs(BuildConfig(), "Ascend310P3", {"x": (1, 3, 8, 8)},
-                              {"x": folder / "0.bin"}, tmp_path / "o")
+        render.render_configs(
+            BuildConfig(),
+            "Ascend310P3",
+            {"x": (1, 3, 8, 8)},
+            {"x": folder / "0.bin"},
+            tmp_path / "o",
+        )
 
 
 def test_first_layer_warning_for_unsupported_soc(
@@ -274,8 +305,7 @@ def test_template_override_by_name(tmp_path: Path) -> None:
         ("{{ ''.__class__.__mro__ }}\n", "unsafe|__class__"),
     ],
 )
-def test_bad_override_templates_write_nothing(tmp_path: Path, template: str,
-                                              message: str) -> None:
+def test_bad_override_templates_write_nothing(tmp_path: Path, template: str, message: str) -> None:
     overrides = tmp_path / "tpl"
     overrides.mkdir()
     (overrides / "amct_config.cfg.j2").write_text(template)
@@ -291,15 +321,24 @@ def test_missing_templates_dir() -> None:
 
 
 TRICKY_ARGV = [
-    ["amct_onnx", "calibration", "--model=/w/m ü.onnx", "--input_shape=a:1,3;b:1",
-     "--data_dir=it's \"here\"", "$HOME", "`date`", "x*"],
+    [
+        "amct_onnx",
+        "calibration",
+        "--model=/w/m ü.onnx",
+        "--input_shape=a:1,3;b:1",
+        '--data_dir=it\'s "here"',
+        "$HOME",
+        "`date`",
+        "x*",
+    ],
     ["atc", "--framework=5", "--output=/w/out dir/m", "--log=error"],
 ]
 
 
 def test_golden_script_and_it_runs(tmp_path: Path) -> None:
-    path = render.render_script(TRICKY_ARGV, tmp_path / "amct_int8.sh",
-                                comment="m for Ascend310P3: INT8\nsecond line")
+    path = render.render_script(
+        TRICKY_ARGV, tmp_path / "amct_int8.sh", comment="m for Ascend310P3: INT8\nsecond line"
+    )
     _golden("amct_int8.sh", _normalise(path.read_text(encoding="utf-8"), tmp_path))
     assert os.access(path, os.X_OK)
     # Run it with stand-ins that print their argv, one element per line, NUL-terminated.
@@ -327,6 +366,5 @@ def test_filters() -> None:
     assert render.cfgval("a b") == '"a b"'
     assert render.cfgval("ü") == '"ü"'
     assert render.tojson({"a": ("é",)}) == '{"a": ["é"]}'
-    assert render.ascend_layer_types(["Conv", "Gemm", "Conv2D"]) == ["Conv2D", "Conv3D",
-                                                                      "MatMulV2"]
+    assert render.ascend_layer_types(["Conv", "Gemm", "Conv2D"]) == ["Conv2D", "Conv3D", "MatMulV2"]
     assert to_mapping(BuildConfig())["quant"]["algorithm"] == "ifmr"

@@ -362,7 +362,9 @@ def check_flag_values(atc: AtcConfig) -> None:
             hint="also set --op-select-implmode high_precision (or high_performance)",
         )
     if atc.timeout_s <= 0:
-        raise UsageError("atc.timeout_s must be positive")
+        raise UsageError(
+            "atc.timeout_s must be positive", hint="e.g. timeout_s = 3600 under [atc]"
+        )
     for arg in atc.extra_args:
         name = _flag_name(arg)
         if name is None or "=" not in arg:
@@ -402,7 +404,10 @@ def check_exclusive(atc: AtcConfig) -> None:
                 hint="e.g. --dynamic-batch-size 1,2,4,8",
             )
         if len(set(gears)) != len(gears):
-            raise UsageError("--dynamic-batch-size lists a batch size twice")
+            raise UsageError(
+                "--dynamic-batch-size lists a batch size twice",
+                hint="list each batch size once, e.g. --dynamic-batch-size 1,2,4,8",
+            )
     if atc.dynamic_image_size:
         gears_hw = atc.dynamic_image_size
         if not 2 <= len(gears_hw) <= MAX_GEARS or any(v <= 0 for hw in gears_hw for v in hw):

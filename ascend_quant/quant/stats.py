@@ -322,6 +322,9 @@ def entropy_range(
     width = absmax / bins
     index = np.clip((np.abs(fine.means[mask]) / width).astype(np.int64), 0, bins - 1)
     hist = np.bincount(index, weights=fine.counts[mask], minlength=bins)
+    # Flatten the spike of exact zeros (ReLU outputs) as NVIDIA's pytorch-quantization does,
+    # otherwise it dominates the divergence and the threshold clips far too much.
+    hist[0] = hist[1]
     best_kl, best_i = math.inf, bins
     for i in range(levels, bins + 1):
         reference = hist[:i].copy()

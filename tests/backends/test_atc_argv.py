@@ -193,7 +193,7 @@ def test_clean_requests_pass(make_request) -> None:
         ({"dynamic_batch_size": (2, 2)}, "twice"),
         ({"dynamic_image_size": ((8, 8),)}, "h,w pairs"),
         ({"dynamic_image_size": ((8, 8), (9, 9)), "input_format": "ND"}, "NCHW or NHWC"),
-        ({"precision_mode": "force_fp15"}, "did you mean 'force_fp16'"),
+        ({"precision_mode": "force_fp15"}, "'force_fp15' is not a value atc accepts"),
         ({"precision_mode_v2": "bogus"}, "precision-mode-v2"),
         ({"output_type": "FP64"}, "output-type"),
         ({"log": "verbose"}, "--log"),

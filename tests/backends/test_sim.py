@@ -146,9 +146,9 @@ def test_run_and_bench_refuse_real_om(tmp_path):
     struct.pack_into("<I", head, 4, 256)
     real = tmp_path / "real.om"
     real.write_bytes(bytes(head))
-    with pytest.raises(UsageError, match="real Ascend .om"):
+    with pytest.raises(UsageError, match=r"real Ascend \.om"):
         SimBackend().run(real, [tmp_path], tmp_path / "out")
-    with pytest.raises(UsageError, match="real Ascend .om"):
+    with pytest.raises(UsageError, match=r"real Ascend \.om"):
         SimBackend().bench(real, BenchConfig())
 
 

@@ -44,7 +44,7 @@ def test_never_imod(tmp_path):
 def test_real_om_is_a_clear_error(tmp_path):
     real = _real_om(tmp_path / "real.om")
     assert not is_sim_om(real)
-    with pytest.raises(UsageError, match="real Ascend .om") as info:
+    with pytest.raises(UsageError, match=r"real Ascend \.om") as info:
         read_sim_om(real)
     assert "--backend atc" in (info.value.hint or "")
 

@@ -16,8 +16,16 @@ def test_inspect_json_reports_repairs(tmp_path: Path, capsys: pytest.CaptureFixt
     model.opset_import[0].version = 11
     path = tmp_path / "m.onnx"
     path.write_bytes(model.SerializeToString())
-    code, out, err = run_cli(capsys, "inspect", str(path), "--json", "--input-shape",
-                             "input:2,3,16,16", "--out", str(tmp_path / "o"))
+    code, out, err = run_cli(
+        capsys,
+        "inspect",
+        str(path),
+        "--json",
+        "--input-shape",
+        "input:2,3,16,16",
+        "--out",
+        str(tmp_path / "o"),
+    )
     assert code == 0, err
     data = json.loads(out)
     assert data["repairs"] == ["opset 11 -> 13 (per-channel QDQ needs 13)"]

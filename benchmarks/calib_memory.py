@@ -1,0 +1,106 @@
+"""Peak memory of INT8 calibration with N and 8N samples (target: ratio within 1.2x).
+
+Each measurement is a fresh subprocess that runs the simulator's INT8 convert (streaming
+calibration + QDQ build + FP16 overflow pass) and reports its RSS high-water mark
+(`ru_maxrss`). The model is the deep conv net of quant_quality.py at 64x64, so one sample's
+activations are a few MB: holding them all would show up at once. Prints JSON.
+
+    .venv/bin/python benchmarks/calib_memory.py [--n 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+HERE = Path(__file__).resolve().parent
+HW = 64
+
+CHILD = """
+import resource, sys, time
+from pathlib import Path
+from ascend_quant.backends.base import ConvertRequest
+from ascend_quant.backends.sim import SimBackend
+model, calib, out = map(Path, sys.argv[1:4])
+started = time.perf_counter()
+artifact = SimBackend().convert(ConvertRequest(
+    model=model, source_sha256="-", input_shapes={"input": (1, 3, HW, HW)}, soc="Ascend310P3",
+    precision="int8", out_dir=out, name="m", calib_dirs={"input": calib}))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.perf_counter() - started,
+      artifact.manifest["calibration_batches"])
+""".replace("HW", str(HW))
+
+
+def _images(folder: Path, count: int) -> None:
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        pixels = rng.integers(0, 256, (HW, HW, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"img_{i:05d}.png")
+
+
+def _measure(model: Path, calib: Path, out: Path) -> dict[str, float]:
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(model), str(calib), str(out)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    rss_kb, seconds, batches = proc.stdout.split()[-3:]
+    return {
+        "samples": int(batches),
+        "peak_rss_mb": round(int(rss_kb) / 1024, 1),
+        "convert_s": round(float(seconds), 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=16, help="N (the large run uses 8N)")
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(HERE))
+    from quant_quality import deep_conv_bn
+
+    from ascend_quant.calib import make_calib_set
+    from ascend_quant.config import CalibConfig, PreprocessConfig
+    from ascend_quant.onnx_io import save_for_ort
+
+    with tempfile.TemporaryDirectory(prefix="aq-calibmem-") as tmp:
+        work = Path(tmp)
+        model = save_for_ort(deep_conv_bn(HW), work / "model.onnx")
+        runs = {}
+        for label, count in (("n", args.n), ("8n", 8 * args.n)):
+            _images(work / f"img_{label}", count)
+            make_calib_set(
+                work / f"calib_{label}",
+                PreprocessConfig(size=(HW, HW)),
+                CalibConfig(sources=(str(work / f"img_{label}"),), jobs=1),
+            )
+            runs[label] = _measure(model, work / f"calib_{label}", work / f"out_{label}")
+    ratio = runs["8n"]["peak_rss_mb"] / runs["n"]["peak_rss_mb"]
+    json.dump(
+        {
+            "benchmark": "calib_memory",
+            "model": f"deep_conv_bn {HW}x{HW}",
+            "n": runs["n"],
+            "8n": runs["8n"],
+            "peak_rss_ratio_8n_over_n": round(ratio, 3),
+            "target_ratio_max": 1.2,
+            "within_target": ratio <= 1.2,
+        },
+        sys.stdout,
+        indent=2,
+    )
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
