@@ -67,11 +67,12 @@ class OutputComparison:
 @dataclass
 class CandidateResult:
     name: str
-    path: str
+    model: str  # the .om path
     backend: str
     precision: str | None
     outputs: list[OutputComparison]
     passed: bool
+    cosine_min: float | None  # the lowest aggregate cosine over the outputs (None: undefined)
 
 
 @dataclass
@@ -508,11 +509,15 @@ def compare_models(
         results.append(
             CandidateResult(
                 name=name,
-                path=str(om),
+                model=str(om),
                 backend=backend_name,
                 precision=_precision_of(om),
                 outputs=outputs,
                 passed=all(o.passed for o in outputs),
+                cosine_min=min(
+                    (o.metrics["cosine"] for o in outputs if o.metrics.get("cosine") is not None),
+                    default=None,
+                ),
             )
         )
     verdict, failures = verdict_text(results)

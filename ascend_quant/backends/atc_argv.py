@@ -362,9 +362,7 @@ def check_flag_values(atc: AtcConfig) -> None:
             hint="also set --op-select-implmode high_precision (or high_performance)",
         )
     if atc.timeout_s <= 0:
-        raise UsageError(
-            "atc.timeout_s must be positive", hint="e.g. timeout_s = 3600 under [atc]"
-        )
+        raise UsageError("atc.timeout_s must be positive", hint="e.g. timeout_s = 3600 under [atc]")
     for arg in atc.extra_args:
         name = _flag_name(arg)
         if name is None or "=" not in arg:

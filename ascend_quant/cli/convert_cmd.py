@@ -65,6 +65,20 @@ def calib_dirs_by_input(text: str | None) -> dict[str, Path]:
     return result
 
 
+def _follow_calib_batch(config: BuildConfig, calib_dirs: dict[str, Path]) -> BuildConfig:
+    """The rendered calibration shapes use the calib sets' batch N, which must be one value."""
+    from ascend_quant.calib import CalibSet
+    from ascend_quant.config import merge
+
+    batches = {CalibSet.load(d).batch for d in calib_dirs.values()}
+    if len(batches) > 1:
+        raise UsageError(
+            f"the calibration sets have different batch sizes {sorted(batches)}",
+            hint="re-create them with the same --batch",
+        )
+    return merge(config, {"calib": {"batch": batches.pop()}})
+
+
 @contextlib.contextmanager
 def _status_line(backend: Any, json_mode: bool) -> Iterator[Progress]:
     """The atc backend streams tool output: show its last line on one live status line."""
@@ -108,6 +122,8 @@ def convert_model(
         if reason:
             raise UsageError(reason, hint="convert the float model, or use --precision fp16")
     calib_dirs = calib_dirs_by_input(calib)
+    if calib_dirs:
+        config = _follow_calib_batch(config, calib_dirs)
     if precision == "int8" and not calib_dirs:
         raise UsageError(
             "--precision int8 needs calibration data",

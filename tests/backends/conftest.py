@@ -65,9 +65,9 @@ def make_request(tmp_path: Path, conv_model: Path) -> Callable[..., ConvertReque
             "out_dir": tmp_path / "out",
             "name": "conv",
             "atc": atc,
-            "calib_dirs": calib_dirs if calib_dirs is not None else (
-                {"input": calib} if precision == "int8" else {}
-            ),
+            "calib_dirs": calib_dirs
+            if calib_dirs is not None
+            else ({"input": calib} if precision == "int8" else {}),
             "config_dir": configs,
         }
         fields.update(over)

@@ -97,7 +97,7 @@ def test_sample_dialect(fake_cann, make_request) -> None:
         ("E19999", ("E19999",), "internal error"),
         ("EE1001", ("EE1001",), "different soc"),
         ("calib_mismatch", ("E19999",), "calibration data does not match"),
-        ("arq", ("E19999",), "skip_layers = [\"conv1\"]"),
+        ("arq", ("E19999",), 'skip_layers = ["conv1"]'),
         ("build_graph", ("E19999",), "convert with --precision fp16 first"),
         ("507011", ("EZ9999",), "lower the calibration batch"),
     ],
@@ -198,7 +198,11 @@ SUMMARY_TEXT = """\
 def test_parse_summary_text() -> None:
     data = parse_summary_text(SUMMARY_TEXT)
     assert data["NPU_compute_time"] == {
-        "min": 1.25, "max": 2.5, "mean": 1.5, "median": 1.4, "percentile(99%)": 2.45,
+        "min": 1.25,
+        "max": 2.5,
+        "mean": 1.5,
+        "median": 1.4,
+        "percentile(99%)": 2.45,
     }
     assert data["H2D_latency"]["mean"] == 0.07
     assert data["batchsize"] == 4.0 and math.isclose(data["throughput"], 2666.6666666666665)
@@ -211,8 +215,14 @@ def test_summary_json_schema() -> None:
     summary = {
         "filesinfo": {"0": {"infiles": ["a.bin"], "outfiles": ["o/a_0.bin"]}},
         "args": ["ais_bench"],
-        "NPU_compute_time": {"min": 1.0, "max": 10.0, "mean": 5.5, "median": 5.5,
-                             "percentile(99%)": 9.91, "count": 10},
+        "NPU_compute_time": {
+            "min": 1.0,
+            "max": 10.0,
+            "mean": 5.5,
+            "median": 5.5,
+            "percentile(99%)": 9.91,
+            "count": 10,
+        },
         "throughput": 181.8,
         "npu_compute_time_list": [float(i) for i in range(1, 11)],
         "pid": 1,
@@ -220,9 +230,11 @@ def test_summary_json_schema() -> None:
     stats, missing = latency_stats(summary)
     assert missing == [] and stats.count == 10
     assert math.isclose(stats.p90, 9.1) and math.isclose(stats.p95, 9.55)
-    newer = dict(summary, NPU_compute_time={"min": 1, "max": 2, "mean": 1.5, "median": 1.5,
-                                            "P99": 1.99, "count": 2},
-                 npu_compute_time_list=[[0.0, 1.0], [1.0, 3.0]])
+    newer = dict(
+        summary,
+        NPU_compute_time={"min": 1, "max": 2, "mean": 1.5, "median": 1.5, "P99": 1.99, "count": 2},
+        npu_compute_time_list=[[0.0, 1.0], [1.0, 3.0]],
+    )
     stats, _ = latency_stats(newer)
     assert stats.p99 == 1.99 and math.isclose(stats.p90, 1.9)
 
@@ -233,8 +245,10 @@ def test_no_compute_time_is_an_error() -> None:
 
 
 def test_parse_msame() -> None:
-    text = ("Inference time: 1.5ms\nInference time: 2.5ms\nInference average time : 2.0 ms\n"
-            "Inference average time without first time: 2.5 ms\n")
+    text = (
+        "Inference time: 1.5ms\nInference time: 2.5ms\nInference average time : 2.0 ms\n"
+        "Inference average time without first time: 2.5 ms\n"
+    )
     assert parse_msame(text) == [1.5, 2.5]
 
 
@@ -264,8 +278,9 @@ def test_bench_without_summary_json(fake_cann, make_request) -> None:
 def test_soc_mismatch_is_caught_before_running(fake_cann, make_request) -> None:
     artifact = AtcBackend().convert(make_request())
     fake_cann(FAKE_NPU_NAME="910B3")
-    with pytest.raises(ToolchainError, match="built for Ascend310P3 but the visible NPU is "
-                       "Ascend910B3") as info:
+    with pytest.raises(
+        ToolchainError, match="built for Ascend310P3 but the visible NPU is Ascend910B3"
+    ) as info:
         AtcBackend().bench(artifact.path, BenchConfig())
     assert info.value.codes == ("EE1001",) and "--soc Ascend910B3" in (info.value.hint or "")
 
@@ -293,7 +308,9 @@ def test_run(fake_cann, make_request, tmp_path: Path) -> None:
     result = AtcBackend().run(artifact.path, [calib / "samples"], tmp_path / "run" / "outs")
     assert result.output_names == ["output"]
     assert [[p.name for p in g] for g in result.outputs] == [
-        ["00000_img0_0.bin"], ["00001_img1_0.bin"], ["00002_img2_0.bin"],
+        ["00000_img0_0.bin"],
+        ["00001_img1_0.bin"],
+        ["00002_img2_0.bin"],
     ]
     assert all(p.stat().st_size == 4 * 16 * 16 * 4 for g in result.outputs for p in g)
     assert len(result.latencies_ms) == 3

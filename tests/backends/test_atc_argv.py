@@ -11,8 +11,9 @@ from ascend_quant.backends.toolkit import Toolkit
 from ascend_quant.config import AippConfig
 from ascend_quant.errors import UsageError
 
-NPU = Toolkit(atc=Path("/t/atc"), amct_onnx=Path("/t/amct_onnx"), npu_visible=True,
-              npu_soc="Ascend310P3")
+NPU = Toolkit(
+    atc=Path("/t/atc"), amct_onnx=Path("/t/amct_onnx"), npu_visible=True, npu_soc="Ascend310P3"
+)
 NO_NPU = Toolkit(atc=Path("/t/atc"), amct_onnx=Path("/t/amct_onnx"))
 
 
@@ -33,8 +34,13 @@ def test_fp16_argv(make_request, tmp_path: Path) -> None:
     assert f["input_format"] == "NCHW"
     assert f["input_shape"] == "input:1,3,16,16"
     assert f["log"] == "error"
-    for absent in ("precision_mode", "precision_mode_v2", "compression_optimize_conf",
-                   "insert_op_conf", "enable_small_channel"):
+    for absent in (
+        "precision_mode",
+        "precision_mode_v2",
+        "compression_optimize_conf",
+        "insert_op_conf",
+        "enable_small_channel",
+    ):
         assert absent not in f
 
 
@@ -80,8 +86,9 @@ def test_precision_mode_v2_and_dynamic_image_size(make_request) -> None:
 
 
 def test_multi_input_shape(make_request) -> None:
-    request = make_request(input_shapes={"a": (2, 3, 8, 8), "b": (2, 4)},
-                           atc={"dynamic_batch_size": (2, 4)})
+    request = make_request(
+        input_shapes={"a": (2, 3, 8, 8), "b": (2, 4)}, atc={"dynamic_batch_size": (2, 4)}
+    )
     assert flags(commands_for(request, "fp16")[0])["input_shape"] == "a:-1,3,8,8;b:-1,4"
 
 
@@ -126,8 +133,9 @@ def test_amct_route_two_inputs(make_request, tmp_path: Path) -> None:
 
     a = make_calib_set(tmp_path / "ca", "a", (1, 3, 8, 8))
     b = make_calib_set(tmp_path / "cb", "b", (1, 4), dtype="float16")
-    request = make_request("int8", input_shapes={"a": (1, 3, 8, 8), "b": (1, 4)},
-                           calib_dirs={"b": b, "a": a})
+    request = make_request(
+        "int8", input_shapes={"a": (1, 3, 8, 8), "b": (1, 4)}, calib_dirs={"b": b, "a": a}
+    )
     f = flags(commands_for(request, "amct")[0])
     assert f["input_shape"] == "a:2,3,8,8;b:2,4"
     assert f["data_dir"] == f"{a}/batches_bs2;{b}/batches_bs2"

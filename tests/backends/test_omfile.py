@@ -13,7 +13,7 @@ def _om(path: Path, payload: bytes = b"x" * 100, version: int = 0x20000000, **ov
     head = bytearray(256)
     struct.pack_into("<4sII", head, 0, b"IMOD", over.get("headsize", 256), version)
     struct.pack_into("<I", head, 76, over.get("length", len(payload)))
-    head[84:84 + 32] = b"resnet".ljust(32, b"\0")
+    head[84 : 84 + 32] = b"resnet".ljust(32, b"\0")
     head[160:180] = b"Ascend310P3".ljust(20, b"\0")
     struct.pack_into("<Q", head, 184, over.get("model_length", len(payload)))
     head[193] = over.get("dynamic", 0)

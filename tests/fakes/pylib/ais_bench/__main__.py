@@ -43,9 +43,11 @@ def stat_block(values):
 
 
 def line(name, block):
-    return (f"[INFO] {name} (ms): min = {block['min']}, max = {block['max']}, mean = "
-            f"{block['mean']}, median = {block['median']}, percentile(99%) = "
-            f"{block['percentile(99%)']}")
+    return (
+        f"[INFO] {name} (ms): min = {block['min']}, max = {block['max']}, mean = "
+        f"{block['mean']}, median = {block['median']}, percentile(99%) = "
+        f"{block['percentile(99%)']}"
+    )
 
 
 def fail(text):
@@ -78,19 +80,25 @@ def main():
         magic = handle.read(4)
     info = fakecann.read_om(args.model) if magic == b"IMOD" else None
     if info is None:
-        emit("E10003: Value [" + args.model + "] for parameter [--model] is invalid. "
-             "Reason: invalid om file.")
+        emit(
+            "E10003: Value [" + args.model + "] for parameter [--model] is invalid. "
+            "Reason: invalid om file."
+        )
         return fail("load model from file failed, model file is " + args.model)
     if info["soc"] != soc:
-        emit(f"EE1001: [PID: {os.getpid()}] {fakecann.stamp()} The argument is invalid.Reason: "
-             f"ModelCheckCompatibility failed, supported socVersion={soc}, but the model "
-             f"socVersion={info['soc']}")
+        emit(
+            f"EE1001: [PID: {os.getpid()}] {fakecann.stamp()} The argument is invalid.Reason: "
+            f"ModelCheckCompatibility failed, supported socVersion={soc}, but the model "
+            f"socVersion={info['soc']}"
+        )
         return fail("load model from file failed")
     if args.dymBatch and not any("dynamic_batch_size" in a for a in info.get("argv", [])):
         emit("[ERROR] the dynamic_batch_size parameter is not specified for model conversion")
         return fail("ACL: invalid parameter")
     inputs, outputs = info["inputs"], info["outputs"]
-    batch = [int(d) if isinstance(d, int) and d > 0 else 1 for d in (inputs[0]["shape"][:1] or [1])][0]
+    batch = [
+        int(d) if isinstance(d, int) and d > 0 else 1 for d in (inputs[0]["shape"][:1] or [1])
+    ][0]
     samples = []  # list of (stem, infiles)
     if args.input:
         paths = args.input.split(",")
@@ -99,20 +107,27 @@ def main():
         lists = []
         for path, spec in zip(paths, inputs):
             if os.path.isdir(path):
-                files = sorted((os.path.join(path, f) for f in os.listdir(path)
-                                if f.lower().endswith((".bin", ".npy"))),
-                               key=lambda f: natural_key(os.path.basename(f)))
+                files = sorted(
+                    (
+                        os.path.join(path, f)
+                        for f in os.listdir(path)
+                        if f.lower().endswith((".bin", ".npy"))
+                    ),
+                    key=lambda f: natural_key(os.path.basename(f)),
+                )
             else:
                 files = [path]
             if not files:
                 return fail(f"no input file in {path}")
-            tensor = math.prod(max(int(d), 1) for d in spec["shape"]) * fakecann.ITEMSIZE[spec["dtype"]]
+            tensor = (
+                math.prod(max(int(d), 1) for d in spec["shape"]) * fakecann.ITEMSIZE[spec["dtype"]]
+            )
             size = os.path.getsize(files[0])
             if size == 0 or tensor % size:
                 emit(f"[ERROR] arg0 tensorsize: {tensor} filesize: {size} not match")
                 return fail("create input tensors failed")
             per = tensor // size
-            lists.append([files[i:i + per] for i in range(0, len(files), per)])
+            lists.append([files[i : i + per] for i in range(0, len(files), per)])
         for i in range(len(lists[0])):
             group = [chunk for lst in lists for chunk in lst[i]] if i < min(map(len, lists)) else []
             if group:
@@ -134,10 +149,15 @@ def main():
         outfiles = []
         if out_dir is not None:
             for k, spec in enumerate(outputs):
-                count = math.prod(max(int(d), 1) if isinstance(d, int) else 1 for d in spec["shape"])
+                count = math.prod(
+                    max(int(d), 1) if isinstance(d, int) else 1 for d in spec["shape"]
+                )
                 path = os.path.join(out_dir, f"{stem}_{k}.{args.outfmt.lower()}")
                 with open(path, "wb") as handle:
-                    handle.write(bytes((index + k + j) % 251 for j in range(count)) * fakecann.ITEMSIZE.get(spec["dtype"], 4))
+                    handle.write(
+                        bytes((index + k + j) % 251 for j in range(count))
+                        * fakecann.ITEMSIZE.get(spec["dtype"], 4)
+                    )
                 outfiles.append(path)
         filesinfo[index] = {"infiles": infiles, "outfiles": outfiles}
     npu = stat_block(times)
@@ -149,7 +169,9 @@ def main():
     emit(line("NPU_compute_time", npu))
     if args.display_all_summary:
         emit(line("D2H_latency", stat_block([t / 20 for t in times])))
-    emit(f"[INFO] throughput 1000*batchsize.mean({batchsize})/NPU_compute_time.mean({npu['mean']}): {throughput}")
+    emit(
+        f"[INFO] throughput 1000*batchsize.mean({batchsize})/NPU_compute_time.mean({npu['mean']}): {throughput}"
+    )
     emit("[INFO] ------------------------------------------------------")
     if prefix is not None and os.environ.get("FAKE_AISBENCH_NO_JSON") != "1":
         summary = {
