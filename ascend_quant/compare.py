@@ -514,10 +514,7 @@ def compare_models(
                 precision=_precision_of(om),
                 outputs=outputs,
                 passed=all(o.passed for o in outputs),
-                cosine_min=min(
-                    (o.metrics["cosine"] for o in outputs if o.metrics.get("cosine") is not None),
-                    default=None,
-                ),
+                cosine_min=_lowest([o.metrics.get("cosine") for o in outputs]),
             )
         )
     verdict, failures = verdict_text(results)
@@ -541,6 +538,11 @@ def compare_models(
         image_samples=samples,
         out_dir=str(out_dir),
     )
+
+
+def _lowest(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return min(known) if known else None
 
 
 def _track_worst(

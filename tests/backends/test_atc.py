@@ -143,7 +143,7 @@ def test_bad_om_header(fake_cann, make_request, tmp_path) -> None:
 
 def test_timeout_kills_atc(fake_cann, make_request, tmp_path) -> None:
     fake_cann(FAKE_ATC_SLEEP="30")
-    with pytest.raises(ToolchainError, match="did not finish within 0.5 s") as info:
+    with pytest.raises(ToolchainError, match=r"did not finish within 0\.5 s") as info:
         AtcBackend().convert(make_request(atc={"timeout_s": 0.5}))
     assert "timeout_s" in (info.value.hint or "")
     assert "stopped after" in (tmp_path / "out" / "logs" / "conv_fp16.atc.log").read_text()
@@ -155,7 +155,7 @@ def test_amct_failures(fake_cann, make_request) -> None:
         AtcBackend().convert(make_request("int8"))
     assert "skip_layers" in (info.value.hint or "")
     fake_cann(FAKE_NPU_ABSENT="1", FAKE_AMCT_NO_DEPLOY="1")
-    with pytest.raises(ToolchainError, match="wrote no conv_deploy_model.onnx"):
+    with pytest.raises(ToolchainError, match=r"wrote no conv_deploy_model\.onnx"):
         AtcBackend().convert(make_request("int8"))
 
 
@@ -188,7 +188,8 @@ def test_error_codes_and_hints() -> None:
 SUMMARY_TEXT = """\
 [INFO] -----------------Performance Summary------------------
 [INFO] H2D_latency (ms): min = 0.05, max = 0.2, mean = 0.07, median = 0.06, percentile(99%) = 0.19
-[INFO] NPU_compute_time (ms): min = 1.25, max = 2.5, mean = 1.5, median = 1.4, percentile(99%) = 2.45
+[INFO] NPU_compute_time (ms): min = 1.25, max = 2.5, mean = 1.5, median = 1.4, \
+percentile(99%) = 2.45
 [INFO] D2H_latency (ms): min = 0.01, max = 0.03, mean = 0.02, median = 0.02, percentile(99%) = 0.03
 [INFO] throughput 1000*batchsize.mean(4)/NPU_compute_time.mean(1.5): 2666.6666666666665
 [INFO] ------------------------------------------------------
@@ -320,7 +321,7 @@ def test_run(fake_cann, make_request, tmp_path: Path) -> None:
 def test_run_rejects_simulated_or_missing(fake_cann, tmp_path: Path) -> None:
     fake = tmp_path / "x.om"
     fake.write_bytes(b"ASQSIM" + bytes(300))
-    with pytest.raises(UsageError, match="not a real Ascend .om"):
+    with pytest.raises(UsageError, match=r"not a real Ascend \.om"):
         AtcBackend().run(fake, [], tmp_path / "o")
     with pytest.raises(UsageError, match="model not found"):
         AtcBackend().bench(tmp_path / "none.om", BenchConfig())

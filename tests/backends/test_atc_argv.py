@@ -287,7 +287,7 @@ def test_compression_config_data_size(make_request, tmp_path: Path) -> None:
     request = make_request("int8")
     cfg = request.config_dir / "compression_optimize.cfg"
     cfg.write_text(cfg.read_text().replace("input:2,3,16,16", "input:4,3,16,16"))
-    with pytest.raises(UsageError, match="compression_optimize.cfg"):
+    with pytest.raises(UsageError, match=r"compression_optimize\.cfg"):
         atc_argv.precheck(request, "atc", NPU)
 
 
@@ -307,7 +307,7 @@ def test_amct_route_needs_amct(make_request) -> None:
 def test_missing_config_files(make_request) -> None:
     request = make_request("int8")
     (request.config_dir / "amct_config.cfg").unlink()
-    with pytest.raises(UsageError, match="amct_config.cfg is missing"):
+    with pytest.raises(UsageError, match=r"amct_config\.cfg is missing"):
         atc_argv.precheck(request, "amct", NO_NPU)
     with pytest.raises(UsageError, match="no config directory"):
         commands_for(make_request("int8", config_dir=None), "atc")

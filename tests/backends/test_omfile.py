@@ -54,7 +54,7 @@ def test_non_om_files(tmp_path: Path, data: bytes) -> None:
     path = tmp_path / "x.om"
     path.write_bytes(data)
     assert not is_real_om(path)
-    with pytest.raises(UsageError, match="not an Ascend .om"):
+    with pytest.raises(UsageError, match=r"not an Ascend \.om"):
         read_om_header(path)
 
 

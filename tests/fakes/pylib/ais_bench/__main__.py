@@ -96,9 +96,8 @@ def main():
         emit("[ERROR] the dynamic_batch_size parameter is not specified for model conversion")
         return fail("ACL: invalid parameter")
     inputs, outputs = info["inputs"], info["outputs"]
-    batch = [
-        int(d) if isinstance(d, int) and d > 0 else 1 for d in (inputs[0]["shape"][:1] or [1])
-    ][0]
+    first = inputs[0]["shape"][:1] or [1]
+    batch = first[0] if isinstance(first[0], int) and first[0] > 0 else 1
     samples = []  # list of (stem, infiles)
     if args.input:
         paths = args.input.split(",")
@@ -170,7 +169,8 @@ def main():
     if args.display_all_summary:
         emit(line("D2H_latency", stat_block([t / 20 for t in times])))
     emit(
-        f"[INFO] throughput 1000*batchsize.mean({batchsize})/NPU_compute_time.mean({npu['mean']}): {throughput}"
+        f"[INFO] throughput 1000*batchsize.mean({batchsize})/NPU_compute_time.mean("
+        f"{npu['mean']}): {throughput}"
     )
     emit("[INFO] ------------------------------------------------------")
     if prefix is not None and os.environ.get("FAKE_AISBENCH_NO_JSON") != "1":
