@@ -197,17 +197,13 @@ def build(
     force_from = 0 if force else (STAGES.index(from_stage) if from_stage else None)
 
     workspace = Path(config.out or Path("build") / model_path.stem)
-    backend_name = config.backend
-    if backend_name == "auto":
-        backend_name = auto_backend_name()
-    backend = get_backend(backend_name)
-    warnings: list[str] = []
-    if backend_name == "sim":
-        log.warning("figures are simulated on the CPU (ONNX Runtime); no NPU or CANN toolkit used")
-
     stages = _Stages(force_from, progress)
     with exclusive_lock(workspace / ".lock", f"workspace {workspace}"):
         shared = _shared_stages(model_path, config, workspace, stages, progress)
+        backend_name = auto_backend_name() if config.backend == "auto" else config.backend
+        backend = get_backend(backend_name)
+        if backend_name == "sim":
+            log.warning("figures are simulated on the CPU with ONNX Runtime (no CANN toolkit used)")
         soc_results = [
             _soc_stages(soc, config, workspace, shared, backend, backend_name, stages, progress)
             for soc in config.socs
@@ -220,7 +216,7 @@ def build(
         socs=soc_results,
         stages=stages.runs,
         passed=all(r.passed for r in soc_results),
-        warnings=warnings + list(shared["warnings"]),
+        warnings=list(shared["warnings"]),
     )
 
 
@@ -322,7 +318,7 @@ def _soc_stages(
     from ascend_quant.bench import bench_models
     from ascend_quant.calib import CalibSet
     from ascend_quant.compare import compare_models
-    from ascend_quant.report import write_report
+    from ascend_quant.report import environment_info, json_safe, save_json, write_report
 
     soc_dir = workspace / soc
     state = soc_dir / ".state"
@@ -415,9 +411,8 @@ def _soc_stages(
     oms = [Path(artifacts[p]) for p in precisions]
 
     def do_bench() -> tuple[dict[str, Any], list[Path]]:
-        table = bench_models(oms, config.bench, progress)
-        path = atomic_write_json(reports / "bench.json", to_mapping(table))
-        return to_mapping(table), [path]
+        table = json_safe(bench_models(oms, config.bench, progress))
+        return table, [save_json(reports / "bench.json", table)]
 
     bench = stages.run(
         "bench", state, {"oms": om_shas, "bench": to_mapping(config.bench)}, do_bench, soc=soc
@@ -434,8 +429,8 @@ def _soc_stages(
             calib_sources=[Path(d) / "samples" for d in shared["calib_dirs"].values()],
             progress=progress,
         )
-        path = atomic_write_json(reports / "compare.json", to_mapping(result))
-        return to_mapping(result), [path]
+        data = json_safe(result)
+        return data, [save_json(reports / "compare.json", data)]
 
     compare = stages.run(
         "compare",
@@ -454,14 +449,13 @@ def _soc_stages(
     def do_report() -> tuple[dict[str, Any], list[Path]]:
         from ascend_quant.backends.toolkit import discover
 
-        toolkit = discover()
         paths = write_report(
             reports,
             environment={
-                "ascend_quant": __version__,
+                **environment_info(),
                 "backend": backend_name,
                 "simulated": backend_name == "sim",
-                "cann_version": toolkit.version,
+                "cann_version": discover().version,
                 "soc": soc,
             },
             config=to_mapping(config),

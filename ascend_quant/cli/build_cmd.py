@@ -126,7 +126,7 @@ def _print_summary(result: BuildResult) -> None:
         for row in summary_rows(soc.bench, soc.compare, soc.artifacts):
             table.add_row(*row)
         console.print(table)
-        console.print(f"report: {soc.reports.get('report.html', '')}")
+        console.print(f"report: {soc.reports.get('html', '')}")
     console.print("PASSED" if result.passed else "[red]FAILED[/red]: accuracy thresholds breached")
 
 
@@ -135,19 +135,19 @@ def summary_rows(
 ) -> list[tuple[str, ...]]:
     """One row per precision from bench.json and compare.json."""
     rows = []
-    bench_by_model = {Path(r["model"]).name: r for r in bench.get("results", [])}
+    bench_by_model = {Path(r["result"]["model"]).name: r for r in bench.get("rows", [])}
     compare_by_model = {Path(c["model"]).name: c for c in compare.get("candidates", [])}
     for precision, path in artifacts.items():
         name = Path(path).name
-        b = bench_by_model.get(name, {})
+        row = bench_by_model.get(name)
         c = compare_by_model.get(name, {})
-        size = b.get("file_size_bytes")
+        size = row["result"]["file_size_bytes"] if row else None
         rows.append(
             (
                 precision,
-                f"{size / 1e6:.2f} MB" if size else "-",
-                f"{b['latency_ms']['mean']:.2f}" if b else "-",
-                f"{b.get('speedup', 1.0):.2f}x" if b else "-",
+                f"{size / 1e6:.3f} MB" if size else "-",
+                f"{row['result']['latency_ms']['mean']:.2f}" if row else "-",
+                f"{row['speedup'] or 1.0:.2f}x" if row else "-",
                 f"{c['cosine_min']:.5f}" if c.get("cosine_min") is not None else "-",
                 ("PASSED" if c.get("passed") else "FAILED") if c else "-",
                 path,
