@@ -9,12 +9,13 @@ Workspace layout (default `build/<model-stem>/`):
     eval/<input>/              evaluation set from held-apart images, same preprocessing
     <soc>/.state/<stage>.json  the same records for the per-soc stages
     <soc>/configs/             quant_config.json, *.cfg, atc_fp16.sh, atc_int8.sh, amct_int8.sh
-    <soc>/om/                  <stem>_fp16.om, <stem>_int8.om, each with its <om>.json manifest
+    <soc>/om/                  <stem>_fp16.om, <stem>_int8.om, each with a <stem>_<precision>.json manifest
     <soc>/reports/             bench.json, compare.json, report.json, report.html
 
 A stage is reused when its key (a hash of its inputs' hashes and settings) matches the record and
 its outputs still exist with the recorded sizes. A record is deleted before its stage runs and
-written after it finished, so a build killed at any moment leaves a workspace the next run completes.
+written after it finished, so a build killed at any moment leaves a workspace that the next run
+completes.
 """
 
 from __future__ import annotations
@@ -313,11 +314,10 @@ def _soc_stages(
     progress: Progress,
 ) -> SocResult:
     """config, convert (fp16, int8), bench, compare and report for one soc."""
-    from ascend_quant import render
     from ascend_quant.backends.base import ConvertRequest
     from ascend_quant.bench import bench_models
-    from ascend_quant.calib import CalibSet
     from ascend_quant.compare import compare_models
+    from ascend_quant.jobs import make_request, render_job
     from ascend_quant.report import environment_info, json_safe, save_json, write_report
 
     soc_dir = workspace / soc
@@ -330,7 +330,8 @@ def _soc_stages(
     model_path = Path(shared["model_path"])
 
     def request(precision: str) -> ConvertRequest:
-        return ConvertRequest(
+        return make_request(
+            config,
             model=model_path,
             source_sha256=shared["source_sha256"],
             input_shapes=input_shapes,
@@ -338,10 +339,6 @@ def _soc_stages(
             precision=precision,  # type: ignore[arg-type]
             out_dir=soc_dir / "om",
             name=stem,
-            quant=config.quant,
-            atc=config.atc,
-            aipp=config.aipp,
-            preprocess=preprocess,
             calib_dirs=calib_dirs,
             config_dir=soc_dir / "configs",
         )
@@ -354,26 +351,18 @@ def _soc_stages(
     }
 
     def do_config() -> tuple[dict[str, Any], list[Path]]:
-        from ascend_quant.backends.atc import commands_for
-
-        batch_files = {
-            name: CalibSet.load(path).batch_files[0] for name, path in calib_dirs.items()
-        }
-        files = render.render_configs(
-            config, soc, input_shapes, batch_files, soc_dir / "configs", model_path=model_path
+        files = render_job(
+            config,
+            soc,
+            model=model_path,
+            source_sha256=shared["source_sha256"],
+            input_shapes=input_shapes,
+            calib_dirs=calib_dirs,
+            config_dir=soc_dir / "configs",
+            om_dir=soc_dir / "om",
+            name=stem,
+            int8_refused=shared["int8_refused"],
         )
-        for route, script in (
-            ("fp16", "atc_fp16.sh"),
-            ("atc", "atc_int8.sh"),
-            ("amct", "amct_int8.sh"),
-        ):
-            precision = "fp16" if route == "fp16" else "int8"
-            files[script] = render.render_script(
-                commands_for(request(precision), route),
-                soc_dir / "configs" / script,
-                templates=config.templates,
-                comment=f"{stem} for {soc}: {'FP16' if route == 'fp16' else 'INT8, route ' + route}",
-            )
         return {k: str(v) for k, v in files.items()}, list(files.values())
 
     stages.run(

@@ -134,7 +134,7 @@ def summary_rows(
     bench: dict[str, Any], compare: dict[str, Any], artifacts: dict[str, str]
 ) -> list[tuple[str, ...]]:
     """One row per precision from bench.json and compare.json."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     bench_by_model = {Path(r["result"]["model"]).name: r for r in bench.get("rows", [])}
     compare_by_model = {Path(c["model"]).name: c for c in compare.get("candidates", [])}
     for precision, path in artifacts.items():

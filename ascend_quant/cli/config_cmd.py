@@ -19,10 +19,9 @@ from ascend_quant.config import (
     to_mapping,
 )
 from ascend_quant.errors import UsageError
+from ascend_quant.jobs import follow_calib_batch, render_job
 
 log = logging.getLogger("ascend_quant")
-
-SCRIPTS = (("fp16", "atc_fp16.sh"), ("atc", "atc_int8.sh"), ("amct", "amct_int8.sh"))
 
 
 def load_config_file(path: Path) -> dict[str, Any]:
@@ -152,68 +151,34 @@ def render_all(
 ) -> dict[str, dict[str, Path]]:
     """Preflight `model` and render configs and scripts for every soc; {soc: {file: path}}."""
     from ascend_quant import model as model_mod
-    from ascend_quant import render
-    from ascend_quant.backends.base import ConvertRequest
     from ascend_quant.soc import get_soc
 
-    for soc in config.socs:
-        get_soc(soc)
     if not config.socs:
         raise UsageError("no soc given", hint="pass --soc, e.g. --soc Ascend310P3")
+    for soc in config.socs:
+        get_soc(soc)
     with progress_for(False) as progress:
         pre = model_mod.preflight(
             model, out / "model", config.input_shape, simplify=simplify, progress=progress
         )
     calib_dirs = _calib_dirs(calib, list(pre.input_shapes))
-    batch_files: dict[str, Path] = {}
-    if calib_dirs:
-        from ascend_quant.calib import CalibSet
-
-        batch_files = {n: CalibSet.load(d).batch_files[0] for n, d in calib_dirs.items()}
+    config = follow_calib_batch(config, calib_dirs)
     refused = model_mod.refuse_int8_reason(pre.summary)
-    stem = Path(model).stem
     written: dict[str, dict[str, Path]] = {}
     for soc in config.socs:
         soc_out = out if len(config.socs) == 1 else out / soc
-        files = render.render_configs(
-            config, soc, pre.input_shapes, batch_files, soc_out, model_path=pre.model_path
+        written[soc] = render_job(
+            config,
+            soc,
+            model=pre.model_path,
+            source_sha256=pre.source_sha256,
+            input_shapes=pre.input_shapes,
+            calib_dirs=calib_dirs,
+            config_dir=soc_out,
+            om_dir=soc_out / "om",
+            name=Path(model).stem,
+            int8_refused=refused,
         )
-        try:
-            from ascend_quant.backends.atc import commands_for
-        except ImportError as exc:  # the atc backend is optional for rendering configs
-            log.warning(f"scripts not written: the atc backend is not available ({exc})")
-            written[soc] = files
-            continue
-        for route, script in SCRIPTS:
-            needs = {"atc": render.COMPRESSION_CONFIG, "amct": render.AMCT_CONFIG}.get(route)
-            if needs is not None and (refused or needs not in files):
-                log.info(f"{script} not written: {refused or needs + ' was not rendered'}")
-                continue
-            request = ConvertRequest(
-                model=pre.model_path,
-                source_sha256=pre.source_sha256,
-                input_shapes=pre.input_shapes,
-                soc=soc,
-                precision="fp16" if route == "fp16" else "int8",
-                out_dir=soc_out / "om",
-                name=stem,
-                quant=config.quant,
-                atc=config.atc,
-                aipp=config.aipp,
-                preprocess=config.preprocess,
-                calib_dirs=calib_dirs,
-                config_dir=soc_out,
-            )
-            try:
-                commands = commands_for(request, route)
-            except UsageError as exc:
-                log.warning(f"{script} not written: {exc.message}")
-                continue
-            label = "FP16" if route == "fp16" else f"INT8, route {route}"
-            files[script] = render.render_script(
-                commands, soc_out / script, config.templates, f"{stem} for {soc}: {label}"
-            )
-        written[soc] = files
     return written
 
 

@@ -17,8 +17,9 @@ from ascend_quant.cli.common import (
     print_json,
     progress_for,
 )
-from ascend_quant.config import BuildConfig, load_build_config
+from ascend_quant.config import load_build_config
 from ascend_quant.errors import UsageError
+from ascend_quant.jobs import convert_model
 from ascend_quant.progress import NULL_PROGRESS, Progress
 
 
@@ -65,20 +66,6 @@ def calib_dirs_by_input(text: str | None) -> dict[str, Path]:
     return result
 
 
-def _follow_calib_batch(config: BuildConfig, calib_dirs: dict[str, Path]) -> BuildConfig:
-    """The rendered calibration shapes use the calib sets' batch N, which must be one value."""
-    from ascend_quant.calib import CalibSet
-    from ascend_quant.config import merge
-
-    batches = {CalibSet.load(d).batch for d in calib_dirs.values()}
-    if len(batches) > 1:
-        raise UsageError(
-            f"the calibration sets have different batch sizes {sorted(batches)}",
-            hint="re-create them with the same --batch",
-        )
-    return merge(config, {"calib": {"batch": batches.pop()}})
-
-
 @contextlib.contextmanager
 def _status_line(backend: Any, json_mode: bool) -> Iterator[Progress]:
     """The atc backend streams tool output: show its last line on one live status line."""
@@ -95,67 +82,6 @@ def _status_line(backend: Any, json_mode: bool) -> Iterator[Progress]:
 
         backend.status = lambda line: status.update(line[:120])
         yield _StatusProgress()
-
-
-def convert_model(
-    model: Path,
-    config: BuildConfig,
-    soc: str,
-    precision: str,
-    out: Path,
-    calib: str | None,
-    progress: Progress = NULL_PROGRESS,
-    backend_obj: Any = None,
-) -> Any:
-    """preflight -> (atc: render configs) -> backend.convert; returns the Artifact."""
-    from ascend_quant.backends import get_backend
-    from ascend_quant.backends.base import ConvertRequest
-    from ascend_quant.model import preflight, refuse_int8_reason
-    from ascend_quant.soc import get_soc
-
-    if precision not in ("fp16", "int8"):
-        raise UsageError(f"--precision: '{precision}' is not fp16 or int8")
-    get_soc(soc)
-    result = preflight(model, out / "model", input_shape=config.input_shape, progress=progress)
-    if precision == "int8":
-        reason = refuse_int8_reason(result.summary)
-        if reason:
-            raise UsageError(reason, hint="convert the float model, or use --precision fp16")
-    calib_dirs = calib_dirs_by_input(calib)
-    if calib_dirs:
-        config = _follow_calib_batch(config, calib_dirs)
-    if precision == "int8" and not calib_dirs:
-        raise UsageError(
-            "--precision int8 needs calibration data",
-            hint="create a set with `ascend-quant calib` and pass --calib DIR",
-        )
-    backend = backend_obj or get_backend(config.backend)
-    config_dir: Path | None = None
-    if backend.name == "atc" and (precision == "int8" or config.aipp.enabled):
-        from ascend_quant.calib import CalibSet
-        from ascend_quant.render import render_configs
-
-        config_dir = out / soc / "configs"
-        batch_files = {n: CalibSet.load(d).batch_files[0] for n, d in calib_dirs.items()}
-        render_configs(
-            config, soc, result.input_shapes, batch_files, config_dir, model_path=result.model_path
-        )
-    request = ConvertRequest(
-        model=result.model_path,
-        source_sha256=result.source_sha256,
-        input_shapes=result.input_shapes,
-        soc=soc,
-        precision=precision,  # type: ignore[arg-type]
-        out_dir=out / soc / "om",
-        name=Path(model).stem,
-        quant=config.quant,
-        atc=config.atc,
-        aipp=config.aipp,
-        preprocess=config.preprocess,
-        calib_dirs=calib_dirs,
-        config_dir=config_dir,
-    )
-    return backend.convert(request, progress)
 
 
 def convert(
@@ -220,7 +146,14 @@ def convert(
     )
     with live as progress:
         artifact = convert_model(
-            model, config, soc_name, precision, out_dir, calib, progress, backend_obj
+            model,
+            config,
+            soc_name,
+            precision,
+            out_dir,
+            calib_dirs_by_input(calib),
+            backend_obj,
+            progress,
         )
     if json_out:
         print_json(

@@ -41,14 +41,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--metrics", type=Path, default=HERE / "metrics.json")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scale", type=int, default=2, help="upscaling factor")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=70)
     p.add_argument("--steps-per-epoch", type=int, default=200)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--crop", type=int, default=96, help="HR training crop (pixels)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate at the start")
     p.add_argument("--lr-min", type=float, default=1e-5, help="cosine schedule floor")
     p.add_argument("--loss", choices=["l1", "mse"], default="l1")
-    p.add_argument("--act", choices=["tanh", "relu"], default="tanh")
+    p.add_argument("--act", choices=["tanh", "relu"], default="relu")
     p.add_argument(
         "--residual",
         choices=["none", "nearest"],
@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--onnx-size", type=int, default=128, help="static LR input size of the ONNX")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--log-every", type=int, default=5, help="evaluate every N epochs")
+    p.add_argument("--log-every", type=int, default=10, help="evaluate every N epochs")
     return p.parse_args(argv)
 
 

@@ -1,0 +1,178 @@
+"""One model prepared for one soc: its conversion request, rendered configs and scripts.
+
+`config`, `convert` and `build` all go through these functions, so the files a user deploys
+with (atc_fp16.sh, atc_int8.sh, amct_int8.sh and the .cfg files they name) are exactly what the
+tool itself ran or would run.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ascend_quant import render
+from ascend_quant.backends.base import Artifact, Backend, ConvertRequest
+from ascend_quant.config import BuildConfig, Precision, merge
+from ascend_quant.errors import UsageError
+from ascend_quant.progress import NULL_PROGRESS, Progress
+
+log = logging.getLogger("ascend_quant")
+
+# (route, script name); route "atc" is ATC-native calibration, "amct" is amct_onnx then atc.
+SCRIPTS = (("fp16", "atc_fp16.sh"), ("atc", "atc_int8.sh"), ("amct", "amct_int8.sh"))
+_ROUTE_NEEDS = {"atc": render.COMPRESSION_CONFIG, "amct": render.AMCT_CONFIG}
+
+
+def make_request(
+    config: BuildConfig,
+    *,
+    model: Path,
+    source_sha256: str,
+    input_shapes: dict[str, tuple[int, ...]],
+    soc: str,
+    precision: Precision,
+    out_dir: Path,
+    name: str,
+    calib_dirs: dict[str, Path],
+    config_dir: Path | None,
+) -> ConvertRequest:
+    return ConvertRequest(
+        model=model,
+        source_sha256=source_sha256,
+        input_shapes=input_shapes,
+        soc=soc,
+        precision=precision,
+        out_dir=out_dir,
+        name=name,
+        quant=config.quant,
+        atc=config.atc,
+        aipp=config.aipp,
+        preprocess=config.preprocess,
+        calib_dirs=calib_dirs,
+        config_dir=config_dir,
+    )
+
+
+def follow_calib_batch(config: BuildConfig, calib_dirs: dict[str, Path]) -> BuildConfig:
+    """The rendered calibration shapes use the calib sets' batch N, which must be one value."""
+    from ascend_quant.calib import CalibSet
+
+    batches = {CalibSet.load(d).batch for d in calib_dirs.values()}
+    if not batches:
+        return config
+    if len(batches) > 1:
+        raise UsageError(
+            f"the calibration sets have different batch sizes {sorted(batches)}",
+            hint="re-create them with the same --batch",
+        )
+    return merge(config, {"calib": {"batch": batches.pop()}})
+
+
+def render_job(
+    config: BuildConfig,
+    soc: str,
+    *,
+    model: Path,
+    source_sha256: str,
+    input_shapes: dict[str, tuple[int, ...]],
+    calib_dirs: dict[str, Path],
+    config_dir: Path,
+    om_dir: Path,
+    name: str,
+    int8_refused: str | None = None,
+) -> dict[str, Path]:
+    """Render the .cfg files and the runnable scripts for one soc into `config_dir`."""
+    from ascend_quant.backends.atc import commands_for
+    from ascend_quant.calib import CalibSet
+
+    batch_files = {n: CalibSet.load(d).batch_files[0] for n, d in calib_dirs.items()}
+    files = render.render_configs(
+        config, soc, input_shapes, batch_files, config_dir, model_path=model
+    )
+    for route, script in SCRIPTS:
+        needs = _ROUTE_NEEDS.get(route)
+        if needs is not None and (int8_refused or needs not in files):
+            log.info(f"{script} not written: {int8_refused or needs + ' was not rendered'}")
+            continue
+        request = make_request(
+            config,
+            model=model,
+            source_sha256=source_sha256,
+            input_shapes=input_shapes,
+            soc=soc,
+            precision="fp16" if route == "fp16" else "int8",
+            out_dir=om_dir,
+            name=name,
+            calib_dirs=calib_dirs,
+            config_dir=config_dir,
+        )
+        try:
+            commands = commands_for(request, route)
+        except UsageError as exc:
+            log.warning(f"{script} not written: {exc.message}")
+            continue
+        label = "FP16" if route == "fp16" else f"INT8, route {route}"
+        files[script] = render.render_script(
+            commands, config_dir / script, config.templates, f"{name} for {soc}: {label}"
+        )
+    return files
+
+
+def convert_model(
+    model: Path,
+    config: BuildConfig,
+    soc: str,
+    precision: str,
+    out: Path,
+    calib_dirs: dict[str, Path],
+    backend: Backend,
+    progress: Progress = NULL_PROGRESS,
+) -> Artifact:
+    """preflight -> (atc backend: render configs) -> backend.convert, for one soc and precision.
+
+    Writes `out/model/`, `out/<soc>/configs/` and `out/<soc>/om/`.
+    """
+    from ascend_quant.model import preflight, refuse_int8_reason
+    from ascend_quant.soc import get_soc
+
+    if precision not in ("fp16", "int8"):
+        raise UsageError(f"--precision: '{precision}' is not fp16 or int8")
+    get_soc(soc)
+    pre = preflight(model, out / "model", input_shape=config.input_shape, progress=progress)
+    if precision == "int8":
+        reason = refuse_int8_reason(pre.summary)
+        if reason:
+            raise UsageError(reason, hint="convert the float model, or use --precision fp16")
+        if not calib_dirs:
+            raise UsageError(
+                "--precision int8 needs calibration data",
+                hint="create a set with `ascend-quant calib` and pass --calib DIR",
+            )
+    config = follow_calib_batch(config, calib_dirs)
+    config_dir: Path | None = None
+    if backend.name == "atc" and (precision == "int8" or config.aipp.enabled):
+        config_dir = out / soc / "configs"
+        render_job(
+            config,
+            soc,
+            model=pre.model_path,
+            source_sha256=pre.source_sha256,
+            input_shapes=pre.input_shapes,
+            calib_dirs=calib_dirs,
+            config_dir=config_dir,
+            om_dir=out / soc / "om",
+            name=Path(model).stem,
+        )
+    request = make_request(
+        config,
+        model=pre.model_path,
+        source_sha256=pre.source_sha256,
+        input_shapes=pre.input_shapes,
+        soc=soc,
+        precision=precision,  # type: ignore[arg-type]
+        out_dir=out / soc / "om",
+        name=Path(model).stem,
+        calib_dirs=calib_dirs,
+        config_dir=config_dir,
+    )
+    return backend.convert(request, progress)
