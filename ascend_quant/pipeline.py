@@ -9,7 +9,7 @@ Workspace layout (default `build/<model-stem>/`):
     eval/<input>/              evaluation set from held-apart images, same preprocessing
     <soc>/.state/<stage>.json  the same records for the per-soc stages
     <soc>/configs/             quant_config.json, *.cfg, atc_fp16.sh, atc_int8.sh, amct_int8.sh
-    <soc>/om/                  <stem>_fp16.om, <stem>_int8.om, each with a <stem>_<precision>.json manifest
+    <soc>/om/                  <stem>_fp16.om, <stem>_int8.om, each + .json manifest
     <soc>/reports/             bench.json, compare.json, report.json, report.html
 
 A stage is reused when its key (a hash of its inputs' hashes and settings) matches the record and

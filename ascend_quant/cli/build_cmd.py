@@ -62,7 +62,7 @@ def build(
     from_stage: str = typer.Option(None, "--from", help=f"Re-run from: {', '.join(STAGES)}."),
     json_out: bool = JSON_OPTION,
 ) -> None:
-    """Preflight, calibrate, render configs, convert to FP16 and INT8, benchmark, compare, report."""
+    """Preflight, calibrate, render configs, convert to FP16/INT8, benchmark, compare, report."""
     overrides: dict[str, Any] = given(
         socs=tuple(soc) if soc else None,
         backend=backend,
