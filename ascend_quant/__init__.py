@@ -55,24 +55,24 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "__version__",
-    "build",
-    "BuildResult",
+    "AscendQuantError",
     "BuildConfig",
-    "load_build_config",
-    "preflight",
-    "make_calib_set",
+    "BuildResult",
     "CalibSet",
-    "render_configs",
-    "convert_model",
-    "get_backend",
+    "ToolchainError",
+    "UsageError",
+    "__version__",
     "backend_for_om",
     "bench_models",
+    "build",
     "compare_models",
+    "convert_model",
+    "get_backend",
+    "load_build_config",
+    "make_calib_set",
+    "preflight",
+    "render_configs",
     "write_report",
-    "AscendQuantError",
-    "UsageError",
-    "ToolchainError",
 ]
 
 
