@@ -1,10 +1,11 @@
-"""FP16 simulation of an NPU running in `force_fp16`: every weight and activation rounded to FP16.
+"""FP16 simulation of an NPU running in `force_fp16`: weights and activations rounded to FP16.
 
-Weights are rounded to FP16 and stored back as float32; every float tensor the graph produces
-(and every float graph input) passes through Cast(FLOAT16) -> Cast(FLOAT), so FP32 CPU kernels
-compute on FP16-representable values and each result is rounded as an FP16 kernel's output
-would be. Values beyond +-65504 become inf, exactly as on the device. What is not modelled:
-FP16 accumulation inside a kernel (the NPU's cube unit accumulates in FP32 for matmul/conv,
+Weights are stored as FP16 initializers followed by a Cast(FLOAT) (ONNX Runtime folds the cast
+when the session is created, and the file is as large as an FP16 model's); every float tensor
+the graph produces (and every float graph input) passes through Cast(FLOAT16) -> Cast(FLOAT), so
+FP32 CPU kernels compute on FP16-representable values and each result is rounded as an FP16
+kernel's output would be. Values beyond +-65504 become inf, exactly as on the device. What is
+not modelled: FP16 accumulation inside a kernel (the NPU's cube unit accumulates in FP32 for matmul/conv,
 which is what FP32 kernels on rounded inputs give) and the NPU's own op implementations.
 """
 
@@ -128,12 +129,42 @@ def insert_activation_rounding(
     return rounded
 
 
+def store_weights_fp16(model: onnx.ModelProto) -> None:
+    """Store float32 initializers as FP16 plus a Cast back to float, in place.
+
+    Quantization scales stay FP32. The cast nodes go first in the graph so that every consumer
+    still finds the weight under its original name.
+    """
+    keep = _qdq_parameter_names(model)
+    casts: list[onnx.NodeProto] = []
+    for init in model.graph.initializer:
+        if init.data_type != TensorProto.FLOAT or init.name in keep:
+            continue
+        name = init.name
+        with np.errstate(over="ignore"):
+            half = numpy_helper.to_array(init).astype(np.float16)
+        init.CopyFrom(numpy_helper.from_array(half, f"{name}{ROUND_SUFFIX}w"))
+        casts.append(
+            helper.make_node(
+                "Cast",
+                [init.name],
+                [name],
+                name=f"{name}{ROUND_SUFFIX}w_cast",
+                to=TensorProto.FLOAT,
+            )
+        )
+    nodes = casts + list(model.graph.node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+
+
 def simulate_fp16(model: onnx.ModelProto, skip_op_types: Iterable[str] = Q_OPS) -> onnx.ModelProto:
-    """A copy of `model` with FP16-rounded weights and activations (see module docstring)."""
+    """A copy of `model` with FP16 weights and FP16-rounded activations (see module docstring)."""
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
     round_weights(copy)
     insert_activation_rounding(copy, skip_op_types)
+    store_weights_fp16(copy)
     return copy
 
 

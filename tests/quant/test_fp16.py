@@ -3,6 +3,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import onnx
 import tiny_models
 from onnx import TensorProto, helper, numpy_helper
 
@@ -43,9 +44,9 @@ def test_rounding_is_visible_but_small():
     assert diff.max() < 1e-2
     # every value the simulated model outputs is an FP16 number
     np.testing.assert_array_equal(sim, round_fp16(sim))
-    # weights were rounded too
+    # weights are stored in FP16
     weights = {i.name: numpy_helper.to_array(i) for i in sim_model.graph.initializer}
-    np.testing.assert_array_equal(weights["w1"], round_fp16(weights["w1"]))
+    assert weights["w1__fp16w"].dtype == np.float16
 
 
 def test_output_names_and_graph_unchanged_for_consumers():
@@ -53,8 +54,10 @@ def test_output_names_and_graph_unchanged_for_consumers():
     sim_model = simulate_fp16(model)
     assert [o.name for o in sim_model.graph.output] == ["output"]
     assert [i.name for i in sim_model.graph.input] == ["input"]
-    casts = [n for n in sim_model.graph.node if n.op_type == "Cast"]
+    casts = [n for n in sim_model.graph.node if n.name.endswith(("_cast16", "_cast32"))]
     assert len(casts) == 2 * 4  # input, c1, r1, output
+    weight_casts = [n for n in sim_model.graph.node if n.name.endswith("w_cast")]
+    assert len(weight_casts) == 4  # w1, b1, w2, b2
 
 
 def test_values_beyond_fp16_range_become_inf_and_are_named(caplog):
@@ -76,7 +79,19 @@ def test_weights_beyond_fp16_range_are_named():
     model = _scale_net(1e5)
     assert overflowing_weights(model) == ["k"]
     weights = {i.name: numpy_helper.to_array(i) for i in simulate_fp16(model).graph.initializer}
-    assert np.isinf(weights["k"])
+    assert weights["k__fp16w"].dtype == np.float16 and np.isinf(weights["k__fp16w"]).any()
+
+
+def test_weights_are_stored_as_fp16_and_the_file_halves():
+    from tiny_models import sr_net
+
+    model = sr_net(hw=8)
+    sim = simulate_fp16(model)
+    floats = [i for i in sim.graph.initializer if i.data_type == onnx.TensorProto.FLOAT]
+    assert floats == []
+    weight_bytes = sum(len(i.raw_data) for i in model.graph.initializer)
+    sim_weight_bytes = sum(len(i.raw_data) for i in sim.graph.initializer)
+    assert sim_weight_bytes * 2 == weight_bytes
 
 
 def test_no_overflow_reported_in_range():
