@@ -5,8 +5,8 @@ when the session is created, and the file is as large as an FP16 model's); every
 the graph produces (and every float graph input) passes through Cast(FLOAT16) -> Cast(FLOAT), so
 FP32 CPU kernels compute on FP16-representable values and each result is rounded as an FP16
 kernel's output would be. Values beyond +-65504 become inf, exactly as on the device. What is
-not modelled: FP16 accumulation inside a kernel (the NPU's cube unit accumulates in FP32 for matmul/conv,
-which is what FP32 kernels on rounded inputs give) and the NPU's own op implementations.
+not modelled: FP16 accumulation inside a kernel (the NPU's cube unit accumulates in FP32 for
+matmul/conv, which is what FP32 kernels on rounded inputs give) and the NPU's own op kernels.
 """
 
 from __future__ import annotations
