@@ -334,7 +334,7 @@ def _bench_rows(bench: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _times(value: Any, baseline: str) -> str:
-    return baseline if value is None else _show(value) + "×"
+    return baseline if value is None else f"{_num(value):.2f}×"
 
 
 def _size(n: int) -> str:

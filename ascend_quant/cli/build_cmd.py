@@ -109,25 +109,34 @@ def _print_summary(result: BuildResult) -> None:
     if ran:
         err_console.print(f"ran: {', '.join(ran)}")
     for soc in result.socs:
-        table = Table(
-            title=f"{result.model.name} on {soc.soc}"
-            + (" (simulated on CPU)" if result.simulated else "")
-        )
-        for column in (
-            "precision",
-            "size",
-            "mean ms",
-            "speedup",
-            "cosine (min)",
-            "verdict",
-            "model",
-        ):
+        simulated = " (simulated on CPU)" if result.simulated else ""
+        table = Table(title=f"{result.model.name} on {soc.soc}{simulated}")
+        for column in SUMMARY_COLUMNS:
             table.add_column(column)
         for row in summary_rows(soc.bench, soc.compare, soc.artifacts):
             table.add_row(*row)
         console.print(table)
         console.print(f"report: {soc.reports.get('html', '')}")
     console.print("PASSED" if result.passed else "[red]FAILED[/red]: accuracy thresholds breached")
+
+
+SUMMARY_COLUMNS = (
+    "precision",
+    "size",
+    "mean ms",
+    "speedup",
+    "cosine",
+    "PSNR dB",
+    "verdict",
+    "model",
+)
+
+
+def _lowest_psnr(candidate: dict[str, Any]) -> str:
+    """The worst output's PSNR against FP32, for image outputs; '-' when there is none."""
+    values = [o["metrics"].get("psnr_db") for o in candidate.get("outputs", [])]
+    numbers = [float(v) for v in values if v is not None]
+    return f"{min(numbers):.1f}" if numbers else "-"
 
 
 def summary_rows(
@@ -148,7 +157,8 @@ def summary_rows(
                 f"{size / 1e6:.3f} MB" if size else "-",
                 f"{row['result']['latency_ms']['mean']:.2f}" if row else "-",
                 f"{row['speedup'] or 1.0:.2f}x" if row else "-",
-                f"{c['cosine_min']:.5f}" if c.get("cosine_min") is not None else "-",
+                f"{c['cosine_min']:.6f}" if c.get("cosine_min") is not None else "-",
+                _lowest_psnr(c),
                 ("PASSED" if c.get("passed") else "FAILED") if c else "-",
                 path,
             )
