@@ -147,3 +147,32 @@ def test_cli_bad_model_exit_2_one_line(tmp_path: Path) -> None:
     assert completed.returncode == 2
     assert "Traceback" not in completed.stderr
     assert completed.stderr.startswith("error:")
+
+
+def test_build_on_the_atc_backend_drives_the_toolkit(
+    sr_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the CANN stand-ins: atc/amct_onnx convert, ais_bench benchmarks and runs."""
+    from fakes.cann import use_fakes_on_path
+
+    from ascend_quant.backends.omfile import is_real_om
+
+    use_fakes_on_path(monkeypatch, tmp_path)
+    result = build(sr_onnx, _config(tmp_path, backend="auto"))
+
+    assert result.backend == "atc" and not result.simulated
+    (soc,) = result.socs
+    for precision, om in soc.artifacts.items():
+        assert is_real_om(Path(om)), precision
+        manifest = json.loads(Path(om).with_suffix(".json").read_text())
+        assert manifest["backend"] == "atc" and manifest["soc"] == "Ascend310P3"
+    assert json.loads(Path(soc.artifacts["int8"]).with_suffix(".json").read_text())["route"] in (
+        "atc",
+        "amct",
+    )
+    rows = soc.bench["rows"]
+    assert all(row["result"]["device"].startswith("npu") for row in rows)
+    # The stand-in ais_bench writes bytes that are not the model's outputs: an honest FAILED.
+    assert soc.compare["candidates"] and not result.passed
+    configs = Path(soc.directory) / "configs"
+    assert (configs / "atc_fp16.sh").is_file() and (configs / "amct_int8.sh").is_file()
