@@ -112,11 +112,13 @@ def _print_summary(result: BuildResult) -> None:
         simulated = " (simulated on CPU)" if result.simulated else ""
         table = Table(title=f"{result.model.name} on {soc.soc}{simulated}")
         for column in SUMMARY_COLUMNS:
-            table.add_column(column)
+            table.add_column(column, no_wrap=True)
         for row in summary_rows(soc.bench, soc.compare, soc.artifacts):
             table.add_row(*row)
         console.print(table)
-        console.print(f"report: {soc.reports.get('html', '')}")
+        for precision, path in soc.artifacts.items():
+            console.print(f"{precision}: {path}", soft_wrap=True)
+        console.print(f"report: {soc.reports.get('html', '')}", soft_wrap=True)
     console.print("PASSED" if result.passed else "[red]FAILED[/red]: accuracy thresholds breached")
 
 
@@ -128,7 +130,6 @@ SUMMARY_COLUMNS = (
     "cosine",
     "PSNR dB",
     "verdict",
-    "model",
 )
 
 
@@ -160,7 +161,6 @@ def summary_rows(
                 f"{c['cosine_min']:.6f}" if c.get("cosine_min") is not None else "-",
                 _lowest_psnr(c),
                 ("PASSED" if c.get("passed") else "FAILED") if c else "-",
-                path,
             )
         )
     return rows

@@ -41,7 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--metrics", type=Path, default=HERE / "metrics.json")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scale", type=int, default=2, help="upscaling factor")
-    p.add_argument("--epochs", type=int, default=180)
+    p.add_argument("--epochs", type=int, default=70)
     p.add_argument("--steps-per-epoch", type=int, default=200)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--crop", type=int, default=96, help="HR training crop (pixels)")
