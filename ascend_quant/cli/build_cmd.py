@@ -116,6 +116,8 @@ def _print_summary(result: BuildResult) -> None:
         for row in summary_rows(soc.bench, soc.compare, soc.artifacts):
             table.add_row(*row)
         console.print(table)
+        if result.simulated:
+            console.print("latency and speedup: CPU timings of the simulation, not NPU latency")
         for precision, path in soc.artifacts.items():
             console.print(f"{precision}: {path}", soft_wrap=True)
         console.print(f"report: {soc.reports.get('html', '')}", soft_wrap=True)
