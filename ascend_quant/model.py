@@ -21,6 +21,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from ascend_quant.backends.base import TensorSpec
 from ascend_quant.config import parse_input_shape
 from ascend_quant.errors import ModelError, UsageError
 from ascend_quant.onnx_io import ORT_MAX_IR_VERSION, ort_ir_version, save_for_ort, to_ort_bytes
@@ -54,11 +55,8 @@ VERIFY_ATOL = 1e-4
 _CHECKER_LIMIT = 2_000_000_000  # the in-memory checker cannot take protos over 2 GB
 
 
-@dataclass(frozen=True)
-class TensorInfo:
-    name: str
-    dtype: str  # numpy dtype name
-    shape: tuple[int | str, ...]  # str: a symbolic (dynamic) dim; "?" when unnamed
+# A model input or output: name, numpy dtype name, shape (str: a symbolic dim, "?" when unnamed).
+TensorInfo = TensorSpec
 
 
 @dataclass(frozen=True)
@@ -484,20 +482,23 @@ def _fmt_shape(shape: tuple[int | str, ...]) -> str:
 
 
 def random_feeds(
-    inputs: list[TensorInfo], shapes: dict[str, tuple[int, ...]], seed: int = 0
+    specs: list[TensorSpec], shapes: dict[str, tuple[int, ...]] | None = None, seed: int = 0
 ) -> dict[str, np.ndarray]:
-    """Seeded inputs: floats ~ N(0,1); integers are zeros (safe as indices); bools random."""
+    """Seeded inputs: floats uniform in [0, 1) (image-like); bools random; integers zero (safe
+    as indices). Shapes come from `shapes`, else from the spec with dynamic dims set to 1."""
     rng = np.random.default_rng(seed)
     feeds: dict[str, np.ndarray] = {}
-    for info in inputs:
-        shape = shapes[info.name]
-        dtype = np.dtype(info.dtype) if info.dtype in np.sctypeDict else np.dtype("float32")
+    for spec in specs:
+        shape = (shapes or {}).get(spec.name) or tuple(
+            d if isinstance(d, int) and d > 0 else 1 for d in spec.shape
+        )
+        dtype = np.dtype(spec.dtype) if spec.dtype in np.sctypeDict else np.dtype("float32")
         if dtype.kind == "f":
-            feeds[info.name] = rng.standard_normal(shape).astype(dtype)
+            feeds[spec.name] = rng.random(shape, dtype=np.float32).astype(dtype)
         elif dtype.kind == "b":
-            feeds[info.name] = rng.integers(0, 2, shape).astype(bool)
+            feeds[spec.name] = rng.integers(0, 2, shape).astype(bool)
         else:
-            feeds[info.name] = np.zeros(shape, dtype=dtype)
+            feeds[spec.name] = np.zeros(shape, dtype=dtype)
     return feeds
 
 

@@ -31,8 +31,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import tiny_models  # noqa: E402
 
-from ascend_quant.backends.sim import OrtRunner, random_feeds  # noqa: E402
+from ascend_quant.backends.sim import OrtRunner  # noqa: E402
 from ascend_quant.bench import time_loop  # noqa: E402
+from ascend_quant.model import random_feeds  # noqa: E402
 
 TARGET = 1.03
 

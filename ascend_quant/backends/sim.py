@@ -35,6 +35,7 @@ from ascend_quant.backends.simfile import read_sim_om, write_sim_om
 from ascend_quant.bench import latency_stats, time_loop
 from ascend_quant.config import BenchConfig, to_mapping
 from ascend_quant.errors import UsageError
+from ascend_quant.model import random_feeds
 from ascend_quant.onnx_io import to_ort_bytes
 from ascend_quant.progress import NULL_PROGRESS, Progress
 from ascend_quant.workspace import atomic_write_json, sha256_bytes, sha256_file
@@ -471,22 +472,6 @@ class SimBackend:
                 "input": "random",
             },
         )
-
-
-def random_feeds(specs: list[TensorSpec], seed: int = 0) -> Feeds:
-    """Deterministic random inputs of each spec's shape (dynamic dims become 1)."""
-    rng = np.random.default_rng(seed)
-    feeds: Feeds = {}
-    for spec in specs:
-        shape = tuple(d if isinstance(d, int) and d > 0 else 1 for d in spec.shape)
-        dtype = np.dtype(spec.dtype)
-        if dtype.kind == "f":
-            feeds[spec.name] = rng.random(shape, dtype=np.float32).astype(dtype)
-        elif dtype.kind == "b":
-            feeds[spec.name] = rng.integers(0, 2, shape).astype(dtype)
-        else:
-            feeds[spec.name] = rng.integers(0, 8, shape).astype(dtype)
-    return feeds
 
 
 def _write_atomically(path: Path, array: np.ndarray) -> None:
