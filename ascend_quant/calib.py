@@ -17,6 +17,7 @@ re-run with the same inputs and parameters reuses it.
 from __future__ import annotations
 
 import glob
+import hashlib
 import logging
 import math
 import multiprocessing
@@ -441,10 +442,11 @@ def _process(task: tuple[int, str, str]) -> dict[str, Any]:
         result["error"] = exc.reason
         return result
     del data
-    array = prepared.array
-    raw = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
-    (_WORKER["samples_dir"] / filename).write_bytes(raw)
-    result.update(sha256=sha256_bytes(raw), width=prepared.width, height=prepared.height)
+    # Little-endian and contiguous, then written and hashed in place (no bytes copy).
+    array = np.ascontiguousarray(prepared.array, dtype=prepared.array.dtype.newbyteorder("<"))
+    array.tofile(_WORKER["samples_dir"] / filename)
+    digest = hashlib.sha256(array.data.cast("B")).hexdigest()
+    result.update(sha256=digest, width=prepared.width, height=prepared.height)
     return result
 
 
@@ -469,7 +471,7 @@ def _run(
     jobs: int,
     advance: Callable[[int], None],
 ) -> list[dict[str, Any]]:
-    """Run `_process` over tasks, at most 4 per worker in flight, so memory stays flat."""
+    """Run `_process` over tasks in a process pool, streaming: only metadata comes back."""
     results: list[dict[str, Any]] = [{} for _ in tasks]
     if jobs <= 1 or len(tasks) <= 1:
         _init_worker(*init_args)
@@ -485,7 +487,7 @@ def _run(
         pending: set[Future[dict[str, Any]]] = set()
         for task in queue:
             pending.add(pool.submit(_process, task))
-            if len(pending) >= 4 * jobs:
+            if len(pending) >= 4 * jobs:  # at most 4 per worker in flight: memory stays flat
                 break
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
