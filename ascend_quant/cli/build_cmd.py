@@ -17,15 +17,12 @@ from ascend_quant.cli.common import (
     parse_size,
     print_json,
     progress_for,
+    split_list,
 )
 from ascend_quant.config import load_build_config
 from ascend_quant.errors import EXIT_THRESHOLD
 from ascend_quant.pipeline import STAGES, BuildResult
 from ascend_quant.pipeline import build as run_build
-
-
-def _split(text: str | None) -> tuple[str, ...] | None:
-    return tuple(part for part in text.split(",") if part) if text else None
 
 
 def build(
@@ -83,8 +80,8 @@ def build(
             algorithm=algorithm,
             activation_offset=activation_offset,
             channel_wise=channel_wise,
-            skip_layers=_split(skip_layers),
-            skip_layer_types=_split(skip_layer_types),
+            skip_layers=split_list(skip_layers),
+            skip_layer_types=split_list(skip_layer_types),
         ),
         thresholds=given(cosine_min=cosine_min),
         bench=given(loop=loop, warmup=warmup),

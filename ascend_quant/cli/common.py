@@ -46,6 +46,11 @@ def parse_floats(text: str | None, what: str) -> tuple[float, ...] | None:
         raise UsageError(f"{what}: '{text}' is not a comma-separated list of numbers") from None
 
 
+def split_list(text: str | None) -> list[str] | None:
+    """'a, b,c' -> ['a', 'b', 'c']; None when the flag was not given."""
+    return None if text is None else [p.strip() for p in text.split(",") if p.strip()]
+
+
 def parse_size(text: str | None) -> tuple[int, int] | None:
     """'256x256' or '256' -> (H, W)."""
     if text is None:

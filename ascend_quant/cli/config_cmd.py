@@ -10,7 +10,14 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from ascend_quant.cli.common import JSON_OPTION, console, given, print_json, progress_for
+from ascend_quant.cli.common import (
+    JSON_OPTION,
+    console,
+    given,
+    print_json,
+    progress_for,
+    split_list,
+)
 from ascend_quant.config import (
     BuildConfig,
     from_mapping,
@@ -31,10 +38,6 @@ def load_config_file(path: Path) -> dict[str, Any]:
     if Path(path).suffix.lower() == ".json":
         return read_quant_config(path)
     return load_project_file(path)
-
-
-def _split(text: str | None) -> list[str] | None:
-    return None if text is None else [p.strip() for p in text.split(",") if p.strip()]
 
 
 def _search_range(text: str | None) -> dict[str, float]:
@@ -67,8 +70,8 @@ def flag_overrides(**flags: Any) -> dict[str, Any]:
         channel_wise=flags.get("channel_wise"),
         algorithm=flags.get("algorithm"),
         batch_num=flags.get("batch_num"),
-        skip_layers=_split(flags.get("skip_layers")),
-        skip_layer_types=_split(flags.get("skip_layer_types")),
+        skip_layers=split_list(flags.get("skip_layers")),
+        skip_layer_types=split_list(flags.get("skip_layer_types")),
     )
     if ifmr:
         quant["ifmr"] = ifmr
