@@ -9,9 +9,9 @@ A calib set is a directory (format "ascend-quant-calib/1"):
                                  the last batch is padded by repeating samples from the start
     samples.info                 optional ModelZoo-style `<index> <path> <width> <height>`
 
-Workers decode, preprocess and write each sample themselves and send back only a few numbers,
-so memory stays flat however many images there are. The directory is replaced atomically and a
-re-run with the same inputs and parameters reuses it.
+Workers claim images from a shared counter, decode, preprocess and write each sample themselves
+and send back only a few numbers per sample, so memory stays flat however many images there are.
+The directory is replaced atomically and a re-run with the same inputs and parameters reuses it.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import re
 import shutil
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -422,8 +422,41 @@ def sample_shape(preprocess: PreprocessConfig) -> tuple[int, ...]:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(preprocess: PreprocessConfig, samples_dir: str, max_pixels: int | None) -> None:
-    _WORKER.update(preprocess=preprocess, samples_dir=Path(samples_dir), max_pixels=max_pixels)
+def _init_worker(
+    preprocess: PreprocessConfig,
+    samples_dir: str,
+    max_pixels: int | None,
+    tasks: Sequence[tuple[int, str, str]] = (),
+    claimed: Any = None,
+    finished: Any = None,
+) -> None:
+    _WORKER.update(
+        preprocess=preprocess,
+        samples_dir=Path(samples_dir),
+        max_pixels=max_pixels,
+        tasks=tasks,
+        claimed=claimed,
+        finished=finished,
+    )
+
+
+def _work_through() -> list[dict[str, Any]]:
+    """Claim tasks from the shared counter until none are left; return their results.
+
+    A lock per image instead of a pickled message per image each way: on two cores the pool's
+    messages cost ~10 % of the work (benchmarks/calib_throughput.py).
+    """
+    tasks, claimed, finished = _WORKER["tasks"], _WORKER["claimed"], _WORKER["finished"]
+    results: list[dict[str, Any]] = []
+    while True:
+        with claimed.get_lock():
+            index = claimed.value
+            claimed.value = index + 1
+        if index >= len(tasks):
+            return results
+        results.append(_process(tasks[index]))
+        with finished.get_lock():
+            finished.value += 1
 
 
 def _process(task: tuple[int, str, str]) -> dict[str, Any]:
@@ -471,34 +504,43 @@ def _run(
     jobs: int,
     advance: Callable[[int], None],
 ) -> list[dict[str, Any]]:
-    """Run `_process` over tasks in a process pool, streaming: only metadata comes back."""
-    results: list[dict[str, Any]] = [{} for _ in tasks]
+    """`_process` over every task on `jobs` processes; results in task order.
+
+    Workers pull task numbers from a shared counter (balanced however long each image takes)
+    and send their small results once, at the end; the progress bar follows a second counter.
+    """
     if jobs <= 1 or len(tasks) <= 1:
         _init_worker(*init_args)
+        results = []
         for task in tasks:
-            result = _process(task)
-            results[result["index"]] = result
+            results.append(_process(task))
             advance(1)
         return results
-    queue = iter(tasks)
+    ctx = _mp_context()
+    claimed, finished = ctx.Value("q", 0), ctx.Value("q", 0)
     with ProcessPoolExecutor(
-        max_workers=jobs, mp_context=_mp_context(), initializer=_init_worker, initargs=init_args
+        max_workers=jobs,
+        mp_context=ctx,
+        initializer=_init_worker,
+        initargs=(*init_args, tasks, claimed, finished),
     ) as pool:
-        pending: set[Future[dict[str, Any]]] = set()
-        for task in queue:
-            pending.add(pool.submit(_process, task))
-            if len(pending) >= 4 * jobs:  # at most 4 per worker in flight: memory stays flat
-                break
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                result = future.result()
-                results[result["index"]] = result
-                advance(1)
-                following = next(queue, None)
-                if following is not None:
-                    pending.add(pool.submit(_process, following))
-    return results
+        futures = [pool.submit(_work_through) for _ in range(jobs)]
+        shown = 0
+        try:
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=0.1, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    future.result()  # a failed worker raises here and stops the others below
+                now = finished.value
+                advance(now - shown)
+                shown = now
+        except BaseException:
+            with claimed.get_lock():
+                claimed.value = len(tasks)
+            raise
+    results = [result for future in futures for result in future.result()]
+    return sorted(results, key=lambda result: int(result["index"]))
 
 
 # --------------------------------------------------------------------------- writer

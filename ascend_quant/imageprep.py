@@ -11,13 +11,18 @@ The pixel pipeline (see `PreprocessConfig`):
 4. resize to (H, W) with the chosen Pillow filter and mode (`stretch`, `letterbox`,
    `center-crop`, `shorter-side`), all on 8-bit pixels;
 5. in float64: `x * scale`, then `(x - mean) / std` per output channel (channel 0 is B for bgr);
-6. layout NCHW or NHWC with a leading batch dim of 1;
-7. one rounding to the output dtype. float32/float16: IEEE round-to-nearest-even. uint8/int8:
-   round half to even (`numpy.rint`), then saturate to [0, 255] / [-128, 127].
+6. one rounding to the output dtype. float32/float16: IEEE round-to-nearest-even. uint8/int8:
+   round half to even (`numpy.rint`), then saturate to [0, 255] / [-128, 127];
+7. layout NCHW or NHWC with a leading batch dim of 1.
+
+Steps 5-6 depend only on (channel, 8-bit level), so they are computed once per configuration for
+the 256 levels of each channel and applied as a table lookup: the same bytes as doing the
+arithmetic per pixel, at a tenth of the cost.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import warnings
 from dataclasses import dataclass
@@ -219,17 +224,30 @@ def validate(config: PreprocessConfig) -> None:
 
 def to_tensor(image: Image.Image, config: PreprocessConfig) -> np.ndarray:
     """8-bit RGB/L image of the final size -> normalised array in layout and dtype."""
-    pixels = np.asarray(image, dtype=np.float64)
+    pixels = np.asarray(image)
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
     if config.color == "bgr":
         pixels = pixels[:, :, ::-1]
-    n = pixels.shape[2]
-    mean = _per_channel(config.mean, n, "mean")
-    std = _per_channel(config.std, n, "std")
-    values = (pixels * config.scale - mean) / std
-    values = values[None] if config.layout == "NHWC" else values.transpose(2, 0, 1)[None]
-    return cast_dtype(values, config.dtype)
+    h, w, n = pixels.shape
+    table = level_table(config, n)
+    nchw = config.layout == "NCHW"
+    out = np.empty((1, n, h, w) if nchw else (1, h, w, n), dtype=table.dtype)
+    for c in range(n):
+        plane = out[0, c] if nchw else out[0, :, :, c]
+        np.take(table[c], pixels[:, :, c], out=plane, mode="clip")  # uint8 is always in range
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def level_table(config: PreprocessConfig, n: int) -> np.ndarray:
+    """(n, 256): the output value of every 8-bit level in every channel (steps 5-6)."""
+    mean = _per_channel(config.mean, n, "mean")[:, None]
+    std = _per_channel(config.std, n, "std")[:, None]
+    levels = np.arange(256, dtype=np.float64)[None, :]
+    table = cast_dtype((levels * config.scale - mean) / std, config.dtype)
+    table.flags.writeable = False
+    return table
 
 
 def cast_dtype(values: np.ndarray, dtype: str) -> np.ndarray:
@@ -248,7 +266,7 @@ def prepare(
         raise UsageError("no target size", hint="pass --size HxW or --model")
     image = decode(data, name, max_pixels)
     try:
-        image = ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)  # no copy when upright
     except (OSError, SyntaxError, ValueError) as exc:
         raise BadImageError(name, f"unreadable EXIF data: {exc}") from None
     width, height = image.size

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -66,22 +67,38 @@ def plain_loop(folder: Path, out: Path) -> int:
     return len(files)
 
 
+def _timed_plain(folder: Path, out: Path) -> float:
+    start = time.perf_counter()
+    plain_loop(folder, out)
+    seconds = time.perf_counter() - start
+    shutil.rmtree(out)
+    return seconds
+
+
+def _timed_calib(folder: Path, out: Path, count: int) -> float:
+    start = time.perf_counter()
+    calib_set, reused = make_calib_set(out, PRE, CalibConfig(sources=(str(folder),)))
+    seconds = time.perf_counter() - start
+    assert len(calib_set) == count and not reused
+    shutil.rmtree(out)
+    return seconds
+
+
 def throughput(folder: Path, work: Path, count: int, rounds: int = 5) -> dict[str, object]:
-    """Alternate plain loop and calib `rounds` times; the median ratio resists machine noise."""
+    """`rounds` rounds of plain, calib, calib, plain; the median of their ratios.
+
+    The ABBA order cancels a machine that speeds up or slows down steadily during a round, and
+    the median resists the odd disturbed round (shared VMs drift by tens of percent).
+    """
     ratios, plain_rates, calib_rates = [], [], []
-    for index in range(rounds):
-        start = time.perf_counter()
-        plain_loop(folder, work / f"plain{index}")
-        plain_s = time.perf_counter() - start
-        start = time.perf_counter()
-        calib_set, reused = make_calib_set(
-            work / f"calib{index}", PRE, CalibConfig(sources=(str(folder),))
-        )
-        calib_s = time.perf_counter() - start
-        assert len(calib_set) == count and not reused
+    for _ in range(rounds):
+        plain_s = _timed_plain(folder, work / "plain")
+        calib_s = _timed_calib(folder, work / "calib", count)
+        calib_s += _timed_calib(folder, work / "calib", count)
+        plain_s += _timed_plain(folder, work / "plain")
         ratios.append(plain_s / calib_s)
-        plain_rates.append(count / plain_s)
-        calib_rates.append(count / calib_s)
+        plain_rates.append(2 * count / plain_s)
+        calib_rates.append(2 * count / calib_s)
     return {
         "images": count,
         "rounds": rounds,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -223,6 +225,50 @@ def test_parallel_output_is_byte_identical(tmp_path: Path) -> None:
     for a, b in zip(one.sample_files, two.sample_files, strict=True):
         assert a.read_bytes() == b.read_bytes()
     assert one.manifest["samples"] == two.manifest["samples"]
+
+
+class CountingProgress:
+    """Records every advance, to check the bar reaches exactly the number of images."""
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+
+    @contextlib.contextmanager
+    def task(self, description: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+        self.total = total
+        yield self.steps.append
+
+
+def test_parallel_reports_bad_files_and_full_progress(tmp_path: Path) -> None:
+    src = solid_dir(tmp_path / "src", 9)
+    (src / "img4.png").write_bytes(b"")
+    progress = CountingProgress()
+    calib = CalibConfig(sources=(str(src),), jobs=2, skip_bad=True)
+    got, _ = make_calib_set(tmp_path / "o", PRE, calib, progress=progress)
+    assert progress.total == 9 and sum(progress.steps) == 9
+    assert [s["source"].rsplit("/", 1)[1] for s in got.manifest["samples"]] == [
+        f"img{i}.png" for i in (0, 1, 2, 3, 5, 6, 7, 8)
+    ]
+    assert got.manifest["skipped"][0]["reason"] == "empty file (0 bytes)"
+
+
+def test_parallel_worker_crash_propagates_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ascend_quant import imageprep
+
+    real = imageprep.prepare
+
+    def prepare(data: bytes, config: PreprocessConfig, name: str, *rest: object) -> object:
+        if name.endswith("img2.png"):
+            raise RuntimeError("decoder crashed")
+        return real(data, config, name, *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(imageprep, "prepare", prepare)  # forked workers inherit it
+    src = solid_dir(tmp_path / "src", 6)
+    with pytest.raises(RuntimeError, match="decoder crashed"):
+        make_calib_set(tmp_path / "o", PRE, CalibConfig(sources=(str(src),), jobs=2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
 
 
 def test_default_sources_are_the_bundled_images(tmp_path: Path) -> None:

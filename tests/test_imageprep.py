@@ -100,6 +100,33 @@ def test_float16_rounding() -> None:
     assert out.tobytes() == np.array([1 / 255, 2 / 255, 3 / 255], np.float16).tobytes()
 
 
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("color", ["rgb", "bgr", "gray"])
+@pytest.mark.parametrize("dtype", ["float32", "float16", "uint8", "int8"])
+def test_every_level_matches_per_pixel_float64_arithmetic(
+    layout: str, color: str, dtype: str
+) -> None:
+    """The lookup table gives the bytes of doing the arithmetic on each pixel in float64."""
+    rgb = np.arange(256 * 3, dtype=np.uint8).reshape(16, 16, 3)  # every level in every channel
+    rgb[:, :, 1] = rgb[:, :, 1][::-1]
+    scale, mean, std = (2.0, 127.3, 0.7) if dtype.endswith("int8") else (1 / 255, 0.45, 0.226)
+    n = 1 if color == "gray" else 3
+    means, stds = (mean, mean / 2, mean * 1.5)[:n], (std, std * 3, std / 2)[:n]
+    config = cfg(size=(16, 16), color=color, layout=layout, dtype=dtype, scale=scale)
+    config = PreprocessConfig(**{**config.__dict__, "mean": means, "std": stds})
+    out = prepare(png(rgb), config).array
+    image = Image.fromarray(rgb)
+    pixels = np.asarray(image.convert("L") if n == 1 else image, dtype=np.float64)
+    pixels = pixels.reshape(16, 16, n)[:, :, ::-1] if color == "bgr" else pixels.reshape(16, 16, n)
+    values = (pixels * scale - np.array(means)) / np.array(stds)
+    if dtype == "uint8":
+        values = np.clip(np.rint(values), 0, 255)
+    elif dtype == "int8":
+        values = np.clip(np.rint(values), -128, 127)
+    values = values[None] if layout == "NHWC" else values.transpose(2, 0, 1)[None]
+    assert out.tobytes() == np.ascontiguousarray(values.astype(dtype)).tobytes()
+
+
 def test_stretch_nearest_upsamples_by_repeating() -> None:
     data = png([[[1, 1, 1], [2, 2, 2]], [[3, 3, 3], [4, 4, 4]]])
     out = prepare(data, cfg(size=(4, 4), scale=1.0, color="gray")).array
