@@ -444,7 +444,7 @@ def _work_through() -> list[dict[str, Any]]:
     """Claim tasks from the shared counter until none are left; return their results.
 
     A lock per image instead of a pickled message per image each way: on two cores the pool's
-    messages cost ~10 % of the work (benchmarks/calib_throughput.py).
+    messages cost ~8 % of the CPU time (benchmarks/calib_throughput.py).
     """
     tasks, claimed, finished = _WORKER["tasks"], _WORKER["claimed"], _WORKER["finished"]
     results: list[dict[str, Any]] = []
