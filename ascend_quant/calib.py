@@ -48,6 +48,7 @@ from ascend_quant.workspace import (
     sha256_bytes,
     sha256_file,
     sha256_json,
+    tool_fingerprint,
 )
 
 FORMAT = "ascend-quant-calib/1"
@@ -655,6 +656,7 @@ def make_calib_set(
     params = {
         "format": FORMAT,
         "tool_version": __version__,
+        "tool_fingerprint": tool_fingerprint(),
         "input_name": input_name,
         "shape": list(shape),
         "dtype": preprocess.dtype,

@@ -12,10 +12,10 @@ Workspace layout (default `build/<model-stem>/`):
     <soc>/om/                  <stem>_fp16.om, <stem>_int8.om, each + .json manifest
     <soc>/reports/             bench.json, compare.json, report.json, report.html
 
-A stage is reused when its key (a hash of its inputs' hashes and settings) matches the record and
-its outputs still exist with the recorded sizes. A record is deleted before its stage runs and
-written after it finished, so a build killed at any moment leaves a workspace that the next run
-completes.
+A stage is reused when its key (a hash of its inputs' hashes, its settings, the templates' bytes
+and the tool's code) matches the record and its outputs still exist with the recorded sizes. A
+record is deleted before its stage runs and written after it finished, so a build killed at any
+moment leaves a workspace that the next run completes.
 """
 
 from __future__ import annotations
@@ -27,16 +27,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ascend_quant.__about__ import __version__
 from ascend_quant.config import BuildConfig, CalibConfig, PreprocessConfig, to_mapping
 from ascend_quant.errors import UsageError
 from ascend_quant.progress import NULL_PROGRESS, Progress
+from ascend_quant.resources import templates_dir
 from ascend_quant.workspace import (
     atomic_write_json,
     exclusive_lock,
     read_json,
     sha256_file,
     sha256_json,
+    tool_fingerprint,
+    tree_sha256,
 )
 
 log = logging.getLogger("ascend_quant")
@@ -98,7 +100,7 @@ class _Stages:
         `work` returns (a JSON-able result, the files it produced).
         """
         record_path = state_dir / f"{label or stage}.json"
-        key = sha256_json({"stage": stage, "tool": __version__, **key_data})
+        key = sha256_json({"stage": stage, "tool": tool_fingerprint(), **key_data})
         forced = self.force_from is not None and STAGES.index(stage) >= self.force_from
         description = f"{label or stage}" + (f" [{soc}]" if soc else "")
         start = time.perf_counter()
@@ -343,7 +345,9 @@ def _soc_stages(
             config_dir=soc_dir / "configs",
         )
 
+    templates = [templates_dir(), *([config.templates] if config.templates else [])]
     settings = {
+        "templates": tree_sha256(templates),
         "quant": to_mapping(config.quant),
         "atc": to_mapping(config.atc),
         "aipp": to_mapping(config.aipp),

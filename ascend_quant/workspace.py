@@ -7,12 +7,13 @@ half-written file under its final name.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,25 @@ def sha256_bytes(data: bytes) -> str:
 def sha256_json(value: Any) -> str:
     """Content hash of a JSON-able value, independent of key order."""
     return sha256_bytes(json.dumps(value, sort_keys=True, default=str).encode())
+
+
+def tree_sha256(roots: Iterable[Path], pattern: str = "*") -> str:
+    """One hash over the relative names and bytes of the files matching `pattern` under `roots`."""
+    digest = hashlib.sha256()
+    for root in roots:
+        for path in sorted(Path(root).rglob(pattern)):
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+                digest.update(sha256_file(path).encode())
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def tool_fingerprint() -> str:
+    """The version plus a hash of the package's code: a changed tool never reuses old results."""
+    from ascend_quant.__about__ import __version__
+
+    return f"{__version__}+{tree_sha256([Path(__file__).parent], '*.py')[:16]}"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:

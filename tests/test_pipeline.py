@@ -79,6 +79,34 @@ def test_changed_setting_reruns_only_what_depends_on_it(sr_onnx: Path, tmp_path:
     assert "convert-int8" in ran and "preflight" not in ran
 
 
+def test_edited_template_reruns_config_and_convert(sr_onnx: Path, tmp_path: Path) -> None:
+    """A template's bytes are part of the key: an edited override is never served stale."""
+    from ascend_quant.resources import templates_dir
+
+    overrides = tmp_path / "templates"
+    overrides.mkdir()
+    bundled = (templates_dir() / "quant_config.json.j2").read_text()
+    (overrides / "quant_config.json.j2").write_text(bundled)
+    config = _config(tmp_path, templates=str(overrides))
+    build(sr_onnx, config)
+    (overrides / "quant_config.json.j2").write_text(bundled + "\n")
+    again = build(sr_onnx, config)
+    ran = {run.stage for run in again.stages if not run.reused}
+    assert {"config", "convert-int8"} <= ran and "calib" not in ran
+
+
+def test_changed_tool_code_reruns_everything(
+    sr_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ascend_quant import calib, pipeline
+
+    build(sr_onnx, _config(tmp_path))
+    for module in (calib, pipeline):
+        monkeypatch.setattr(module, "tool_fingerprint", lambda: "0.1.0+edited")
+    again = build(sr_onnx, _config(tmp_path))
+    assert not any(run.reused for run in again.stages)
+
+
 def test_several_socs_share_the_soc_independent_stages(sr_onnx: Path, tmp_path: Path) -> None:
     result = build(sr_onnx, _config(tmp_path, socs=["Ascend310P3", "Ascend310B1"]))
     assert [s.soc for s in result.socs] == ["Ascend310P3", "Ascend310B1"]
