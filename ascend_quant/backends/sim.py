@@ -33,7 +33,7 @@ from ascend_quant.backends.base import (
 )
 from ascend_quant.backends.simfile import read_sim_om, write_sim_om
 from ascend_quant.bench import latency_stats, time_loop
-from ascend_quant.config import BenchConfig, to_mapping
+from ascend_quant.config import BenchConfig, QuantConfig, to_mapping
 from ascend_quant.errors import UsageError
 from ascend_quant.model import random_feeds
 from ascend_quant.onnx_io import to_ort_bytes
@@ -273,6 +273,13 @@ def build_sim_model(
     if request.precision == "int8":
         from ascend_quant.quant.qdq import quantize_model
 
+        ignored = not_simulated(quant)
+        if ignored:
+            log.warning(
+                "the simulator does not model %s: the real toolkit honours it, so its INT8 "
+                "figures may differ from these",
+                ", ".join(ignored),
+            )
         feeds, total, shas = calibration_feeds(inputs, request.calib_dirs, quant.batch_num)
         started = time.perf_counter()
         result, ranges = quantize_model(model, quant, feeds, progress, total)
@@ -289,6 +296,7 @@ def build_sim_model(
             qdq_counts=result.op_counts,
             tensors=result.tensors,
             ranges={k: [lo, hi] for k, (lo, hi) in ranges.items()},
+            not_simulated=ignored,
         )
     elif request.precision != "fp16":
         raise UsageError(f"unknown precision '{request.precision}'", hint="use fp16 or int8")
@@ -308,6 +316,18 @@ def build_sim_model(
         report_overflow(overflow)
     info["fp16_overflow"] = overflow  # None: not checked (no calibration data given)
     return sim, info
+
+
+def not_simulated(quant: QuantConfig) -> list[str]:
+    """The INT8 settings that change what the toolkit builds but not what the simulator builds."""
+    ignored = []
+    if quant.joint_quant:
+        ignored.append("joint_quant")
+    if not quant.do_fusion:
+        ignored.append("do_fusion = false")
+    if quant.skip_fusion_layers:
+        ignored.append("skip_fusion_layers")
+    return ignored
 
 
 def _algorithm_params(quant: Any) -> dict[str, Any]:
@@ -393,6 +413,7 @@ class SimBackend:
                 quantized_layers=info["quantized_layers"],
                 layers=info["layers"],
                 qdq_counts=info["qdq_counts"],
+                not_simulated=info["not_simulated"],
             )
         elif "calib_manifest_sha256" in info:
             manifest["calib_manifest_sha256"] = info["calib_manifest_sha256"]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import struct
 from pathlib import Path
 
@@ -89,6 +90,21 @@ def test_int8_each_algorithm_converts(sr_model, tmp_path, calib_dir):
         )
         assert artifact.manifest["algorithm"] == algorithm
         assert runner_zero_points(artifact.path) == {0}
+
+
+def test_int8_names_the_settings_it_does_not_model(sr_model, tmp_path, calib_dir, caplog):
+    quant = QuantConfig(joint_quant=True, do_fusion=False)
+    logger = logging.getLogger("ascend_quant")  # the CLI may have stopped its propagation
+    logger.addHandler(caplog.handler)
+    try:
+        request = _request(sr_model, tmp_path, "int8", calib_dir, quant=quant)
+        artifact = SimBackend().convert(request)
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert artifact.manifest["not_simulated"] == ["joint_quant", "do_fusion = false"]
+    assert any("does not model joint_quant, do_fusion = false" in r.message for r in caplog.records)
+    plain = SimBackend().convert(_request(sr_model, tmp_path / "plain", "int8", calib_dir))
+    assert plain.manifest["not_simulated"] == []
 
 
 def runner_zero_points(path: Path) -> set[int]:
