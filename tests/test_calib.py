@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -269,6 +270,42 @@ def test_parallel_worker_crash_propagates_and_writes_nothing(
     with pytest.raises(RuntimeError, match="decoder crashed"):
         make_calib_set(tmp_path / "o", PRE, CalibConfig(sources=(str(src),), jobs=2))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
+def test_interrupt_stops_the_workers_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ascend_quant import calib as calib_module
+
+    done_log = tmp_path / "done.log"
+    real = calib_module._process
+
+    def slow_process(task: tuple[int, str, str]) -> dict[str, object]:
+        time.sleep(0.02)
+        with open(done_log, "a") as log:  # forked workers inherit this patch
+            log.write("x")
+        return real(task)
+
+    class InterruptAtFirstAdvance:
+        @contextlib.contextmanager
+        def task(self, description: str, total: int | None = None) -> Iterator[object]:
+            def advance(n: int) -> None:
+                if n:
+                    raise KeyboardInterrupt
+
+            yield advance
+
+    monkeypatch.setattr(calib_module, "_process", slow_process)
+    src = solid_dir(tmp_path / "src", 100)
+    with pytest.raises(KeyboardInterrupt):
+        make_calib_set(
+            tmp_path / "o",
+            PRE,
+            CalibConfig(sources=(str(src),), jobs=2),
+            progress=InterruptAtFirstAdvance(),  # type: ignore[arg-type]
+        )
+    assert len(done_log.read_text()) < 50  # the workers stopped claiming images
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["done.log", "src"]
 
 
 def test_default_sources_are_the_bundled_images(tmp_path: Path) -> None:

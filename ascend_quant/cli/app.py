@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
 import traceback
+from collections.abc import Callable
+from typing import Any
 
 import typer
 
@@ -26,6 +29,7 @@ from ascend_quant.cli.common import err_console
 from ascend_quant.errors import EXIT_USAGE, AscendQuantError
 
 EXIT_INTERNAL = 4
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells expect
 
 app = typer.Typer(
     name="ascend-quant",
@@ -66,16 +70,34 @@ def _root(
     logging.getLogger("ascend_quant").setLevel(logging.DEBUG if _state["debug"] else logging.INFO)
 
 
-app.command("doctor")(doctor_cmd.doctor)
-app.command("socs")(socs_cmd.socs)
-app.command("calib")(calib_cmd.calib)
-app.command("inspect")(inspect_cmd.inspect)
-app.command("config")(config_cmd.config)
-app.command("convert")(convert_cmd.convert)
-app.command("run")(run_cmd.run)
-app.command("bench")(bench_cmd.bench)
-app.command("compare")(compare_cmd.compare)
-app.command("build")(build_cmd.build)
+class _Interrupted(Exception):
+    """Ctrl-C inside a command (Typer would otherwise exit 130 without a word)."""
+
+
+def _interruptible(command: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except KeyboardInterrupt:
+            raise _Interrupted() from None
+
+    return wrapper
+
+
+for _name, _command in (
+    ("doctor", doctor_cmd.doctor),
+    ("socs", socs_cmd.socs),
+    ("calib", calib_cmd.calib),
+    ("inspect", inspect_cmd.inspect),
+    ("config", config_cmd.config),
+    ("convert", convert_cmd.convert),
+    ("run", run_cmd.run),
+    ("bench", bench_cmd.bench),
+    ("compare", compare_cmd.compare),
+    ("build", build_cmd.build),
+):
+    app.command(_name)(_interruptible(_command))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -97,9 +119,13 @@ def main(argv: list[str] | None = None) -> None:
         if exc.hint:
             err_console.print(f"[cyan]hint:[/cyan] {exc.hint}", highlight=False)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Interrupted):
         err_console.print("[red]error:[/red] interrupted")
-        sys.exit(130)
+        err_console.print(
+            "[cyan]hint:[/cyan] outputs are replaced whole or not at all; "
+            "a re-run of build continues from its last finished stage"
+        )
+        sys.exit(EXIT_INTERRUPTED)
     except OSError as exc:
         if _state["debug"]:
             traceback.print_exc()

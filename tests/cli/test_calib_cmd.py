@@ -134,3 +134,18 @@ def test_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert code == 2 and "did you mean 'stretch'" in err
     code, err = run_main(["calib", str(src), "--out", str(tmp_path / "o"), "--size", "x"], capsys)
     assert code == 2 and "--size" in err
+
+
+def test_ctrl_c_exits_130_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ascend_quant.cli import calib_cmd
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(calib_cmd, "make_calib_set", interrupted)
+    src = images(tmp_path / "src", 1)
+    code, err = run_main(["calib", str(src), "--out", str(tmp_path / "o"), "--size", "4"], capsys)
+    assert code == 130
+    assert err.splitlines()[0] == "error: interrupted" and "Traceback" not in err
