@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ascend_quant.__about__ import __version__
 from ascend_quant.errors import WorkspaceBusyError
 
 _CHUNK = 1 << 20
@@ -53,8 +54,6 @@ def tree_sha256(roots: Iterable[Path], pattern: str = "*") -> str:
 @functools.lru_cache(maxsize=1)
 def tool_fingerprint() -> str:
     """The version plus a hash of the package's code: a changed tool never reuses old results."""
-    from ascend_quant.__about__ import __version__
-
     return f"{__version__}+{tree_sha256([Path(__file__).parent], '*.py')[:16]}"
 
 
