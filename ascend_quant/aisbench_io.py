@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ascend_quant.backends.base import TensorSpec
 from ascend_quant.errors import UsageError
+from ascend_quant.tensors import TensorSpec
 
 INPUT_SUFFIXES = (".bin", ".npy")
 OUTFMTS = ("BIN", "NPY", "TXT")

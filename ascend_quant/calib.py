@@ -41,6 +41,7 @@ from ascend_quant.config import CalibConfig, PreprocessConfig, to_mapping
 from ascend_quant.errors import ModelError, UsageError
 from ascend_quant.progress import NULL_PROGRESS, Progress
 from ascend_quant.resources import calib_images_dir
+from ascend_quant.tensors import NUMPY_TO_ONNX, TensorSpec, graph_io, onnx_type_name
 from ascend_quant.workspace import (
     atomic_directory,
     atomic_write_json,
@@ -60,7 +61,6 @@ LIST_SUFFIXES = (".txt", ".lst", ".list")
 _GLOB_CHARS = frozenset("*?[")
 _MAX_LIST_DEPTH = 8
 _DTYPES = ("float32", "float16", "uint8", "int8")
-_ONNX_DTYPES = {1: "float32", 10: "float16", 2: "uint8", 3: "int8"}
 
 log = logging.getLogger("ascend_quant")
 
@@ -298,18 +298,8 @@ def select(paths: Sequence[Path], limit: int | None, seed: int) -> list[Path]:
 # --------------------------------------------------------------------------- target shape
 
 
-@dataclass(frozen=True)
-class ModelInput:
-    """What an ONNX model input asks for; `None`/str dims are dynamic."""
-
-    name: str
-    dims: tuple[int | str, ...]
-    dtype: str
-    layout: str  # "" when the dims do not tell NCHW from NHWC
-
-
-def read_model_input(model: Path, name: str | None) -> ModelInput:
-    """Read an image input's layout, channels, size and dtype straight from the ONNX graph."""
+def read_model_input(model: Path, name: str | None) -> tuple[TensorSpec, str]:
+    """An image input of the ONNX graph and its layout ("" when the dims do not tell)."""
     import onnx
 
     try:
@@ -318,8 +308,7 @@ def read_model_input(model: Path, name: str | None) -> ModelInput:
         raise UsageError(f"model not found: {model}") from None
     except Exception as exc:
         raise ModelError(f"{model}: cannot read the ONNX model: {exc}") from None
-    initializers = {i.name for i in proto.graph.initializer}
-    inputs = [i for i in proto.graph.input if i.name not in initializers]
+    inputs, _ = graph_io(proto)
     names = [i.name for i in inputs]
     chosen = next((i for i in inputs if i.name == name), None)
     if chosen is None:
@@ -330,21 +319,16 @@ def read_model_input(model: Path, name: str | None) -> ModelInput:
                 f"{model} has no input named '{name}' (inputs: {', '.join(names) or 'none'})",
                 hint="choose one with --input NAME",
             )
-    tensor = chosen.type.tensor_type
-    dims: tuple[int | str, ...] = tuple(
-        d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or "?")
-        for d in tensor.shape.dim
-    )
+    dims = chosen.shape
     if len(dims) != 4:
         raise UsageError(
             f"input '{chosen.name}' has shape {list(dims)}, not a 4-D image tensor",
             hint="calib makes image tensors (N,C,H,W or N,H,W,C)",
         )
-    dtype = _ONNX_DTYPES.get(tensor.elem_type)
-    if dtype is None:
+    if chosen.dtype not in _DTYPES:
+        elem = NUMPY_TO_ONNX.get(chosen.dtype, 0)
         raise UsageError(
-            f"input '{chosen.name}' has element type "
-            f"{onnx.TensorProto.DataType.Name(tensor.elem_type)}; calib writes "
+            f"input '{chosen.name}' has element type {onnx_type_name(elem)}; calib writes "
             + ", ".join(_DTYPES)
         )
     a, c = dims[1], dims[3]
@@ -354,7 +338,7 @@ def read_model_input(model: Path, name: str | None) -> ModelInput:
         layout = "NHWC"
     else:
         layout = ""  # ambiguous (e.g. 3x3 images or dynamic): the caller's layout decides
-    return ModelInput(chosen.name, dims, dtype, layout)
+    return chosen, layout
 
 
 def resolve(
@@ -368,9 +352,9 @@ def resolve(
                 hint="pass --size HxW, or --model m.onnx to read it from the model",
             )
         return preprocess, input_name
-    spec = read_model_input(Path(model), input_name)
-    layout = spec.layout or preprocess.layout
-    _, d1, d2, d3 = spec.dims
+    spec, model_layout = read_model_input(Path(model), input_name)
+    layout = model_layout or preprocess.layout
+    _, d1, d2, d3 = spec.shape
     c, h, w = (d1, d2, d3) if layout == "NCHW" else (d3, d1, d2)
     changes: dict[str, Any] = {}
     if layout != preprocess.layout:
@@ -400,7 +384,7 @@ def resolve(
         changes["size"] = (h, w)
     elif preprocess.size is None:
         raise UsageError(
-            f"input '{spec.name}' of {model} has dynamic height/width (shape {list(spec.dims)})",
+            f"input '{spec.name}' of {model} has dynamic height/width (shape {list(spec.shape)})",
             hint="pass --size HxW",
         )
     return replace(preprocess, **changes), spec.name

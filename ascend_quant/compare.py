@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 
 from ascend_quant import aisbench_io, backends, metrics
-from ascend_quant.backends.base import TensorSpec
 from ascend_quant.config import Thresholds
 from ascend_quant.errors import UsageError
 from ascend_quant.progress import NULL_PROGRESS, Progress
+from ascend_quant.tensors import TensorSpec
 from ascend_quant.workspace import atomic_directory, read_json, sha256_file
 
 log = logging.getLogger("ascend_quant")

@@ -21,11 +21,11 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ascend_quant.backends.base import TensorSpec
 from ascend_quant.config import parse_input_shape
 from ascend_quant.errors import ModelError, UsageError
 from ascend_quant.onnx_io import ORT_MAX_IR_VERSION, ort_ir_version, save_for_ort, to_ort_bytes
 from ascend_quant.progress import NULL_PROGRESS, Progress
+from ascend_quant.tensors import TensorSpec, graph_io, input_values
 from ascend_quant.workspace import atomic_write_json, sha256_file
 
 log = logging.getLogger("ascend_quant")
@@ -55,17 +55,13 @@ VERIFY_ATOL = 1e-4
 _CHECKER_LIMIT = 2_000_000_000  # the in-memory checker cannot take protos over 2 GB
 
 
-# A model input or output: name, numpy dtype name, shape (str: a symbolic dim, "?" when unnamed).
-TensorInfo = TensorSpec
-
-
 @dataclass(frozen=True)
 class ModelSummary:
     ir_version: int
     opsets: dict[str, int]
     producer: str
-    inputs: list[TensorInfo]
-    outputs: list[TensorInfo]
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
     op_counts: dict[str, int]
     param_count: int
     param_bytes: int
@@ -153,31 +149,6 @@ def _infer_shapes(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str | None]:
 # Summary (pure)
 
 
-def _dtype_name(elem_type: int) -> str:
-    try:
-        return np.dtype(helper.tensor_dtype_to_np_dtype(elem_type)).name
-    except Exception:
-        return onnx.TensorProto.DataType.Name(elem_type).lower()
-
-
-def _tensor_info(value: onnx.ValueInfoProto) -> TensorInfo:
-    tensor = value.type.tensor_type
-    dims: list[int | str] = []
-    if tensor.HasField("shape"):
-        for dim in tensor.shape.dim:
-            if dim.HasField("dim_value") and dim.dim_value > 0:
-                dims.append(int(dim.dim_value))
-            else:
-                dims.append(dim.dim_param or "?")
-    return TensorInfo(value.name, _dtype_name(tensor.elem_type), tuple(dims))
-
-
-def graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
-    """Real inputs: graph inputs that are not initializers."""
-    weights = {init.name for init in model.graph.initializer}
-    return [value for value in model.graph.input if value.name not in weights]
-
-
 def _subgraphs(node: onnx.NodeProto) -> Iterator[onnx.GraphProto]:
     for attr in node.attribute:
         if attr.type == onnx.AttributeProto.GRAPH:
@@ -211,7 +182,7 @@ def _ascend_type(node: onnx.NodeProto, ranks: dict[str, int]) -> str:
 def _float16_model(model: onnx.ModelProto) -> bool:
     f16 = onnx.TensorProto.FLOAT16
     return any(i.data_type == f16 for i in model.graph.initializer) or any(
-        v.type.tensor_type.elem_type == f16 for v in graph_inputs(model)
+        v.type.tensor_type.elem_type == f16 for v in input_values(model)
     )
 
 
@@ -273,12 +244,13 @@ def summarize(model: onnx.ModelProto) -> ModelSummary:
             f"subgraphs{detail}: onnxsim, shape fixing and INT8 calibration do not reach them"
         )
 
+    inputs, outputs = graph_io(model)
     return ModelSummary(
         ir_version=int(model.ir_version),
         opsets=opsets,
         producer=" ".join(p for p in (model.producer_name, model.producer_version) if p),
-        inputs=[_tensor_info(v) for v in graph_inputs(model)],
-        outputs=[_tensor_info(v) for v in graph.output],
+        inputs=inputs,
+        outputs=outputs,
         op_counts=op_counts,
         param_count=int(param_count),
         param_bytes=int(param_bytes),
@@ -414,7 +386,7 @@ def repair_ort_ir(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str | None]:
 
 
 def resolve_input_shapes(
-    inputs: list[TensorInfo], input_shape: str | None
+    inputs: list[TensorSpec], input_shape: str | None
 ) -> tuple[dict[str, tuple[int, ...]], list[str]]:
     """Static shapes for every input from the declared dims and atc-syntax `input_shape`.
 
@@ -592,7 +564,7 @@ def preflight(
         warnings += [problem] if problem else []
         advance(1)
 
-        inputs = [_tensor_info(v) for v in graph_inputs(model)]
+        inputs, _ = graph_io(model)
         shapes, shape_warnings = resolve_input_shapes(inputs, input_shape)
         warnings += shape_warnings
         feeds = random_feeds(inputs, shapes)
@@ -633,7 +605,7 @@ def preflight(
         else:
             output_shapes = {
                 t.name: tuple(d for d in t.shape if isinstance(d, int))
-                for t in (_tensor_info(v) for v in final.graph.output)
+                for t in graph_io(final)[1]
                 if all(isinstance(d, int) for d in t.shape)
             }
         summary = summarize(final)

@@ -12,8 +12,8 @@ from ascend_quant.aisbench_io import (
     read_output,
     write_output,
 )
-from ascend_quant.backends.base import TensorSpec
 from ascend_quant.errors import UsageError
+from ascend_quant.tensors import TensorSpec
 
 SPEC = TensorSpec("x", "float32", (2, 3))
 

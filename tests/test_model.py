@@ -327,7 +327,7 @@ def test_output_shapes_come_from_a_real_run(tmp_path: Path) -> None:
     ],
 )
 def test_input_shape_errors(text: str, message: str) -> None:
-    inputs = [M.TensorInfo("input", "float32", ("N", 3, 16, 16))]
+    inputs = [M.TensorSpec("input", "float32", ("N", 3, 16, 16))]
     with pytest.raises(UsageError, match=message) as info:
         M.resolve_input_shapes(inputs, text)
     if "inptu" in text:
@@ -335,7 +335,7 @@ def test_input_shape_errors(text: str, message: str) -> None:
 
 
 def test_static_override_is_warned() -> None:
-    inputs = [M.TensorInfo("input", "float32", (1, 3, 16, 16))]
+    inputs = [M.TensorSpec("input", "float32", (1, 3, 16, 16))]
     shapes, warnings = M.resolve_input_shapes(inputs, "input:1,3,32,32")
     assert shapes == {"input": (1, 3, 32, 32)}
     assert len(warnings) == 2

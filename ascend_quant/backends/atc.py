@@ -51,6 +51,7 @@ from ascend_quant.backends.toolkit import Toolkit, discover
 from ascend_quant.config import BenchConfig
 from ascend_quant.errors import ToolchainError, UsageError
 from ascend_quant.progress import NULL_PROGRESS, Progress
+from ascend_quant.tensors import graph_io
 from ascend_quant.workspace import atomic_write_json, read_json, sha256_file
 
 log = logging.getLogger("ascend_quant")
@@ -180,22 +181,12 @@ def _failure(tool: str, what: str, result: ProcessResult) -> ToolchainError:
 
 def _model_outputs(model: Path) -> list[dict[str, Any]]:
     import onnx
-    from onnx import helper
 
     proto = onnx.load(str(model), load_external_data=False)
-    outs = []
-    for value in proto.graph.output:
-        tensor = value.type.tensor_type
-        try:
-            dtype = str(helper.tensor_dtype_to_np_dtype(tensor.elem_type))
-        except (KeyError, TypeError, ValueError):
-            dtype = "float32"
-        dims = [
-            d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
-            for d in tensor.shape.dim
-        ]
-        outs.append({"name": value.name, "dtype": dtype, "shape": dims})
-    return outs
+    return [
+        {"name": spec.name, "dtype": spec.dtype, "shape": list(spec.shape)}
+        for spec in graph_io(proto)[1]
+    ]
 
 
 def _header_summary(header: dict[str, Any]) -> dict[str, Any]:

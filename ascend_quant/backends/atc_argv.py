@@ -24,6 +24,7 @@ from ascend_quant.backends.base import ConvertRequest
 from ascend_quant.backends.toolkit import Toolkit
 from ascend_quant.config import AtcConfig, format_input_shape
 from ascend_quant.errors import UsageError
+from ascend_quant.tensors import TensorSpec, graph_io
 
 ROUTES = ("fp16", "atc", "amct")
 
@@ -463,41 +464,18 @@ def check_aipp(request: ConvertRequest) -> None:
         )
 
 
-@dataclass(frozen=True)
-class ModelInput:
-    name: str
-    dtype: str
-    shape: tuple[int | str, ...]
-
-
-def model_inputs(model: Path) -> dict[str, ModelInput]:
+def model_inputs(model: Path) -> dict[str, TensorSpec]:
     """The graph inputs of an ONNX file that are not initializers (weights are not loaded)."""
     import onnx
-    from onnx import helper
 
     try:
         proto = onnx.load(str(model), load_external_data=False)
     except Exception as exc:
         raise UsageError(f"cannot read ONNX model {model}: {exc}") from None
-    inits = {t.name for t in proto.graph.initializer}
-    result: dict[str, ModelInput] = {}
-    for value in proto.graph.input:
-        if value.name in inits:
-            continue
-        tensor = value.type.tensor_type
-        try:
-            dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.elem_type)).name
-        except (KeyError, TypeError, ValueError):
-            dtype = "float32"
-        dims = tuple(
-            d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
-            for d in tensor.shape.dim
-        )
-        result[value.name] = ModelInput(value.name, dtype, dims)
-    return result
+    return {spec.name: spec for spec in graph_io(proto)[0]}
 
 
-def check_inputs(request: ConvertRequest, inputs: dict[str, ModelInput]) -> None:
+def check_inputs(request: ConvertRequest, inputs: dict[str, TensorSpec]) -> None:
     """Every --input_shape name and calib input exists in the model; every input has a shape."""
     known = ", ".join(inputs) or "(none)"
     for name in list(request.input_shapes) + list(request.calib_dirs):
@@ -516,7 +494,7 @@ def check_inputs(request: ConvertRequest, inputs: dict[str, ModelInput]) -> None
 
 
 def check_calib(
-    request: ConvertRequest, infos: Sequence[CalibInfo], inputs: dict[str, ModelInput]
+    request: ConvertRequest, infos: Sequence[CalibInfo], inputs: dict[str, TensorSpec]
 ) -> None:
     """Every input has a calib set whose shape/dtype match and every .bin has the exact size."""
     have = {i.input_name: i for i in infos}
@@ -571,7 +549,7 @@ def _check_size(path: Path, expected: int, what: str) -> None:
 _CFG_FIELD = re.compile(r"^\s*(input_data_dir|input_shape)\s*:\s*\"?([^\"#\n]*)\"?", re.M)
 
 
-def check_compression_data(config: Path, inputs: dict[str, ModelInput], cwd: Path) -> None:
+def check_compression_data(config: Path, inputs: dict[str, TensorSpec], cwd: Path) -> None:
     """The .bin files the compression config names hold exactly input_shape x dtype bytes."""
     try:
         text = config.read_text()

@@ -22,13 +22,7 @@ from ascend_quant.config import (
     QuantConfig,
 )
 from ascend_quant.progress import NULL_PROGRESS, Progress
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    name: str
-    dtype: str  # numpy dtype name, e.g. "float32"
-    shape: tuple[int | str, ...]  # str: a symbolic (dynamic) dim
+from ascend_quant.tensors import TensorSpec
 
 
 @dataclass(frozen=True)

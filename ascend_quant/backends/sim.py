@@ -29,7 +29,6 @@ from ascend_quant.backends.base import (
     BenchResult,
     ConvertRequest,
     RunResult,
-    TensorSpec,
 )
 from ascend_quant.backends.simfile import read_sim_om, write_sim_om
 from ascend_quant.bench import latency_stats, time_loop
@@ -38,23 +37,12 @@ from ascend_quant.errors import UsageError
 from ascend_quant.model import random_feeds
 from ascend_quant.onnx_io import to_ort_bytes
 from ascend_quant.progress import NULL_PROGRESS, Progress
+from ascend_quant.tensors import TensorSpec, graph_io, ort_dtype_name
 from ascend_quant.workspace import atomic_write_json, sha256_bytes, sha256_file
 
 log = logging.getLogger("ascend_quant")
 
 Feeds = dict[str, np.ndarray]
-
-_ORT_DTYPES = {
-    "tensor(float)": "float32",
-    "tensor(float16)": "float16",
-    "tensor(double)": "float64",
-    "tensor(int64)": "int64",
-    "tensor(int32)": "int32",
-    "tensor(int8)": "int8",
-    "tensor(uint8)": "uint8",
-    "tensor(bool)": "bool",
-}
-
 
 # --------------------------------------------------------------------------- sessions
 
@@ -94,7 +82,7 @@ def _specs(args: list[Any]) -> list[TensorSpec]:
     return [
         TensorSpec(
             a.name,
-            _ORT_DTYPES.get(a.type, a.type),
+            ort_dtype_name(a.type),
             tuple(d if isinstance(d, int) else str(d) for d in a.shape),
         )
         for a in args
@@ -159,18 +147,12 @@ def _fix_input_shapes(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]
 
 
 def _model_inputs(model: onnx.ModelProto) -> dict[str, tuple[tuple[int, ...], str]]:
-    from onnx import helper
-
-    inits = {i.name for i in model.graph.initializer}
-    result = {}
-    for graph_input in model.graph.input:
-        if graph_input.name in inits:
-            continue
-        tensor_type = graph_input.type.tensor_type
-        dims = tuple(d.dim_value if d.dim_value > 0 else -1 for d in tensor_type.shape.dim)
-        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)).name
-        result[graph_input.name] = (dims, dtype)
-    return result
+    """name -> (dims with -1 for dynamic ones, dtype) of the inputs a caller feeds."""
+    inputs, _ = graph_io(model)
+    return {
+        spec.name: (tuple(d if isinstance(d, int) else -1 for d in spec.shape), spec.dtype)
+        for spec in inputs
+    }
 
 
 def calibration_feeds(
