@@ -83,6 +83,7 @@ def render_job(
 ) -> dict[str, Path]:
     """Render the .cfg files and the runnable scripts for one soc into `config_dir`."""
     from ascend_quant.backends.atc import commands_for
+    from ascend_quant.backends.atc_argv import work_dir
     from ascend_quant.calib import CalibSet
 
     batch_files = {n: CalibSet.load(d).batch_files[0] for n, d in calib_dirs.items()}
@@ -113,7 +114,11 @@ def render_job(
             continue
         label = "FP16" if route == "fp16" else f"INT8, route {route}"
         files[script] = render.render_script(
-            commands, config_dir / script, config.templates, f"{name} for {soc}: {label}"
+            commands,
+            config_dir / script,
+            config.templates,
+            f"{name} for {soc}: {label}",
+            workdir=work_dir(request),
         )
     return files
 

@@ -667,16 +667,20 @@ def render_script(
     out_path: Path,
     templates: Path | None = None,
     comment: str = "",
+    workdir: Path | None = None,
 ) -> Path:
-    """Write a runnable bash script (chmod +x) running `commands`, every argv element quoted."""
+    """Write a runnable bash script (chmod +x) running `commands` in `workdir` (absolute), every
+    argv element quoted, so that it behaves the same from any directory."""
     if not commands or any(not cmd for cmd in commands):
         raise UsageError("render_script: no command to write")
     argvs = [[str(a) for a in cmd] for cmd in commands]
-    text = render_template(
-        "script.sh.j2",
-        {"commands": argvs, "comment": comment, "generator": f"ascend-quant {__version__}"},
-        templates,
-    )
+    context = {
+        "commands": argvs,
+        "comment": comment,
+        "generator": f"ascend-quant {__version__}",
+        "workdir": str(Path(workdir).absolute()) if workdir is not None else "",
+    }
+    text = render_template("script.sh.j2", context, templates)
     _check_script(text, argvs, Path(out_path).name)
     path = atomic_write_text(Path(out_path), text)
     path.chmod(0o755)

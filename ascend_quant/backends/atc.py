@@ -462,9 +462,10 @@ class AtcBackend:
         progress: Progress = NULL_PROGRESS,
     ) -> RunResult:
         """One inference per input sample; outputs named `<input stem>_<k>.<fmt>` in output_dir."""
-        om = Path(om)
+        om = Path(om).absolute()  # the tool runs in output_dir: no path may be relative
         manifest = self._check_npu(om)
         output_dir = Path(output_dir).resolve()
+        input_dirs = [Path(d).absolute() for d in input_dirs]
         output_dir.mkdir(parents=True, exist_ok=True)
         tool, _ = self._runner(om, [])
         if tool == "ais_bench":
@@ -519,7 +520,7 @@ class AtcBackend:
         self, om: Path, config: BenchConfig, progress: Progress = NULL_PROGRESS
     ) -> BenchResult:
         """ais_bench --loop/--warmup_count/--batchsize on pure (zero) data; msame as fallback."""
-        om = Path(om)
+        om = Path(om).absolute()  # the tool runs in a temporary directory
         manifest = self._check_npu(om)
         if config.duration_s is not None:
             log.warning("ais_bench runs a fixed --loop; bench.duration_s is ignored on the NPU")

@@ -108,6 +108,17 @@ MANAGED_FLAGS = (
     "enable_quantization",
     "quantization_config",
 )
+# Flags whose value is a file or directory: made absolute, since atc runs in its own directory.
+PATH_FLAGS = (
+    "op_precision_mode",
+    "keep_dtype",
+    "modify_mixlist",
+    "fusion_switch_file",
+    "op_compiler_cache_dir",
+    "customize_dtypes",
+    "op_debug_config",
+    "debug_dir",
+)
 
 
 # ---------------------------------------------------------------- calibration sets
@@ -255,15 +266,28 @@ def atc_command(request: ConvertRequest, route: str, model: Path) -> list[str]:
     if atc.optypelist_for_implmode:
         argv.append(f"--optypelist_for_implmode={','.join(atc.optypelist_for_implmode)}")
     if atc.op_precision_mode:
-        argv.append(f"--op_precision_mode={atc.op_precision_mode}")
+        argv.append(f"--op_precision_mode={_absolute_path(atc.op_precision_mode)}")
     if route == "atc":
         if atc.flag_dialect == "sample":
             argv.append("--enable_quantization=true")
             argv.append(f"--quantization_config={_config_file(request, QUANT_CONFIG_JSON)}")
         else:
             argv.append(f"--compression_optimize_conf={_config_file(request, COMPRESSION_CONFIG)}")
-    argv.extend(atc.extra_args)
+    argv.extend(_absolute_extra_arg(arg) for arg in atc.extra_args)
     return argv
+
+
+def _absolute_path(value: str) -> str:
+    """A relative path that exists from here, made absolute (atc resolves it in its work dir)."""
+    path = Path(value)
+    return str(path.absolute()) if not path.is_absolute() and path.exists() else value
+
+
+def _absolute_extra_arg(arg: str) -> str:
+    name, sep, value = arg.partition("=")
+    if sep and _flag_name(arg) in PATH_FLAGS:
+        return f"{name}={_absolute_path(value)}"
+    return arg
 
 
 def amct_command(request: ConvertRequest, infos: Sequence[CalibInfo]) -> list[str]:

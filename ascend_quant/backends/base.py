@@ -43,6 +43,16 @@ class ConvertRequest:
     calib_dirs: dict[str, Path] = field(default_factory=dict)  # input name -> calib set dir
     config_dir: Path | None = None  # rendered simple_config.cfg etc. (atc backend)
 
+    def __post_init__(self) -> None:
+        """Every path absolute: atc runs in a directory of its own, and the rendered scripts
+        that repeat its argv must run from anywhere."""
+        set_ = object.__setattr__  # frozen dataclass
+        set_(self, "model", Path(self.model).absolute())
+        set_(self, "out_dir", Path(self.out_dir).absolute())
+        set_(self, "calib_dirs", {k: Path(v).absolute() for k, v in self.calib_dirs.items()})
+        if self.config_dir is not None:
+            set_(self, "config_dir", Path(self.config_dir).absolute())
+
 
 @dataclass(frozen=True)
 class Artifact:

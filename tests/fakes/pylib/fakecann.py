@@ -193,6 +193,25 @@ def npu_soc() -> str | None:
     return name if name.startswith("Ascend") else "Ascend" + name
 
 
+# ------------------------------------------------------------------ paths
+
+
+def relative_paths(values: dict[str, str]) -> list[tuple[str, str]]:
+    """(flag, path) for each relative path among `values`, whose entries may be `;`/`,` lists.
+
+    ascend-quant runs every tool in a directory of its own (atc's work dir, ais_bench's output
+    dir), so a relative path there names a file the user never meant: real atc reports it as
+    missing or writes to the wrong place. The stand-ins refuse every relative path outright, so
+    a test catches the bug even when the relative path happens to resolve.
+    """
+    bad = []
+    for flag, value in values.items():
+        for part in value.replace(";", ",").split(","):
+            if part.strip() and not os.path.isabs(part.strip()):
+                bad.append((flag, part.strip()))
+    return bad
+
+
 def stamp() -> str:
     return time.strftime("%Y-%m-%d-%H:%M:%S")
 

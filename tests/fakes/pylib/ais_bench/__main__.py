@@ -73,6 +73,9 @@ def main():
     args = p.parse_args()
     if args.loop < 1:
         return fail("loop must be >= 1")
+    paths = {"model": args.model, "input": args.input or "", "output": args.output or ""}
+    for flag, path in fakecann.relative_paths(paths):
+        return fail(f"--{flag} {path}: no such file or directory (relative to the working dir)")
     soc = fakecann.npu_soc()
     if soc is None:
         return fail("acl init failed: no device (check npu-smi info)")
