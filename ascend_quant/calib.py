@@ -612,12 +612,14 @@ def make_calib_set(
     progress: Progress = NULL_PROGRESS,
     info: bool = False,
     max_pixels: int | None = None,
+    force: bool = False,
 ) -> tuple[CalibSet, bool]:
     """Preprocess images into a calib set at `out_dir`; returns (set, reused).
 
     `preprocess.size` may be None only when `model` gives it. With no `calib.sources` the bundled
     photographs are used. Every bad image is listed in one UsageError (nothing is written) unless
     `calib.skip_bad`. `max_pixels` (default: Pillow's MAX_IMAGE_PIXELS) refuses bigger images.
+    `force` re-creates the set even when the one on disk is up to date.
     """
     out_dir = Path(out_dir)
     preprocess, input_name = resolve(preprocess, input_name, model)
@@ -651,7 +653,7 @@ def make_calib_set(
     }
     params_sha = sha256_json(params)
     _check_replaceable(out_dir)
-    existing = _try_reuse(out_dir, params_sha, resolved, calib.skip_bad)
+    existing = None if force else _try_reuse(out_dir, params_sha, resolved, calib.skip_bad)
     if existing is not None:
         return existing, True
 

@@ -12,26 +12,38 @@ Workspace layout (default `build/<model-stem>/`):
     <soc>/om/                  <stem>_fp16.om, <stem>_int8.om, each + .json manifest
     <soc>/reports/             bench.json, compare.json, report.json, report.html
 
-A stage is reused when its key (a hash of its inputs' hashes, its settings, the templates' bytes
-and the tool's code) matches the record and its outputs still exist with the recorded sizes. A
-record is deleted before its stage runs and written after it finished, so a build killed at any
-moment leaves a workspace that the next run completes.
+The build is the table `PIPELINE` of `Stage`s. Each stage's `key` lists exactly what the stage
+depends on (a hash of its inputs' hashes, its settings and the tool's code), its `run` does the
+work, and its `load` puts the result into the typed records (`Prepared`, `SocWork`) that later
+stages read. A stage is reused when its key matches the record and its outputs still exist with
+the recorded sizes. A record is deleted before its stage runs and written after it finished, so
+a build killed at any moment leaves a workspace that the next run completes.
+
+A stage whose output does not depend on the soc (`shared`: every simulated conversion, bench and
+compare) is keyed without the soc; a second soc with the same key adopts the first soc's result
+(`adopt` copies it into its own directory, labelled for that soc) instead of recomputing it.
+
+Adding a stage: write its `key`, `run` and `load` over `BuildContext`, and put a `Stage` in
+`PIPELINE` after the stages it reads from (a new `--from` name goes into `STAGES`).
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ascend_quant.backends.base import Backend, ConvertRequest
 from ascend_quant.config import BuildConfig, CalibConfig, PreprocessConfig, to_mapping
 from ascend_quant.errors import UsageError
 from ascend_quant.progress import NULL_PROGRESS, Progress
 from ascend_quant.resources import templates_dir
 from ascend_quant.workspace import (
+    atomic_directory,
     atomic_write_json,
     exclusive_lock,
     read_json,
@@ -43,6 +55,7 @@ from ascend_quant.workspace import (
 
 log = logging.getLogger("ascend_quant")
 
+# The `--from` names, in build order; a stage re-runs when its phase is at or after the one given.
 STAGES = ("preflight", "calib", "config", "convert", "bench", "compare", "report")
 PRECISIONS = ("fp16", "int8")
 
@@ -53,6 +66,7 @@ class StageRun:
     soc: str | None
     reused: bool
     seconds: float
+    shared_with: str | None = None  # the soc whose identical result this soc adopted
 
 
 @dataclass(frozen=True)
@@ -78,68 +92,181 @@ class BuildResult:
     warnings: list[str] = field(default_factory=list)
 
 
-class _Stages:
-    """Runs stages with content-hash reuse and records what happened, for the summary."""
+# --------------------------------------------------------------------------- typed records
 
-    def __init__(self, force_from: int | None, progress: Progress) -> None:
-        self.force_from = force_from
-        self.progress = progress
-        self.runs: list[StageRun] = []
 
-    def run(
-        self,
-        stage: str,
-        state_dir: Path,
-        key_data: dict[str, Any],
-        work: Callable[[], tuple[dict[str, Any], list[Path]]],
-        soc: str | None = None,
-        label: str | None = None,
-    ) -> dict[str, Any]:
-        """Reuse the recorded result of `stage` when its key matches, else run `work`.
+@dataclass(frozen=True)
+class Preflighted:
+    """What preflight produced: the model every later stage converts, and its facts."""
 
-        `work` returns (a JSON-able result, the files it produced).
-        """
-        record_path = state_dir / f"{label or stage}.json"
-        key = sha256_json({"stage": stage, "tool": tool_fingerprint(), **key_data})
-        forced = self.force_from is not None and STAGES.index(stage) >= self.force_from
-        description = f"{label or stage}" + (f" [{soc}]" if soc else "")
-        start = time.perf_counter()
-        if not forced:
-            record = _read_record(record_path)
-            if record is not None and record["key"] == key and _outputs_intact(record):
-                self.runs.append(StageRun(label or stage, soc, True, time.perf_counter() - start))
-                with self.progress.task(f"{description} (reused)", total=1) as advance:
-                    advance(1)
-                return dict(record["result"])
-        record_path.unlink(missing_ok=True)
-        with self.progress.task(description, total=None):
-            result, outputs = work()
-        atomic_write_json(
-            record_path,
-            {
-                "key": key,
-                "result": result,
-                "outputs": {str(p): p.stat().st_size for p in outputs},
-            },
+    model_path: Path
+    model_sha256: str
+    source_sha256: str
+    input_shapes: dict[str, tuple[int, ...]]
+    output_shapes: dict[str, tuple[int, ...]]
+    input_dtypes: dict[str, str]
+    int8_refused: str | None
+    warnings: tuple[str, ...]
+    repairs: tuple[str, ...]
+    simplified: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model_path": str(self.model_path),
+            "model_sha256": self.model_sha256,
+            "source_sha256": self.source_sha256,
+            "input_shapes": {k: list(v) for k, v in self.input_shapes.items()},
+            "output_shapes": {k: list(v) for k, v in self.output_shapes.items()},
+            "input_dtypes": dict(self.input_dtypes),
+            "int8_refused": self.int8_refused,
+            "warnings": list(self.warnings),
+            "repairs": list(self.repairs),
+            "simplified": self.simplified,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Preflighted:
+        return cls(
+            model_path=Path(data["model_path"]),
+            model_sha256=data["model_sha256"],
+            source_sha256=data["source_sha256"],
+            input_shapes={k: tuple(v) for k, v in data["input_shapes"].items()},
+            output_shapes={k: tuple(v) for k, v in data["output_shapes"].items()},
+            input_dtypes=dict(data["input_dtypes"]),
+            int8_refused=data["int8_refused"],
+            warnings=tuple(data["warnings"]),
+            repairs=tuple(data["repairs"]),
+            simplified=bool(data["simplified"]),
         )
-        self.runs.append(StageRun(label or stage, soc, False, time.perf_counter() - start))
-        return result
 
 
-def _read_record(path: Path) -> dict[str, Any] | None:
-    try:
-        record = read_json(path)
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) and "key" in record else None
+@dataclass(frozen=True)
+class DataSets:
+    """One calib-set directory per model input, and one hash over their manifests."""
+
+    dirs: dict[str, Path]
+    sha256: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"dirs": {k: str(v) for k, v in self.dirs.items()}, "sha256": self.sha256}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DataSets:
+        return cls({k: Path(v) for k, v in data["dirs"].items()}, data["sha256"])
 
 
-def _outputs_intact(record: dict[str, Any]) -> bool:
-    for name, size in record.get("outputs", {}).items():
-        path = Path(name)
-        if not path.is_file() or path.stat().st_size != size:
-            return False
+@dataclass
+class Prepared:
+    """The soc-independent stages' results, filled in order; every per-soc stage reads them."""
+
+    preflight: Preflighted | None = None
+    preprocess: dict[str, PreprocessConfig] = field(default_factory=dict)  # per input
+    calib: DataSets | None = None
+    eval: DataSets | None = None
+
+    @property
+    def model(self) -> Preflighted:
+        if self.preflight is None:
+            raise RuntimeError("preflight has not run")  # a stage table out of order
+        return self.preflight
+
+    @property
+    def calib_sets(self) -> DataSets:
+        if self.calib is None:
+            raise RuntimeError("calib has not run")
+        return self.calib
+
+    @property
+    def eval_sets(self) -> DataSets:
+        if self.eval is None:
+            raise RuntimeError("eval has not run")
+        return self.eval
+
+
+@dataclass
+class SocWork:
+    """One soc's stage results, filled in order."""
+
+    soc: str
+    directory: Path
+    configs: dict[str, str] = field(default_factory=dict)  # rendered file name -> path
+    artifacts: dict[str, str] = field(default_factory=dict)  # precision -> .om path
+    runs_sha256: dict[str, str] = field(default_factory=dict)  # precision -> what executes
+    bench: dict[str, Any] = field(default_factory=dict)
+    compare: dict[str, Any] = field(default_factory=dict)
+    reports: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class BuildContext:
+    """Everything a stage may read: the settings, the backend and the earlier stages' records."""
+
+    config: BuildConfig
+    source: Path  # the user's .onnx
+    source_sha256: str
+    workspace: Path
+    backend: Backend
+    backend_name: str
+    progress: Progress
+    prepared: Prepared = field(default_factory=Prepared)
+    work: SocWork | None = None  # the soc being built (per-soc stages only)
+    forced: bool = False  # set for a stage that caches itself (calib, eval)
+
+    @property
+    def simulated(self) -> bool:
+        return self.backend_name == "sim"
+
+    @property
+    def soc(self) -> SocWork:
+        if self.work is None:
+            raise RuntimeError("a per-soc stage ran outside a soc")
+        return self.work
+
+    @property
+    def stem(self) -> str:
+        return self.source.stem
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a stage's run produced: a JSON-able result, the files it wrote, whether it reused."""
+
+    result: dict[str, Any]
+    outputs: list[Path]
+    reused: bool = False
+
+
+def _always(ctx: BuildContext) -> bool:
     return True
+
+
+def _never(ctx: BuildContext) -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the build.
+
+    `key(ctx)`: exactly what the result depends on (None for a stage that caches itself:
+    `run` then decides reuse, honouring `ctx.forced`). `run(ctx)`: do the work.
+    `load(ctx, result)`: put a new or reused result into the typed records.
+    `shared(ctx)`: the result is the same for every soc (the key then leaves the soc out) and
+    `adopt(ctx, donor_result, donor)` makes another soc's result this soc's.
+    """
+
+    name: str  # record file name and the label in the summary
+    phase: str  # the `--from` name that re-runs it (one of STAGES)
+    per_soc: bool
+    key: Callable[[BuildContext], dict[str, Any] | None]
+    run: Callable[[BuildContext], Outcome]
+    load: Callable[[BuildContext, dict[str, Any]], None]
+    applies: Callable[[BuildContext], bool] = _always
+    shared: Callable[[BuildContext], bool] = _never
+    adopt: Callable[[BuildContext, dict[str, Any], SocWork], Outcome] | None = None
+
+
+# --------------------------------------------------------------------------- soc-independent
 
 
 def image_preprocess(
@@ -172,6 +299,535 @@ def image_preprocess(
     return replace(base, size=(height, width), color=color, dtype=sample_dtype)  # type: ignore[arg-type]
 
 
+def _preflight_key(ctx: BuildContext) -> dict[str, Any]:
+    return {"source": ctx.source_sha256, "input_shape": ctx.config.input_shape}
+
+
+def _preflight_run(ctx: BuildContext) -> Outcome:
+    from ascend_quant import model
+
+    result = model.preflight(
+        ctx.source,
+        ctx.workspace / "model",
+        input_shape=ctx.config.input_shape,
+        progress=ctx.progress,
+    )
+    record = Preflighted(
+        model_path=result.model_path,
+        model_sha256=sha256_file(result.model_path),
+        source_sha256=result.source_sha256,
+        input_shapes=dict(result.input_shapes),
+        output_shapes=dict(result.output_shapes),
+        input_dtypes={t.name: t.dtype for t in result.summary.inputs},
+        int8_refused=model.refuse_int8_reason(result.summary),
+        warnings=tuple(result.warnings),
+        repairs=tuple(result.repairs),
+        simplified=result.simplified,
+    )
+    return Outcome(record.to_json(), [result.model_path])
+
+
+def _preflight_load(ctx: BuildContext, result: dict[str, Any]) -> None:
+    pre = Preflighted.from_json(result)
+    ctx.prepared.preflight = pre
+    ctx.prepared.preprocess = {
+        name: image_preprocess(
+            name, shape, pre.input_dtypes.get(name, "float32"), ctx.config.preprocess
+        )
+        for name, shape in pre.input_shapes.items()
+    }
+    for message in pre.warnings:
+        log.warning(message)
+    if pre.int8_refused:
+        log.warning(f"INT8 skipped: {pre.int8_refused}")
+
+
+def _data_sets(ctx: BuildContext, label: str, calib_config: CalibConfig) -> Outcome:
+    """One calib set per input under `<workspace>/<label>/`; the sets check their own sources."""
+    from ascend_quant import calib
+
+    dirs: dict[str, str] = {}
+    reused = True
+    for name, preprocess in ctx.prepared.preprocess.items():
+        calib_set, was_reused = calib.make_calib_set(
+            ctx.workspace / label / name,
+            preprocess,
+            calib_config,
+            input_name=name,
+            progress=ctx.progress,
+            force=ctx.forced,
+        )
+        dirs[name] = str(calib_set.root)
+        reused = reused and was_reused
+    sha = sha256_json({n: sha256_file(Path(d) / "manifest.json") for n, d in dirs.items()})
+    return Outcome({"dirs": dirs, "sha256": sha}, [], reused)
+
+
+def _calib_run(ctx: BuildContext) -> Outcome:
+    return _data_sets(ctx, "calib", ctx.config.calib)
+
+
+def _eval_run(ctx: BuildContext) -> Outcome:
+    from ascend_quant.resources import holdout_images_dir
+
+    config = ctx.config
+    eval_config = CalibConfig(
+        sources=config.eval_sources or (str(holdout_images_dir()),),
+        batch=1,
+        skip_bad=config.calib.skip_bad,
+        jobs=config.calib.jobs,
+    )
+    return _data_sets(ctx, "eval", eval_config)
+
+
+def _calib_load(ctx: BuildContext, result: dict[str, Any]) -> None:
+    ctx.prepared.calib = DataSets.from_json(result)
+
+
+def _eval_load(ctx: BuildContext, result: dict[str, Any]) -> None:
+    ctx.prepared.eval = DataSets.from_json(result)
+
+
+def _self_cached(ctx: BuildContext) -> None:
+    return None
+
+
+# --------------------------------------------------------------------------- per soc
+
+
+def _templates_sha(ctx: BuildContext) -> str:
+    config = ctx.config
+    return tree_sha256([templates_dir(), *([config.templates] if config.templates else [])])
+
+
+def _first_preprocess(ctx: BuildContext) -> PreprocessConfig:
+    return next(iter(ctx.prepared.preprocess.values()))
+
+
+def _toolkit_settings(ctx: BuildContext) -> dict[str, Any]:
+    """What the real toolkit's conversion reads besides the model: templates, atc, aipp."""
+    return {
+        "templates": _templates_sha(ctx),
+        "atc": to_mapping(ctx.config.atc),
+        "aipp": to_mapping(ctx.config.aipp),
+        "preprocess": to_mapping(_first_preprocess(ctx)),
+    }
+
+
+def _config_key(ctx: BuildContext) -> dict[str, Any]:
+    return {
+        "model": ctx.prepared.model.model_sha256,
+        "soc": ctx.soc.soc,
+        "calib": ctx.prepared.calib_sets.sha256,
+        "quant": to_mapping(ctx.config.quant),
+        **_toolkit_settings(ctx),
+    }
+
+
+def _config_run(ctx: BuildContext) -> Outcome:
+    from ascend_quant.jobs import render_job
+
+    pre, work = ctx.prepared.model, ctx.soc
+    files = render_job(
+        ctx.config,
+        work.soc,
+        model=pre.model_path,
+        source_sha256=pre.source_sha256,
+        input_shapes=pre.input_shapes,
+        calib_dirs=ctx.prepared.calib_sets.dirs,
+        config_dir=work.directory / "configs",
+        om_dir=work.directory / "om",
+        name=ctx.stem,
+        int8_refused=pre.int8_refused,
+    )
+    return Outcome({k: str(v) for k, v in files.items()}, list(files.values()))
+
+
+def _config_load(ctx: BuildContext, result: dict[str, Any]) -> None:
+    ctx.soc.configs = dict(result)
+
+
+def _convert_key(precision: str) -> Callable[[BuildContext], dict[str, Any]]:
+    def key(ctx: BuildContext) -> dict[str, Any]:
+        pre = ctx.prepared.model
+        data: dict[str, Any] = {
+            "model": pre.model_sha256,
+            "source": pre.source_sha256,
+            "input_shapes": {k: list(v) for k, v in pre.input_shapes.items()},
+            "backend": ctx.backend_name,
+            # FP16 reads the calib set only for its overflow check, and of the quant settings
+            # only how many batches that check takes.
+            "calib": ctx.prepared.calib_sets.sha256,
+        }
+        if precision == "int8":
+            data["quant"] = to_mapping(ctx.config.quant)
+        else:
+            data["batch_num"] = ctx.config.quant.batch_num
+        if not ctx.simulated:  # the simulator reads neither the soc nor the toolkit settings
+            data.update(soc=ctx.soc.soc, **_toolkit_settings(ctx))
+        return data
+
+    return key
+
+
+def _convert_run(precision: str) -> Callable[[BuildContext], Outcome]:
+    def run(ctx: BuildContext) -> Outcome:
+        from ascend_quant.jobs import make_request
+
+        pre, work = ctx.prepared.model, ctx.soc
+        request: ConvertRequest = make_request(
+            ctx.config,
+            model=pre.model_path,
+            source_sha256=pre.source_sha256,
+            input_shapes=pre.input_shapes,
+            soc=work.soc,
+            precision=precision,  # type: ignore[arg-type]
+            out_dir=work.directory / "om",
+            name=ctx.stem,
+            calib_dirs=ctx.prepared.calib_sets.dirs,
+            config_dir=work.directory / "configs",
+        )
+        artifact = ctx.backend.convert(request, ctx.progress)
+        return Outcome(_converted(ctx, artifact.path), [artifact.path, artifact.manifest_path])
+
+    return run
+
+
+def _converted(ctx: BuildContext, om: Path) -> dict[str, Any]:
+    from ascend_quant.backends.sim import payload_sha256
+
+    om_sha = sha256_file(om)
+    return {
+        "path": str(om),
+        "sha256": om_sha,
+        "runs_sha256": payload_sha256(om) if ctx.simulated else om_sha,
+    }
+
+
+def _convert_adopt(ctx: BuildContext, donor: dict[str, Any], _from: SocWork) -> Outcome:
+    from ascend_quant.backends.sim import copy_for_soc
+
+    artifact = copy_for_soc(Path(donor["path"]), ctx.soc.directory / "om", ctx.soc.soc)
+    return Outcome(_converted(ctx, artifact.path), [artifact.path, artifact.manifest_path])
+
+
+def _convert_load(precision: str) -> Callable[[BuildContext, dict[str, Any]], None]:
+    def load(ctx: BuildContext, result: dict[str, Any]) -> None:
+        ctx.soc.artifacts[precision] = result["path"]
+        ctx.soc.runs_sha256[precision] = result["runs_sha256"]
+
+    return load
+
+
+def _int8_applies(ctx: BuildContext) -> bool:
+    return not ctx.prepared.model.int8_refused
+
+
+def _simulated(ctx: BuildContext) -> bool:
+    return ctx.simulated
+
+
+def _runs(ctx: BuildContext) -> dict[str, Any]:
+    """What the later stages measure: the executed models' hashes, plus the soc on hardware."""
+    data: dict[str, Any] = {"runs": dict(ctx.soc.runs_sha256)}
+    if not ctx.simulated:
+        data["soc"] = ctx.soc.soc
+    return data
+
+
+def _oms(ctx: BuildContext) -> list[Path]:
+    return [Path(ctx.soc.artifacts[p]) for p in PRECISIONS if p in ctx.soc.artifacts]
+
+
+def _bench_key(ctx: BuildContext) -> dict[str, Any]:
+    return {**_runs(ctx), "bench": to_mapping(ctx.config.bench)}
+
+
+def _bench_run(ctx: BuildContext) -> Outcome:
+    from ascend_quant.bench import bench_models
+    from ascend_quant.report import json_safe, save_json
+
+    table = json_safe(bench_models(_oms(ctx), ctx.config.bench, ctx.progress))
+    return Outcome(table, [save_json(ctx.soc.directory / "reports" / "bench.json", table)])
+
+
+def _bench_adopt(ctx: BuildContext, donor: dict[str, Any], source: SocWork) -> Outcome:
+    from ascend_quant.report import save_json
+
+    table = relocate(donor, source, ctx.soc)
+    return Outcome(table, [save_json(ctx.soc.directory / "reports" / "bench.json", table)])
+
+
+def _bench_load(ctx: BuildContext, result: dict[str, Any]) -> None:
+    ctx.soc.bench = dict(result)
+
+
+def _compare_key(ctx: BuildContext) -> dict[str, Any]:
+    config = ctx.config
+    return {
+        **_runs(ctx),
+        "source": ctx.source_sha256,
+        "eval": ctx.prepared.eval_sets.sha256,
+        "calib": ctx.prepared.calib_sets.sha256,  # the overlap warning reads it
+        "thresholds": to_mapping(config.thresholds),
+        "output_thresholds": to_mapping(config.output_thresholds),
+    }
+
+
+def _compare_run(ctx: BuildContext) -> Outcome:
+    from ascend_quant.compare import compare_models
+    from ascend_quant.report import json_safe, save_json
+
+    reports = ctx.soc.directory / "reports"
+    result = compare_models(
+        ctx.source,
+        _oms(ctx),
+        [d / "samples" for d in ctx.prepared.eval_sets.dirs.values()],
+        reports / "compare",
+        thresholds=ctx.config.thresholds,
+        output_thresholds=ctx.config.output_thresholds,
+        calib_sources=[d / "samples" for d in ctx.prepared.calib_sets.dirs.values()],
+        progress=ctx.progress,
+    )
+    data = json_safe(result)
+    return Outcome(data, [save_json(reports / "compare.json", data)])
+
+
+def _compare_adopt(ctx: BuildContext, donor: dict[str, Any], source: SocWork) -> Outcome:
+    from ascend_quant.report import save_json
+
+    reports = ctx.soc.directory / "reports"
+    with atomic_directory(reports / "compare") as tmp:
+        shutil.copytree(source.directory / "reports" / "compare", tmp, dirs_exist_ok=True)
+    data = relocate(donor, source, ctx.soc)
+    return Outcome(data, [save_json(reports / "compare.json", data)])
+
+
+def _compare_load(ctx: BuildContext, result: dict[str, Any]) -> None:
+    ctx.soc.compare = dict(result)
+
+
+def _report_key(ctx: BuildContext) -> dict[str, Any]:
+    return {
+        "soc": ctx.soc.soc,
+        "backend": ctx.backend_name,
+        "bench": sha256_json(ctx.soc.bench),
+        "compare": sha256_json(ctx.soc.compare),
+        "config": to_mapping(ctx.config),
+    }
+
+
+def _report_run(ctx: BuildContext) -> Outcome:
+    from ascend_quant.backends.toolkit import discover
+    from ascend_quant.report import environment_info, write_report
+
+    work = ctx.soc
+    paths = write_report(
+        work.directory / "reports",
+        environment={
+            **environment_info(),
+            "backend": ctx.backend_name,
+            "simulated": ctx.simulated,
+            "cann_version": discover().version,
+            "soc": work.soc,
+        },
+        config=to_mapping(ctx.config),
+        bench=work.bench,
+        compare=work.compare,
+        title=f"{ctx.stem} on {work.soc}",
+    )
+    return Outcome({k: str(v) for k, v in paths.items()}, list(paths.values()))
+
+
+def _report_load(ctx: BuildContext, result: dict[str, Any]) -> None:
+    ctx.soc.reports = dict(result)
+
+
+def relocate(value: Any, source: SocWork, target: SocWork) -> Any:
+    """A soc's JSON result made another soc's: its paths moved to that soc's directory and
+    its `soc` fields renamed."""
+    old, new = str(source.directory), str(target.directory)
+
+    def move(item: Any, key: str | None = None) -> Any:
+        if isinstance(item, dict):
+            return {k: move(v, k) for k, v in item.items()}
+        if isinstance(item, list):
+            return [move(v) for v in item]
+        if isinstance(item, str):
+            if key == "soc" and item == source.soc:
+                return target.soc
+            if item == old or item.startswith(old + "/"):
+                return new + item[len(old) :]
+        return item
+
+    return move(value)
+
+
+# --------------------------------------------------------------------------- the table
+
+PIPELINE: tuple[Stage, ...] = (
+    Stage("preflight", "preflight", False, _preflight_key, _preflight_run, _preflight_load),
+    Stage("calib", "calib", False, _self_cached, _calib_run, _calib_load),
+    Stage("eval", "calib", False, _self_cached, _eval_run, _eval_load),
+    Stage("config", "config", True, _config_key, _config_run, _config_load),
+    Stage(
+        "convert-fp16",
+        "convert",
+        True,
+        _convert_key("fp16"),
+        _convert_run("fp16"),
+        _convert_load("fp16"),
+        shared=_simulated,
+        adopt=_convert_adopt,
+    ),
+    Stage(
+        "convert-int8",
+        "convert",
+        True,
+        _convert_key("int8"),
+        _convert_run("int8"),
+        _convert_load("int8"),
+        applies=_int8_applies,
+        shared=_simulated,
+        adopt=_convert_adopt,
+    ),
+    Stage(
+        "bench",
+        "bench",
+        True,
+        _bench_key,
+        _bench_run,
+        _bench_load,
+        shared=_simulated,
+        adopt=_bench_adopt,
+    ),
+    Stage(
+        "compare",
+        "compare",
+        True,
+        _compare_key,
+        _compare_run,
+        _compare_load,
+        shared=_simulated,
+        adopt=_compare_adopt,
+    ),
+    Stage("report", "report", True, _report_key, _report_run, _report_load),
+)
+
+
+# --------------------------------------------------------------------------- running the table
+
+
+class _Runner:
+    """Runs stages with content-hash reuse and records what happened, for the summary."""
+
+    def __init__(self, ctx: BuildContext, force_from: int | None) -> None:
+        self.ctx = ctx
+        self.force_from = force_from
+        self.runs: list[StageRun] = []
+        # (stage, key) -> the soc that produced it in this build, for adoption across socs
+        self.produced: dict[tuple[str, str], tuple[SocWork, dict[str, Any]]] = {}
+
+    def forced(self, stage: Stage) -> bool:
+        return self.force_from is not None and STAGES.index(stage.phase) >= self.force_from
+
+    def run(self, stage: Stage) -> None:
+        ctx = self.ctx
+        if not stage.applies(ctx):
+            return
+        soc = ctx.soc.soc if stage.per_soc else None
+        where = f" [{soc}]" if soc else ""
+        start = time.perf_counter()
+        forced = self.forced(stage)
+        key_data = stage.key(ctx)
+        if key_data is None:  # the stage caches itself
+            ctx.forced = forced
+            with ctx.progress.task(f"{stage.name}{where}", total=None):
+                outcome = stage.run(ctx)
+            ctx.forced = False
+            stage.load(ctx, outcome.result)
+            self.runs.append(StageRun(stage.name, soc, outcome.reused, time.perf_counter() - start))
+            return
+        state_dir = (ctx.soc.directory if stage.per_soc else ctx.workspace) / ".state"
+        record_path = state_dir / f"{stage.name}.json"
+        key = sha256_json({"stage": stage.name, "tool": tool_fingerprint(), **key_data})
+        if not forced:
+            record = _read_record(record_path)
+            if record is not None and record["key"] == key and _outputs_intact(record):
+                with ctx.progress.task(f"{stage.name}{where} (reused)", total=1) as advance:
+                    advance(1)
+                stage.load(ctx, record["result"])
+                self._remember(stage, key, record["result"])
+                self.runs.append(StageRun(stage.name, soc, True, time.perf_counter() - start))
+                return
+        record_path.unlink(missing_ok=True)
+        donor = self._donor(stage, key, forced)
+        if donor is not None and stage.adopt is not None:
+            source, donor_result = donor
+            text = f"{stage.name}{where} (same simulated model as {source.soc})"
+            with ctx.progress.task(text, total=None):
+                outcome = stage.adopt(ctx, donor_result, source)
+        else:
+            source = None
+            with ctx.progress.task(f"{stage.name}{where}", total=None):
+                outcome = stage.run(ctx)
+        atomic_write_json(
+            record_path,
+            {
+                "key": key,
+                "result": outcome.result,
+                "outputs": {str(p): p.stat().st_size for p in outcome.outputs},
+            },
+        )
+        stage.load(ctx, outcome.result)
+        self._remember(stage, key, outcome.result)
+        self.runs.append(
+            StageRun(
+                stage.name,
+                soc,
+                False,
+                time.perf_counter() - start,
+                shared_with=source.soc if source else None,
+            )
+        )
+
+    def _remember(self, stage: Stage, key: str, result: dict[str, Any]) -> None:
+        if stage.per_soc and stage.shared(self.ctx):
+            self.produced.setdefault((stage.name, key), (self.ctx.soc, result))
+
+    def _donor(self, stage: Stage, key: str, forced: bool) -> tuple[SocWork, dict[str, Any]] | None:
+        """Another soc's result for the same key: made in this build, or (unless forced) on disk."""
+        if not (stage.per_soc and stage.shared(self.ctx)):
+            return None
+        made = self.produced.get((stage.name, key))
+        if made is not None or forced:
+            return made
+        for path in sorted(self.ctx.workspace.glob(f"*/.state/{stage.name}.json")):
+            soc_dir = path.parent.parent
+            if soc_dir == self.ctx.soc.directory:
+                continue
+            record = _read_record(path)
+            if record is not None and record["key"] == key and _outputs_intact(record):
+                return SocWork(soc_dir.name, soc_dir), dict(record["result"])
+        return None
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    try:
+        record = read_json(path)
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and "key" in record else None
+
+
+def _outputs_intact(record: dict[str, Any]) -> bool:
+    for name, size in record.get("outputs", {}).items():
+        path = Path(name)
+        if not path.is_file() or path.stat().st_size != size:
+            return False
+    return True
+
+
 def build(
     model: str | Path,
     config: BuildConfig | None = None,
@@ -198,283 +854,51 @@ def build(
     if from_stage is not None and from_stage not in STAGES:
         raise UsageError(f"unknown stage '{from_stage}'", hint=f"use one of: {', '.join(STAGES)}")
     force_from = 0 if force else (STAGES.index(from_stage) if from_stage else None)
+    backend_name = auto_backend_name() if config.backend == "auto" else config.backend
+    backend = get_backend(backend_name)
 
     workspace = Path(config.out or Path("build") / model_path.stem)
-    stages = _Stages(force_from, progress)
     with exclusive_lock(workspace / ".lock", f"workspace {workspace}"):
-        shared = _shared_stages(model_path, config, workspace, stages, progress)
-        backend_name = auto_backend_name() if config.backend == "auto" else config.backend
-        backend = get_backend(backend_name)
-        if backend_name == "sim":
+        ctx = BuildContext(
+            config=config,
+            source=model_path,
+            source_sha256=sha256_file(model_path),
+            workspace=workspace,
+            backend=backend,
+            backend_name=backend_name,
+            progress=progress,
+        )
+        runner = _Runner(ctx, force_from)
+        for stage in PIPELINE:
+            if not stage.per_soc:
+                runner.run(stage)
+        if ctx.simulated:
             log.warning("figures are simulated on the CPU with ONNX Runtime (no CANN toolkit used)")
-        soc_results = [
-            _soc_stages(soc, config, workspace, shared, backend, backend_name, stages, progress)
-            for soc in config.socs
-        ]
+        soc_results = []
+        for soc in config.socs:
+            ctx.work = SocWork(soc, workspace / soc)
+            for stage in PIPELINE:
+                if stage.per_soc:
+                    runner.run(stage)
+            work = ctx.soc
+            soc_results.append(
+                SocResult(
+                    soc=soc,
+                    directory=work.directory,
+                    artifacts=dict(work.artifacts),
+                    bench=work.bench,
+                    compare=work.compare,
+                    reports=work.reports,
+                    passed=bool(work.compare.get("passed", False)),
+                )
+            )
     return BuildResult(
         model=model_path,
         workspace=workspace,
         backend=backend_name,
         simulated=backend_name == "sim",
         socs=soc_results,
-        stages=stages.runs,
+        stages=runner.runs,
         passed=all(r.passed for r in soc_results),
-        warnings=list(shared["warnings"]),
-    )
-
-
-def _shared_stages(
-    model_path: Path, config: BuildConfig, workspace: Path, stages: _Stages, progress: Progress
-) -> dict[str, Any]:
-    """preflight, calib and eval: the stages every soc shares."""
-    from ascend_quant import calib, model
-    from ascend_quant.resources import holdout_images_dir
-
-    state = workspace / ".state"
-    source_sha = sha256_file(model_path)
-
-    def do_preflight() -> tuple[dict[str, Any], list[Path]]:
-        result = model.preflight(
-            model_path, workspace / "model", input_shape=config.input_shape, progress=progress
-        )
-        return (
-            {
-                "model_path": str(result.model_path),
-                "model_sha256": sha256_file(result.model_path),
-                "source_sha256": result.source_sha256,
-                "input_shapes": {k: list(v) for k, v in result.input_shapes.items()},
-                "output_shapes": {k: list(v) for k, v in result.output_shapes.items()},
-                "input_dtypes": {t.name: t.dtype for t in result.summary.inputs},
-                "int8_refused": model.refuse_int8_reason(result.summary),
-                "warnings": list(result.warnings),
-                "repairs": list(result.repairs),
-                "simplified": result.simplified,
-            },
-            [result.model_path],
-        )
-
-    pre = stages.run(
-        "preflight",
-        state,
-        {"source": source_sha, "input_shape": config.input_shape},
-        do_preflight,
-    )
-    for message in pre["warnings"]:
-        log.warning(message)
-
-    calib_dirs: dict[str, str] = {}
-    eval_dirs: dict[str, str] = {}
-    preprocess_by_input: dict[str, PreprocessConfig] = {}
-    for name, shape in pre["input_shapes"].items():
-        preprocess = image_preprocess(
-            name, tuple(shape), pre["input_dtypes"].get(name, "float32"), config.preprocess
-        )
-        preprocess_by_input[name] = preprocess
-        sets = {
-            "calib": config.calib,
-            "eval": CalibConfig(
-                sources=config.eval_sources or (str(holdout_images_dir()),),
-                batch=1,
-                skip_bad=config.calib.skip_bad,
-                jobs=config.calib.jobs,
-            ),
-        }
-        for label, calib_config in sets.items():
-            started = time.perf_counter()
-            calib_set, reused = calib.make_calib_set(
-                workspace / label / name,
-                preprocess,
-                calib_config,
-                input_name=name,
-                progress=progress,
-            )
-            stages.runs.append(StageRun(label, None, reused, time.perf_counter() - started))
-            (calib_dirs if label == "calib" else eval_dirs)[name] = str(calib_set.root)
-
-    return {
-        **pre,
-        "calib_dirs": calib_dirs,
-        "eval_dirs": eval_dirs,
-        "preprocess": preprocess_by_input,
-        "calib_sha": sha256_json(
-            {n: sha256_file(Path(d) / "manifest.json") for n, d in calib_dirs.items()}
-        ),
-        "eval_sha": sha256_json(
-            {n: sha256_file(Path(d) / "manifest.json") for n, d in eval_dirs.items()}
-        ),
-    }
-
-
-def _soc_stages(
-    soc: str,
-    config: BuildConfig,
-    workspace: Path,
-    shared: dict[str, Any],
-    backend: Any,
-    backend_name: str,
-    stages: _Stages,
-    progress: Progress,
-) -> SocResult:
-    """config, convert (fp16, int8), bench, compare and report for one soc."""
-    from ascend_quant.backends.base import ConvertRequest
-    from ascend_quant.bench import bench_models
-    from ascend_quant.compare import compare_models
-    from ascend_quant.jobs import make_request, render_job
-    from ascend_quant.report import environment_info, json_safe, save_json, write_report
-
-    soc_dir = workspace / soc
-    state = soc_dir / ".state"
-    stem = Path(config.model or "model").stem
-    input_shapes = {k: tuple(v) for k, v in shared["input_shapes"].items()}
-    calib_dirs = {k: Path(v) for k, v in shared["calib_dirs"].items()}
-    first_input = next(iter(shared["preprocess"]))
-    preprocess = shared["preprocess"][first_input]
-    model_path = Path(shared["model_path"])
-
-    def request(precision: str) -> ConvertRequest:
-        return make_request(
-            config,
-            model=model_path,
-            source_sha256=shared["source_sha256"],
-            input_shapes=input_shapes,
-            soc=soc,
-            precision=precision,  # type: ignore[arg-type]
-            out_dir=soc_dir / "om",
-            name=stem,
-            calib_dirs=calib_dirs,
-            config_dir=soc_dir / "configs",
-        )
-
-    templates = [templates_dir(), *([config.templates] if config.templates else [])]
-    settings = {
-        "templates": tree_sha256(templates),
-        "quant": to_mapping(config.quant),
-        "atc": to_mapping(config.atc),
-        "aipp": to_mapping(config.aipp),
-        "preprocess": to_mapping(preprocess),
-    }
-
-    def do_config() -> tuple[dict[str, Any], list[Path]]:
-        files = render_job(
-            config,
-            soc,
-            model=model_path,
-            source_sha256=shared["source_sha256"],
-            input_shapes=input_shapes,
-            calib_dirs=calib_dirs,
-            config_dir=soc_dir / "configs",
-            om_dir=soc_dir / "om",
-            name=stem,
-            int8_refused=shared["int8_refused"],
-        )
-        return {k: str(v) for k, v in files.items()}, list(files.values())
-
-    stages.run(
-        "config",
-        state,
-        {"model": shared["model_sha256"], "soc": soc, "calib": shared["calib_sha"], **settings},
-        do_config,
-        soc=soc,
-    )
-
-    precisions = [p for p in PRECISIONS if p == "fp16" or not shared["int8_refused"]]
-    if shared["int8_refused"]:
-        log.warning(f"INT8 skipped: {shared['int8_refused']}")
-    artifacts: dict[str, str] = {}
-    om_shas: dict[str, str] = {}
-    for precision in precisions:
-
-        def do_convert(precision: str = precision) -> tuple[dict[str, Any], list[Path]]:
-            artifact = backend.convert(request(precision), progress)
-            return (
-                {"path": str(artifact.path), "sha256": sha256_file(artifact.path)},
-                [artifact.path, artifact.manifest_path],
-            )
-
-        key = {"model": shared["model_sha256"], "soc": soc, "backend": backend_name, **settings}
-        if precision == "int8":
-            key["calib"] = shared["calib_sha"]
-        converted = stages.run(
-            "convert", state, key, do_convert, soc=soc, label=f"convert-{precision}"
-        )
-        artifacts[precision] = converted["path"]
-        om_shas[precision] = converted["sha256"]
-
-    reports = soc_dir / "reports"
-    oms = [Path(artifacts[p]) for p in precisions]
-
-    def do_bench() -> tuple[dict[str, Any], list[Path]]:
-        table = json_safe(bench_models(oms, config.bench, progress))
-        return table, [save_json(reports / "bench.json", table)]
-
-    bench = stages.run(
-        "bench", state, {"oms": om_shas, "bench": to_mapping(config.bench)}, do_bench, soc=soc
-    )
-
-    def do_compare() -> tuple[dict[str, Any], list[Path]]:
-        result = compare_models(
-            Path(config.model or ""),
-            oms,
-            [Path(d) / "samples" for d in shared["eval_dirs"].values()],
-            reports / "compare",
-            thresholds=config.thresholds,
-            output_thresholds=config.output_thresholds,
-            calib_sources=[Path(d) / "samples" for d in shared["calib_dirs"].values()],
-            progress=progress,
-        )
-        data = json_safe(result)
-        return data, [save_json(reports / "compare.json", data)]
-
-    compare = stages.run(
-        "compare",
-        state,
-        {
-            "source": shared["source_sha256"],
-            "oms": om_shas,
-            "eval": shared["eval_sha"],
-            "thresholds": to_mapping(config.thresholds),
-            "output_thresholds": to_mapping(config.output_thresholds),
-        },
-        do_compare,
-        soc=soc,
-    )
-
-    def do_report() -> tuple[dict[str, Any], list[Path]]:
-        from ascend_quant.backends.toolkit import discover
-
-        paths = write_report(
-            reports,
-            environment={
-                **environment_info(),
-                "backend": backend_name,
-                "simulated": backend_name == "sim",
-                "cann_version": discover().version,
-                "soc": soc,
-            },
-            config=to_mapping(config),
-            bench=bench,
-            compare=compare,
-            title=f"{stem} on {soc}",
-        )
-        return {k: str(v) for k, v in paths.items()}, list(paths.values())
-
-    report_paths = stages.run(
-        "report",
-        state,
-        {
-            "bench": sha256_json(bench),
-            "compare": sha256_json(compare),
-            "config": to_mapping(config),
-        },
-        do_report,
-        soc=soc,
-    )
-    return SocResult(
-        soc=soc,
-        directory=soc_dir,
-        artifacts=artifacts,
-        bench=bench,
-        compare=compare,
-        reports=report_paths,
-        passed=bool(compare.get("passed", False)),
+        warnings=list(ctx.prepared.model.warnings),
     )

@@ -61,7 +61,7 @@ def test_build_produces_real_figures_and_reuses_everything(sr_onnx: Path, tmp_pa
     assert second.socs[0].compare == soc.compare
 
     forced = build(sr_onnx, config, force=True)
-    assert not any(run.reused for run in forced.stages if run.stage not in ("calib", "eval"))
+    assert not any(run.reused for run in forced.stages)
 
 
 def test_from_stage_reruns_that_stage_and_later(sr_onnx: Path, tmp_path: Path) -> None:
@@ -77,10 +77,14 @@ def test_changed_setting_reruns_only_what_depends_on_it(sr_onnx: Path, tmp_path:
     changed = build(sr_onnx, _config(tmp_path, quant={"algorithm": "minmax"}))
     ran = {run.stage for run in changed.stages if not run.reused}
     assert "convert-int8" in ran and "preflight" not in ran
+    assert "convert-fp16" not in ran and "calib" not in ran  # a quant setting: INT8 only
 
 
-def test_edited_template_reruns_config_and_convert(sr_onnx: Path, tmp_path: Path) -> None:
-    """A template's bytes are part of the key: an edited override is never served stale."""
+def test_edited_template_reruns_config_only_on_the_simulator(
+    sr_onnx: Path, tmp_path: Path
+) -> None:
+    """A template's bytes are part of the config key: an edited override is never served stale;
+    the simulator's conversions do not read templates, so they are reused."""
     from ascend_quant.resources import templates_dir
 
     overrides = tmp_path / "templates"
@@ -92,7 +96,7 @@ def test_edited_template_reruns_config_and_convert(sr_onnx: Path, tmp_path: Path
     (overrides / "quant_config.json.j2").write_text(bundled + "\n")
     again = build(sr_onnx, config)
     ran = {run.stage for run in again.stages if not run.reused}
-    assert {"config", "convert-int8"} <= ran and "calib" not in ran
+    assert ran == {"config"}
 
 
 def test_changed_tool_code_reruns_everything(
@@ -111,7 +115,28 @@ def test_several_socs_share_the_soc_independent_stages(sr_onnx: Path, tmp_path: 
     result = build(sr_onnx, _config(tmp_path, socs=["Ascend310P3", "Ascend310B1"]))
     assert [s.soc for s in result.socs] == ["Ascend310P3", "Ascend310B1"]
     assert sum(1 for run in result.stages if run.stage == "preflight") == 1
-    assert sum(1 for run in result.stages if run.stage == "convert-int8") == 2
+    shared = {run.stage for run in result.stages if run.shared_with == "Ascend310P3"}
+    assert shared == {"convert-fp16", "convert-int8", "bench", "compare"}
+    assert all(run.soc == "Ascend310B1" for run in result.stages if run.shared_with)
+    first, second = result.socs
+    for precision, path in second.artifacts.items():
+        manifest = json.loads(Path(path).with_suffix(".json").read_text())
+        assert manifest["soc"] == "Ascend310B1" and str(second.directory) in path
+        assert Path(path).read_bytes() != Path(first.artifacts[precision]).read_bytes()
+    assert second.compare["candidates"][0]["model"].startswith(str(second.directory))
+    assert [c["cosine_min"] for c in second.compare["candidates"]] == [
+        c["cosine_min"] for c in first.compare["candidates"]
+    ]
+    assert {r["result"]["soc"] for r in second.bench["rows"]} == {"Ascend310B1"}
+    assert Path(second.reports["html"]).is_file()
+
+
+def test_a_soc_added_later_adopts_the_recorded_conversion(sr_onnx: Path, tmp_path: Path) -> None:
+    build(sr_onnx, _config(tmp_path, socs=["Ascend310P3"]))
+    both = build(sr_onnx, _config(tmp_path, socs=["Ascend310P3", "Ascend310B1"]))
+    added = {run.stage: run for run in both.stages if run.soc == "Ascend310B1"}
+    assert added["convert-int8"].shared_with == "Ascend310P3"
+    assert added["report"].shared_with is None and not added["report"].reused
 
 
 def test_second_build_on_a_locked_workspace_is_refused(sr_onnx: Path, tmp_path: Path) -> None:

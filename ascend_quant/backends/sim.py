@@ -30,7 +30,7 @@ from ascend_quant.backends.base import (
     ConvertRequest,
     RunResult,
 )
-from ascend_quant.backends.simfile import read_sim_om, write_sim_om
+from ascend_quant.backends.simfile import read_sim_metadata, read_sim_om, write_sim_om
 from ascend_quant.bench import latency_stats, time_loop
 from ascend_quant.config import BenchConfig, QuantConfig, to_mapping
 from ascend_quant.errors import UsageError
@@ -38,7 +38,7 @@ from ascend_quant.model import random_feeds
 from ascend_quant.onnx_io import to_ort_bytes
 from ascend_quant.progress import NULL_PROGRESS, Progress
 from ascend_quant.tensors import TensorSpec, graph_io, ort_dtype_name
-from ascend_quant.workspace import atomic_write_json, sha256_bytes, sha256_file
+from ascend_quant.workspace import atomic_write_json, read_json, sha256_bytes, sha256_file
 
 log = logging.getLogger("ascend_quant")
 
@@ -475,6 +475,28 @@ class SimBackend:
                 "input": "random",
             },
         )
+
+
+def copy_for_soc(om: Path, out_dir: Path, soc: str) -> Artifact:
+    """The same simulated model, labelled for another soc (what runs is byte-identical).
+
+    The simulator computes the same thing for every soc, so a build for several socs converts
+    once and gives each soc its own container and manifest naming it.
+    """
+    om = Path(om)
+    metadata, onnx_bytes = read_sim_om(om)
+    target = Path(out_dir) / om.name
+    write_sim_om(target, {**metadata, "soc": soc}, onnx_bytes)
+    manifest = read_json(om.with_suffix(".json"))
+    manifest.update(soc=soc, om_sha256=sha256_file(target), om_size_bytes=target.stat().st_size)
+    artifact = Artifact(target, "sim", metadata["precision"], soc, manifest)
+    atomic_write_json(artifact.manifest_path, manifest)
+    return artifact
+
+
+def payload_sha256(om: Path) -> str:
+    """The hash of the ONNX model a simulated .om runs (equal across socs)."""
+    return str(read_sim_metadata(Path(om))["onnx_sha256"])
 
 
 def _write_atomically(path: Path, array: np.ndarray) -> None:

@@ -21,7 +21,7 @@ from ascend_quant.cli.common import (
 )
 from ascend_quant.config import load_build_config
 from ascend_quant.errors import EXIT_THRESHOLD
-from ascend_quant.pipeline import STAGES, BuildResult
+from ascend_quant.pipeline import STAGES, BuildResult, StageRun
 from ascend_quant.pipeline import build as run_build
 
 
@@ -99,10 +99,18 @@ def build(
 
 
 def _print_summary(result: BuildResult) -> None:
-    reused = [f"{r.stage}" + (f"[{r.soc}]" if r.soc else "") for r in result.stages if r.reused]
-    ran = [f"{r.stage}" + (f"[{r.soc}]" if r.soc else "") for r in result.stages if not r.reused]
+    def label(run: StageRun) -> str:
+        return run.stage + (f"[{run.soc}]" if run.soc else "")
+
+    reused = [label(r) for r in result.stages if r.reused]
+    shared = [f"{label(r)} from {r.shared_with}" for r in result.stages if r.shared_with]
+    ran = [label(r) for r in result.stages if not r.reused and not r.shared_with]
     if reused:
         err_console.print(f"reused: {', '.join(reused)}")
+    if shared:
+        err_console.print(
+            f"shared (the simulated model is identical across socs): {', '.join(shared)}"
+        )
     if ran:
         err_console.print(f"ran: {', '.join(ran)}")
     for soc in result.socs:
