@@ -80,9 +80,7 @@ def test_changed_setting_reruns_only_what_depends_on_it(sr_onnx: Path, tmp_path:
     assert "convert-fp16" not in ran and "calib" not in ran  # a quant setting: INT8 only
 
 
-def test_edited_template_reruns_config_only_on_the_simulator(
-    sr_onnx: Path, tmp_path: Path
-) -> None:
+def test_edited_template_reruns_config_only_on_the_simulator(sr_onnx: Path, tmp_path: Path) -> None:
     """A template's bytes are part of the config key: an edited override is never served stale;
     the simulator's conversions do not read templates, so they are reused."""
     from ascend_quant.resources import templates_dir
