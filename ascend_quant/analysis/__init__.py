@@ -1,0 +1,1 @@
+"""Accuracy analysis on top of the runners: per-layer error, and the tuning search."""
