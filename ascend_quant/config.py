@@ -148,6 +148,9 @@ class AtcConfig:
     dynamic_batch_size: tuple[int, ...] = ()
     dynamic_image_size: tuple[tuple[int, int], ...] = ()
     op_precision_mode: str | None = None
+    # --keep_dtype: ops kept in FP32, one per line of keep_dtype.cfg: an ONNX node name or
+    # "OpType::<type>" (every op of that type)
+    keep_dtype: tuple[str, ...] = ()
     log: str = "error"
     int8_route: Int8Route = "auto"
     flag_dialect: FlagDialect = "documented"

@@ -155,7 +155,9 @@ def convert_model(
             )
     config = follow_calib_batch(config, calib_dirs)
     config_dir: Path | None = None
-    if backend.name == "atc" and (precision == "int8" or config.aipp.enabled):
+    if backend.name == "atc" and (
+        precision == "int8" or config.aipp.enabled or config.atc.keep_dtype
+    ):
         config_dir = out / soc / "configs"
         render_job(
             config,

@@ -49,6 +49,7 @@ SIMPLE_CONFIG = "simple_config.cfg"
 AMCT_CONFIG = "amct_config.cfg"
 COMPRESSION_CONFIG = "compression_optimize.cfg"
 AIPP_CONFIG = "aipp.cfg"
+KEEP_DTYPE_CONFIG = "keep_dtype.cfg"
 
 # ---------------------------------------------------------------------------------------------
 # Filters
@@ -536,6 +537,7 @@ def render_context(
         "config_file": _abs(Path(out_dir) / SIMPLE_CONFIG),
         "compression_log": _compression_log(config.atc),
         "enable_first_layer_quantization": first_layer,
+        "keep_dtype": list(config.atc.keep_dtype),
     }
 
 
@@ -633,6 +635,9 @@ def render_configs(
     if config.aipp.enabled:
         context["aipp_ops"] = aipp_ops(config, input_shapes)
         planned += [(AIPP_CONFIG, "aipp.cfg.j2")]
+    if config.atc.keep_dtype:
+        check_keep_dtype(config.atc.keep_dtype)
+        planned += [(KEEP_DTYPE_CONFIG, "keep_dtype.cfg.j2")]
 
     rendered = {
         name: render_template(template, context, config.templates) for name, template in planned
@@ -650,8 +655,29 @@ _SCHEMAS = {
 }
 
 
+def check_keep_dtype(entries: tuple[str, ...] | list[str]) -> None:
+    """Each entry fits on one line of atc's --keep_dtype file: `OpName` or `OpType::TypeName`."""
+    for entry in entries:
+        if not entry or entry != entry.strip() or any(c in entry for c in "\r\n"):
+            raise UsageError(
+                f"keep_dtype entry {entry!r} cannot be written as one line of keep_dtype.cfg",
+                hint="an ONNX node name or OpType::<type>, without surrounding spaces",
+            )
+        if entry.startswith("OpType::") and not entry[len("OpType::") :]:
+            raise UsageError("keep_dtype entry 'OpType::' names no type", hint="e.g. OpType::Exp")
+
+
+def read_keep_dtype(text: str) -> list[str]:
+    """The entries of a keep_dtype.cfg (atc's format: one per line; blank lines ignored)."""
+    return [line for line in text.splitlines() if line.strip()]
+
+
 def validate_rendered(name: str, text: str) -> Any:
     """Parse a rendered file back and check it against its schema; returns the parsed data."""
+    if name == KEEP_DTYPE_CONFIG:
+        entries = read_keep_dtype(text)
+        check_keep_dtype(entries)
+        return entries
     if name.endswith(".json"):
         try:
             data = json.loads(text)

@@ -84,6 +84,7 @@ AMCT_CONFIG = "amct_config.cfg"
 COMPRESSION_CONFIG = "compression_optimize.cfg"
 AIPP_CONFIG = "aipp.cfg"
 QUANT_CONFIG_JSON = "quant_config.json"
+KEEP_DTYPE_CONFIG = "keep_dtype.cfg"
 
 # Flags this module sets itself; extra_args may not repeat them.
 MANAGED_FLAGS = (
@@ -104,6 +105,7 @@ MANAGED_FLAGS = (
     "op_select_implmode",
     "optypelist_for_implmode",
     "op_precision_mode",
+    "keep_dtype",
     "compression_optimize_conf",
     "enable_quantization",
     "quantization_config",
@@ -267,6 +269,8 @@ def atc_command(request: ConvertRequest, route: str, model: Path) -> list[str]:
         argv.append(f"--optypelist_for_implmode={','.join(atc.optypelist_for_implmode)}")
     if atc.op_precision_mode:
         argv.append(f"--op_precision_mode={_absolute_path(atc.op_precision_mode)}")
+    if atc.keep_dtype:
+        argv.append(f"--keep_dtype={_config_file(request, KEEP_DTYPE_CONFIG)}")
     if route == "atc":
         if atc.flag_dialect == "sample":
             argv.append("--enable_quantization=true")

@@ -283,7 +283,7 @@ def build_sim_model(
     elif request.precision != "fp16":
         raise UsageError(f"unknown precision '{request.precision}'", hint="use fp16 or int8")
     weights_over = overflowing_weights(model)
-    sim = simulate_fp16(model)
+    sim = simulate_fp16(model, keep_dtype=request.atc.keep_dtype)
     overflow: list[str] | None = None
     if request.calib_dirs:
         started = time.perf_counter()

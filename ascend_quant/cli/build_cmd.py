@@ -52,6 +52,9 @@ def build(
     ),
     skip_layers: str = typer.Option(None, "--skip-layers", help="Node names kept in float."),
     skip_layer_types: str = typer.Option(None, "--skip-layer-types", help="Op types kept float."),
+    keep_dtype: str = typer.Option(
+        None, "--keep-dtype", help="Ops atc keeps in FP32: node names or OpType::<type>."
+    ),
     cosine_min: float = typer.Option(None, "--cosine-min", help="Accuracy gate (default 0.99)."),
     loop: int = typer.Option(None, "--loop", help="Benchmark iterations."),
     warmup: int = typer.Option(None, "--warmup", help="Benchmark warm-up iterations."),
@@ -83,6 +86,7 @@ def build(
             skip_layers=split_list(skip_layers),
             skip_layer_types=split_list(skip_layer_types),
         ),
+        atc=given(keep_dtype=split_list(keep_dtype)),
         thresholds=given(cosine_min=cosine_min),
         bench=given(loop=loop, warmup=warmup),
     )

@@ -86,6 +86,7 @@ def flag_overrides(**flags: Any) -> dict[str, Any]:
         "quant": quant,
         "calib": given(batch=flags.get("calib_batch")),
         "aipp": given(enabled=flags.get("aipp")),
+        "atc": given(keep_dtype=split_list(flags.get("keep_dtype"))),
     }
     overrides.update({k: v for k, v in sections.items() if v})
     return overrides
@@ -216,6 +217,9 @@ def config(
     skip_layer_types: str | None = typer.Option(
         None, "--skip-layer-types", help="Comma-separated layer types (Conv2D, MatMulV2 or Gemm)."
     ),
+    keep_dtype: str | None = typer.Option(
+        None, "--keep-dtype", help="Ops atc keeps in FP32: node names or OpType::<type>."
+    ),
     batch_num: int | None = typer.Option(None, "--batch-num", help="Calibration batches."),
     calib_batch: int | None = typer.Option(
         None, "--calib-batch", help="Samples per calibration batch (N)."
@@ -245,6 +249,7 @@ def config(
         num_of_bins=num_of_bins,
         skip_layers=skip_layers,
         skip_layer_types=skip_layer_types,
+        keep_dtype=keep_dtype,
         batch_num=batch_num,
         calib_batch=calib_batch,
         aipp=aipp,

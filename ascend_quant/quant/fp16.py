@@ -4,19 +4,29 @@ Weights are stored as FP16 initializers followed by a Cast(FLOAT) (ONNX Runtime 
 when the session is created, and the file is as large as an FP16 model's); every float tensor
 the graph produces (and every float graph input) passes through Cast(FLOAT16) -> Cast(FLOAT), so
 FP32 CPU kernels compute on FP16-representable values and each result is rounded as an FP16
-kernel's output would be. Values beyond +-65504 become inf, exactly as on the device. What is
-not modelled: FP16 accumulation inside a kernel (the NPU's cube unit accumulates in FP32 for
-matmul/conv, which is what FP32 kernels on rounded inputs give) and the NPU's own op kernels.
+kernel's output would be. Values beyond +-65504 become inf, exactly as on the device.
+
+`keep_dtype` (atc's `--keep_dtype` file: one `OpName` or `OpType::TypeName` per line) keeps those
+ops in FP32: their weights stay FP32, their outputs are not rounded, and an FP16 op that reads
+one rounds that value on entry (atc inserts a Cast there). `OpType::` matches the ONNX op type or,
+for the ops Ascend quantizes, the Ascend IR type (Conv2D, MatMulV2, ...).
+
+What is not modelled: FP16 accumulation inside a kernel (the NPU's cube unit accumulates in FP32
+for matmul/conv, which is what FP32 kernels on rounded inputs give) and the NPU's own op kernels.
 """
 
 from __future__ import annotations
 
+import difflib
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+from ascend_quant.errors import UsageError
+from ascend_quant.model import QUANTIZABLE_TYPES
 
 log = logging.getLogger("ascend_quant")
 
@@ -49,9 +59,59 @@ def _round_tensor(tensor: onnx.TensorProto) -> None:
     tensor.CopyFrom(rounded)
 
 
-def round_weights(model: onnx.ModelProto) -> None:
-    """Round float32 initializers and Constant values in place (quantization scales excepted)."""
-    keep = _qdq_parameter_names(model)
+TYPE_PREFIX = "OpType::"
+
+
+def kept_nodes(model: onnx.ModelProto, keep_dtype: Iterable[str]) -> set[str]:
+    """Names of the main-graph nodes a `--keep_dtype` list keeps in FP32.
+
+    An op name that is not a node of the model is an error (a typo would silently keep nothing);
+    a type that matches no node only keeps nothing.
+    """
+    entries = list(keep_dtype)
+    if not entries:
+        return set()
+    nodes = list(model.graph.node)
+    names = {n.name for n in nodes if n.name}
+    kept: set[str] = set()
+    for entry in entries:
+        if entry.startswith(TYPE_PREFIX):
+            wanted = entry[len(TYPE_PREFIX) :]
+            kept |= {
+                n.name
+                for n in nodes
+                if n.name and wanted in (n.op_type, QUANTIZABLE_TYPES.get(n.op_type))
+            }
+        elif entry in names:
+            kept.add(entry)
+        else:
+            match = difflib.get_close_matches(entry, sorted(names), n=1, cutoff=0.6)
+            raise UsageError(
+                f"keep_dtype entry '{entry}' is not a node of the model",
+                hint=f"did you mean '{match[0]}'?"
+                if match
+                else "write an ONNX node name, or OpType::<type> for every op of a type",
+            )
+    return kept
+
+
+def _kept_weights(model: onnx.ModelProto, kept: Collection[str]) -> set[str]:
+    """Initializers read only by kept (FP32) nodes: they stay FP32."""
+    if not kept:
+        return set()
+    inits = {i.name for i in model.graph.initializer}
+    readers: dict[str, set[bool]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            if name in inits:
+                readers.setdefault(name, set()).add(node.name in kept)
+    return {name for name, kinds in readers.items() if kinds == {True}}
+
+
+def round_weights(model: onnx.ModelProto, kept: Collection[str] = ()) -> None:
+    """Round float32 initializers and Constant values in place (quantization scales and the
+    weights of kept FP32 nodes excepted)."""
+    keep = _qdq_parameter_names(model) | _kept_weights(model, kept)
     for init in model.graph.initializer:
         if init.name not in keep:
             _round_tensor(init)
@@ -80,14 +140,17 @@ def _float_tensors(model: onnx.ModelProto) -> set[str]:
 
 
 def insert_activation_rounding(
-    model: onnx.ModelProto, skip_op_types: Iterable[str] = Q_OPS
+    model: onnx.ModelProto, skip_op_types: Iterable[str] = Q_OPS, kept: Collection[str] = ()
 ) -> list[str]:
     """Round every float main-graph tensor to FP16 in place; returns the rounded tensor names.
 
     A node output `x` is renamed `x__fp32` and followed by Cast(FLOAT16) -> Cast(FLOAT) that
-    produces `x` again, so consumers and graph outputs keep their names.
+    produces `x` again, so consumers and graph outputs keep their names. Outputs of `kept`
+    nodes stay FP32; an FP16 node reading one (or a graph input a kept node also reads) reads
+    a rounded copy instead.
     """
     skip = set(skip_op_types)
+    kept = set(kept)
     floats = _float_tensors(model)
     graph = model.graph
     initializers = {i.name for i in graph.initializer}
@@ -110,12 +173,23 @@ def insert_activation_rounding(
             renamed_inputs[graph_input.name] = target
             new_nodes.extend(pair(graph_input.name, target))
             rounded.append(graph_input.name)
+    kept_outputs: set[str] = set()
     for node in graph.node:
-        for i, name in enumerate(node.input):
-            if name in renamed_inputs:
-                node.input[i] = renamed_inputs[name]
+        if node.name not in kept:
+            for i, name in enumerate(node.input):
+                if name in renamed_inputs:
+                    node.input[i] = renamed_inputs[name]
+                elif name in kept_outputs:  # an FP32 value entering an FP16 op: atc's Cast
+                    target = f"{name}{ROUND_SUFFIX}_from32"
+                    renamed_inputs[name] = target
+                    new_nodes.extend(pair(name, target))
+                    rounded.append(target)
+                    node.input[i] = target
         new_nodes.append(node)
         if node.op_type in skip:
+            continue
+        if node.name in kept:
+            kept_outputs.update(o for o in node.output if o in floats)
             continue
         for i, name in enumerate(node.output):
             if not name or name not in floats:
@@ -129,13 +203,13 @@ def insert_activation_rounding(
     return rounded
 
 
-def store_weights_fp16(model: onnx.ModelProto) -> None:
+def store_weights_fp16(model: onnx.ModelProto, kept: Collection[str] = ()) -> None:
     """Store float32 initializers as FP16 plus a Cast back to float, in place.
 
-    Quantization scales stay FP32. The cast nodes go first in the graph so that every consumer
-    still finds the weight under its original name.
+    Quantization scales and the weights of kept FP32 nodes stay FP32. The cast nodes go first
+    in the graph so that every consumer still finds the weight under its original name.
     """
-    keep = _qdq_parameter_names(model)
+    keep = _qdq_parameter_names(model) | _kept_weights(model, kept)
     casts: list[onnx.NodeProto] = []
     for init in model.graph.initializer:
         if init.data_type != TensorProto.FLOAT or init.name in keep:
@@ -158,13 +232,17 @@ def store_weights_fp16(model: onnx.ModelProto) -> None:
     model.graph.node.extend(nodes)
 
 
-def simulate_fp16(model: onnx.ModelProto, skip_op_types: Iterable[str] = Q_OPS) -> onnx.ModelProto:
-    """A copy of `model` with FP16 weights and FP16-rounded activations (see module docstring)."""
+def simulate_fp16(
+    model: onnx.ModelProto, skip_op_types: Iterable[str] = Q_OPS, keep_dtype: Iterable[str] = ()
+) -> onnx.ModelProto:
+    """A copy of `model` with FP16 weights and FP16-rounded activations (see module docstring),
+    except the ops `keep_dtype` keeps in FP32."""
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
-    round_weights(copy)
-    insert_activation_rounding(copy, skip_op_types)
-    store_weights_fp16(copy)
+    kept = kept_nodes(copy, keep_dtype)
+    round_weights(copy, kept)
+    insert_activation_rounding(copy, skip_op_types, kept)
+    store_weights_fp16(copy, kept)
     return copy
 
 
