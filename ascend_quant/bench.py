@@ -1,57 +1,29 @@
-"""Latency measurement and statistics shared by both backends."""
+"""Benchmark tables: several models timed with the same settings, side by side.
+
+The timing itself (`time_loop`, `latency_stats`) lives in `runners/timing.py`, below the backends.
+"""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from ascend_quant.backends.base import BenchResult, LatencyStats
+from ascend_quant import backends
+from ascend_quant.backends.base import BenchResult
 from ascend_quant.config import BenchConfig
 from ascend_quant.errors import UsageError
 from ascend_quant.progress import NULL_PROGRESS, Progress
+from ascend_quant.runners.timing import LatencyStats, latency_stats, time_loop
 
-
-def latency_stats(samples_ms: list[float] | np.ndarray) -> LatencyStats:
-    values = np.asarray(samples_ms, dtype=np.float64)
-    if values.size == 0:
-        raise ValueError("no latency samples")
-    p90, p95, p99 = np.percentile(values, [90, 95, 99])
-    return LatencyStats(
-        count=int(values.size),
-        min=float(values.min()),
-        mean=float(values.mean()),
-        median=float(np.median(values)),
-        p90=float(p90),
-        p95=float(p95),
-        p99=float(p99),
-        max=float(values.max()),
-    )
-
-
-def time_loop(
-    step: Callable[[], object],
-    warmup: int,
-    loop: int,
-    duration_s: float | None = None,
-    advance: Callable[[int], None] | None = None,
-) -> list[float]:
-    """Call `step` warmup times untimed, then `loop` times (or for `duration_s`), timing each."""
-    for _ in range(warmup):
-        step()
-    samples: list[float] = []
-    clock = time.perf_counter
-    deadline = clock() + duration_s if duration_s else None
-    while (len(samples) < loop) if deadline is None else (clock() < deadline):
-        start = clock()
-        step()
-        samples.append((clock() - start) * 1000.0)
-        if advance is not None:
-            advance(1)
-    return samples
+__all__ = [
+    "BenchRow",
+    "BenchTable",
+    "LatencyStats",
+    "bench_models",
+    "bench_table",
+    "latency_stats",
+    "time_loop",
+]
 
 
 @dataclass
@@ -103,8 +75,6 @@ def bench_models(
     models: list[Path], config: BenchConfig, progress: Progress = NULL_PROGRESS
 ) -> BenchTable:
     """Benchmark each .om with its own backend under identical settings, first one = baseline."""
-    from ascend_quant import backends
-
     if not models:
         raise UsageError("no models to benchmark", hint="pass one or more .om files")
     if config.loop < 1 and not config.duration_s:

@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
 from ascend_quant import aisbench_io, backends, metrics
 from ascend_quant.config import Thresholds
 from ascend_quant.errors import UsageError
 from ascend_quant.progress import NULL_PROGRESS, Progress
+from ascend_quant.runners.ort import OrtRunner
 from ascend_quant.tensors import TensorSpec
 from ascend_quant.workspace import atomic_directory, read_json, sha256_file
 
@@ -148,17 +150,13 @@ class _Golden:
     """The FP32 ONNX model on ONNX Runtime's CPU provider, with the simulator's session options."""
 
     def __init__(self, model_path: Path) -> None:
-        import onnx
-
-        from ascend_quant.backends.sim import OrtRunner
-
         try:
             proto = onnx.load(str(model_path))
         except Exception as exc:
             raise UsageError(f"{model_path}: not a loadable ONNX model ({exc})") from None
         self.runner = OrtRunner(proto, name=model_path.name)
-        self.inputs: list[TensorSpec] = self.runner.inputs
-        self.outputs: list[TensorSpec] = self.runner.outputs
+        self.inputs: list[TensorSpec] = self.runner.input_specs()
+        self.outputs: list[TensorSpec] = self.runner.output_specs()
 
     def infer(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         result = self.runner.infer(feeds)

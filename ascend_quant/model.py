@@ -23,8 +23,9 @@ from onnx import helper, numpy_helper
 
 from ascend_quant.config import parse_input_shape
 from ascend_quant.errors import ModelError, UsageError
-from ascend_quant.onnx_io import ORT_MAX_IR_VERSION, ort_ir_version, save_for_ort, to_ort_bytes
+from ascend_quant.onnx_io import ORT_MAX_IR_VERSION, ort_ir_version, save_for_ort
 from ascend_quant.progress import NULL_PROGRESS, Progress
+from ascend_quant.runners.ort import run_once
 from ascend_quant.tensors import TensorSpec, graph_io, input_values
 from ascend_quant.workspace import atomic_write_json, sha256_file
 
@@ -476,14 +477,7 @@ def random_feeds(
 
 def run_ort(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Run `model` once on the CPU with ONNX Runtime; name -> output array."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(to_ort_bytes(model), options, providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(names, feeds)))
+    return run_once(model, feeds)
 
 
 def outputs_match(

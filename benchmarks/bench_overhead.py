@@ -31,9 +31,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import tiny_models  # noqa: E402
 
-from ascend_quant.backends.sim import OrtRunner  # noqa: E402
 from ascend_quant.bench import time_loop  # noqa: E402
 from ascend_quant.model import random_feeds  # noqa: E402
+from ascend_quant.runners.ort import OrtRunner  # noqa: E402
 
 TARGET = 1.03
 
@@ -59,7 +59,7 @@ def main() -> None:
     # One ORT session for all three methods: two sessions of the same model differ by more than
     # the overhead being measured (thread pools, memory placement).
     session = runner._session
-    feeds = random_feeds(runner.inputs)
+    feeds = random_feeds(runner.input_specs())
     clock = time.perf_counter
 
     def bare() -> tuple[float, float]:

@@ -24,11 +24,12 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ascend_quant.backends.base import ConvertRequest
-from ascend_quant.backends.sim import OrtRunner, SimBackend, open_runner
+from ascend_quant.backends.sim import SimBackend, open_runner
 from ascend_quant.calib import CalibSet, make_calib_set
 from ascend_quant.config import CalibConfig, PreprocessConfig, QuantConfig
 from ascend_quant.onnx_io import save_for_ort
 from ascend_quant.resources import calib_images_dir
+from ascend_quant.runners.ort import OrtRunner
 
 ROOT = Path(__file__).resolve().parents[1]
 ALGORITHMS = ("ifmr", "hfmg", "minmax", "percentile", "entropy")
@@ -239,7 +240,7 @@ def _scores(golden: list[np.ndarray], mine: list[np.ndarray]) -> dict[str, float
 
 
 def _outputs(runner, name: str, evals: list[np.ndarray]) -> list[np.ndarray]:
-    out = runner.outputs[0].name
+    out = runner.output_specs()[0].name
     return [runner.infer({name: x})[out] for x in evals]
 
 

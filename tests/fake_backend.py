@@ -14,10 +14,10 @@ import onnx
 
 from ascend_quant import aisbench_io
 from ascend_quant.backends.base import BenchResult, RunResult
-from ascend_quant.backends.sim import OrtRunner
 from ascend_quant.bench import latency_stats
 from ascend_quant.config import BenchConfig
 from ascend_quant.progress import NULL_PROGRESS, Progress
+from ascend_quant.runners.ort import OrtRunner
 
 
 @dataclass
@@ -48,17 +48,17 @@ class FakeBackend:
         output_dir.mkdir(parents=True, exist_ok=True)
         rng = np.random.default_rng(7)
         outputs = []
-        for stem, feeds in aisbench_io.iter_feeds(input_dirs, runner.inputs):
+        for stem, feeds in aisbench_io.iter_feeds(input_dirs, runner.input_specs()):
             result = runner.infer(feeds)
             paths = []
-            for k, spec in enumerate(runner.outputs):
+            for k, spec in enumerate(runner.output_specs()):
                 g = result[spec.name]
                 m = g + self.perturb.bias + rng.normal(0, self.perturb.noise * g.std(), g.shape)
                 path = aisbench_io.output_path(output_dir, stem, k, outfmt)
                 aisbench_io.write_output(path, m.astype(self.perturb.dtype))
                 paths.append(path)
             outputs.append(paths)
-        return RunResult(output_dir, outputs, [s.name for s in runner.outputs], [])
+        return RunResult(output_dir, outputs, [s.name for s in runner.output_specs()], [])
 
     def bench(
         self, om: Path, config: BenchConfig, progress: Progress = NULL_PROGRESS

@@ -51,6 +51,7 @@ from ascend_quant.backends.toolkit import Toolkit, discover
 from ascend_quant.config import BenchConfig
 from ascend_quant.errors import ToolchainError, UsageError
 from ascend_quant.progress import NULL_PROGRESS, Progress
+from ascend_quant.runners.aisbench import AisBenchRunner
 from ascend_quant.tensors import graph_io
 from ascend_quant.workspace import atomic_write_json, read_json, sha256_file
 
@@ -445,6 +446,15 @@ class AtcBackend:
                 tk.version,
             )
         return manifest
+
+    def open(self, om: Path) -> AisBenchRunner:
+        """The .om on this host's NPU through ais_bench's Python API (checked like `run`)."""
+        self._check_npu(Path(om))
+        return AisBenchRunner(Path(om), device=self.device)
+
+    @staticmethod
+    def can_open(om: Path) -> bool:
+        return Path(om).is_file() and is_real_om(Path(om))
 
     def _runner(self, om: Path, args: list[str]) -> tuple[str, list[str]]:
         tk = self.toolkit

@@ -1,18 +1,22 @@
-"""The contract every backend meets: convert an ONNX model to an .om, run it, benchmark it.
+"""The contract every backend meets: convert an ONNX model to an .om, open it, benchmark it.
 
 Two backends implement it: `atc` (the real CANN toolkit driven as subprocesses) and `sim`
-(ONNX Runtime on the CPU with FP16 rounding and INT8 fake-quantization). Everything above the
-backends (compare, bench tables, build) speaks only this contract.
+(ONNX Runtime on the CPU with FP16 rounding and INT8 fake-quantization). `open(om)` returns a
+`runners.Runner`, so comparing models needs no files; `run` (ais_bench-named output files) is
+built on it through `run_to_files` where the backend infers in-process.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from ascend_quant import aisbench_io
 from ascend_quant.config import (
     AippConfig,
     AtcConfig,
@@ -22,7 +26,21 @@ from ascend_quant.config import (
     QuantConfig,
 )
 from ascend_quant.progress import NULL_PROGRESS, Progress
+from ascend_quant.runners.base import Runner
+from ascend_quant.runners.timing import LatencyStats
 from ascend_quant.tensors import TensorSpec
+
+__all__ = [
+    "Artifact",
+    "Backend",
+    "BenchResult",
+    "ConvertRequest",
+    "LatencyStats",
+    "RunResult",
+    "Runner",
+    "TensorSpec",
+    "run_to_files",
+]
 
 
 @dataclass(frozen=True)
@@ -70,20 +88,6 @@ class Artifact:
 
 
 @dataclass(frozen=True)
-class LatencyStats:
-    """Per-inference latency in milliseconds."""
-
-    count: int
-    min: float
-    mean: float
-    median: float
-    p90: float
-    p95: float
-    p99: float
-    max: float
-
-
-@dataclass(frozen=True)
 class BenchResult:
     """One model's benchmark, in one schema for both backends."""
 
@@ -110,22 +114,18 @@ class RunResult:
     latencies_ms: list[float]
 
 
-class Runner(Protocol):
-    """An open model that infers in-process (the simulator; ONNX Runtime for FP32 golden)."""
-
-    inputs: list[TensorSpec]
-    outputs: list[TensorSpec]
-    last_latency_ms: float
-
-    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
-
-    def close(self) -> None: ...
-
-
 class Backend(Protocol):
     name: str
 
     def convert(self, request: ConvertRequest, progress: Progress = NULL_PROGRESS) -> Artifact: ...
+
+    def open(self, om: Path) -> Runner:
+        """The .om ready to infer in-process (raises UsageError/ToolchainError when it cannot)."""
+        ...
+
+    def can_open(self, om: Path) -> bool:
+        """Whether `om` is this backend's kind of model (by its header, not by its name)."""
+        ...
 
     def run(
         self,
@@ -139,3 +139,46 @@ class Backend(Protocol):
     def bench(
         self, om: Path, config: BenchConfig, progress: Progress = NULL_PROGRESS
     ) -> BenchResult: ...
+
+
+def run_to_files(
+    runner: Runner,
+    input_dirs: list[Path],
+    output_dir: Path,
+    outfmt: str = "BIN",
+    progress: Progress = NULL_PROGRESS,
+) -> RunResult:
+    """Infer every ais_bench-style input sample and write `<stem>_<k>.<fmt>` files, as ais_bench.
+
+    The runner is closed afterwards. Each file is written atomically.
+    """
+    outfmt = outfmt.upper()
+    aisbench_io.output_path(Path(output_dir), "x", 0, outfmt)  # validates outfmt before any work
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    outputs: list[list[Path]] = []
+    latencies: list[float] = []
+    specs = runner.output_specs()
+    with runner, progress.task(f"running {runner.name}") as advance:
+        for stem, feeds in aisbench_io.iter_feeds(input_dirs, runner.input_specs()):
+            result = runner.infer(feeds)
+            latencies.append(runner.last_latency_ms)
+            paths = []
+            for index, spec in enumerate(specs):
+                path = aisbench_io.output_path(output_dir, stem, index, outfmt)
+                _write_atomically(path, result[spec.name])
+                paths.append(path)
+            outputs.append(paths)
+            advance(1)
+    return RunResult(output_dir, outputs, [s.name for s in specs], latencies)
+
+
+def _write_atomically(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")  # keeps the suffix np.save looks at
+    try:
+        aisbench_io.write_output(tmp, array)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise

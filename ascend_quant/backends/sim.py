@@ -9,7 +9,6 @@ execute such containers with ais_bench's file conventions and timing schema.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
@@ -23,105 +22,36 @@ import numpy as np
 import onnx
 
 from ascend_quant.__about__ import __version__
-from ascend_quant.aisbench_io import iter_feeds, output_path, write_output
 from ascend_quant.backends.base import (
     Artifact,
     BenchResult,
     ConvertRequest,
     RunResult,
+    run_to_files,
 )
-from ascend_quant.backends.simfile import read_sim_metadata, read_sim_om, write_sim_om
-from ascend_quant.bench import latency_stats, time_loop
+from ascend_quant.backends.simfile import is_sim_om, read_sim_metadata, read_sim_om, write_sim_om
 from ascend_quant.config import BenchConfig, QuantConfig, to_mapping
 from ascend_quant.errors import UsageError
 from ascend_quant.model import random_feeds
 from ascend_quant.onnx_io import to_ort_bytes
 from ascend_quant.progress import NULL_PROGRESS, Progress
-from ascend_quant.tensors import TensorSpec, graph_io, ort_dtype_name
+from ascend_quant.runners.ort import OrtRunner
+from ascend_quant.runners.timing import latency_stats, time_loop
+from ascend_quant.tensors import TensorSpec, graph_io
 from ascend_quant.workspace import atomic_write_json, read_json, sha256_bytes, sha256_file
 
 log = logging.getLogger("ascend_quant")
 
 Feeds = dict[str, np.ndarray]
 
-# --------------------------------------------------------------------------- sessions
 
-
-def session_options() -> Any:
-    """The one place the simulator's ORT settings live.
-
-    Sequential execution; intra-op threads left to ORT (all cores); basic graph optimisation,
-    which folds constants (e.g. DequantizeLinear of int8 weights, exactly) but applies none of
-    the extended fusions that would turn Q/DQ pairs into integer kernels or drop FP16 Casts.
-    """
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    options.log_severity_level = 3
-    return options
-
-
-def make_session(model: bytes | onnx.ModelProto) -> Any:
-    import onnxruntime as ort
-
-    data = to_ort_bytes(model) if isinstance(model, onnx.ModelProto) else model
-    try:
-        return ort.InferenceSession(
-            data, sess_options=session_options(), providers=["CPUExecutionProvider"]
-        )
-    except Exception as exc:  # ORT raises its own exception types
-        raise UsageError(
-            f"ONNX Runtime cannot load the model: {str(exc).splitlines()[0]}",
-            hint="check the model with `ascend-quant inspect`",
-        ) from None
-
-
-def _specs(args: list[Any]) -> list[TensorSpec]:
-    return [
-        TensorSpec(
-            a.name,
-            ort_dtype_name(a.type),
-            tuple(d if isinstance(d, int) else str(d) for d in a.shape),
-        )
-        for a in args
-    ]
-
-
-class OrtRunner:
-    """Runs an ONNX model with the simulator's session options; reports each inference's time."""
-
-    def __init__(self, model: bytes | onnx.ModelProto | Path, name: str = "") -> None:
-        if isinstance(model, (str, Path)):
-            model = Path(model).read_bytes()
-        self.name = name
-        self._session = make_session(model)
-        self.inputs: list[TensorSpec] = _specs(self._session.get_inputs())
-        self.outputs: list[TensorSpec] = _specs(self._session.get_outputs())
-        self.last_latency_ms = 0.0
-
-    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        names = [o.name for o in self.outputs]
-        start = time.perf_counter()
-        values = self._session.run(names, feeds)
-        self.last_latency_ms = (time.perf_counter() - start) * 1000.0
-        return dict(zip(names, values))
-
-    def close(self) -> None:
-        self._session = None
-
-
-class SimRunner(OrtRunner):
-    """An open simulated .om (its metadata is `.metadata`)."""
-
-    def __init__(self, om_path: Path) -> None:
-        self.metadata, onnx_bytes = read_sim_om(Path(om_path))
-        super().__init__(onnx_bytes, name=Path(om_path).name)
-
-
-def open_runner(om_path: Path) -> SimRunner:
-    return SimRunner(om_path)
+def open_runner(om_path: Path) -> OrtRunner:
+    """A simulated .om as a runner over its ONNX payload (its header is `.metadata`)."""
+    om_path = Path(om_path)
+    if not om_path.is_file():
+        raise UsageError(f"model not found: {om_path}")
+    metadata, onnx_bytes = read_sim_om(om_path)
+    return OrtRunner(onnx_bytes, name=om_path.name, metadata=metadata)
 
 
 # --------------------------------------------------------------------------- model preparation
@@ -347,9 +277,9 @@ class SimBackend:
             raise UsageError(f"unknown precision '{request.precision}'", hint="use fp16 or int8")
         sim, info = build_sim_model(request, progress)
         onnx_bytes = to_ort_bytes(sim)
-        runner = OrtRunner(onnx_bytes)  # proves ORT loads it before anything is written
-        inputs, outputs = _spec_dicts(runner.inputs), _spec_dicts(runner.outputs)
-        runner.close()
+        with OrtRunner(onnx_bytes) as runner:  # proves ORT loads it before anything is written
+            inputs = _spec_dicts(runner.input_specs())
+            outputs = _spec_dicts(runner.output_specs())
         metadata: dict[str, Any] = {
             "format": "ascend-quant-sim-om",
             "tool": "ascend-quant",
@@ -403,6 +333,13 @@ class SimBackend:
         atomic_write_json(artifact.manifest_path, manifest)
         return artifact
 
+    def open(self, om: Path) -> OrtRunner:
+        return open_runner(Path(om))  # read_sim_om says what a non-simulated file is
+
+    @staticmethod
+    def can_open(om: Path) -> bool:
+        return Path(om).is_file() and is_sim_om(Path(om))
+
     def run(
         self,
         om: Path,
@@ -411,36 +348,14 @@ class SimBackend:
         outfmt: str = "BIN",
         progress: Progress = NULL_PROGRESS,
     ) -> RunResult:
-        outfmt = outfmt.upper()
-        output_path(Path(output_dir), "x", 0, outfmt)  # validates outfmt before any work
-        runner = open_runner(Path(om))
-        output_dir = Path(output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        outputs: list[list[Path]] = []
-        latencies: list[float] = []
-        try:
-            with progress.task(f"running {Path(om).name}") as advance:
-                for stem, feeds in iter_feeds(input_dirs, runner.inputs):
-                    result = runner.infer(feeds)
-                    latencies.append(runner.last_latency_ms)
-                    paths = []
-                    for index, spec in enumerate(runner.outputs):
-                        path = output_path(output_dir, stem, index, outfmt)
-                        _write_atomically(path, result[spec.name])
-                        paths.append(path)
-                    outputs.append(paths)
-                    advance(1)
-        finally:
-            runner.close()
-        return RunResult(output_dir, outputs, [s.name for s in runner.outputs], latencies)
+        return run_to_files(self.open(om), input_dirs, output_dir, outfmt, progress)
 
     def bench(
         self, om: Path, config: BenchConfig, progress: Progress = NULL_PROGRESS
     ) -> BenchResult:
         om = Path(om)
-        runner = open_runner(om)
-        try:
-            feeds = random_feeds(runner.inputs)
+        with self.open(om) as runner:
+            feeds = random_feeds(runner.input_specs())
             first = next(iter(feeds.values()), None)
             batch = config.batch_size or (
                 int(first.shape[0]) if first is not None and first.ndim else 1
@@ -453,8 +368,6 @@ class SimBackend:
                     config.duration_s,
                     advance,
                 )
-        finally:
-            runner.close()
         stats = latency_stats(samples)
         return BenchResult(
             model=str(om),
@@ -497,17 +410,6 @@ def copy_for_soc(om: Path, out_dir: Path, soc: str) -> Artifact:
 def payload_sha256(om: Path) -> str:
     """The hash of the ONNX model a simulated .om runs (equal across socs)."""
     return str(read_sim_metadata(Path(om))["onnx_sha256"])
-
-
-def _write_atomically(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    try:
-        write_output(tmp, array)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
 
 
 def _ort_version() -> str:

@@ -1,7 +1,7 @@
 """Collect activation statistics by running the model one calibration batch at a time.
 
-The model is augmented so that every tensor to be calibrated is also a graph output; each batch's
-activations update fixed-size `TensorStats` and are dropped before the next batch, so memory
+Every tensor to be calibrated is exposed as a graph output (`runners.ort.expose_outputs`); each
+batch's activations update fixed-size `TensorStats` and are dropped before the next batch, so memory
 does not grow with the number of calibration samples.
 """
 
@@ -12,31 +12,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
 
 from ascend_quant.errors import UsageError
-from ascend_quant.onnx_io import to_ort_bytes
 from ascend_quant.progress import NULL_PROGRESS, Progress
 from ascend_quant.quant.stats import DEFAULT_BINS, RangeRequest, TensorStats, compute_range
+from ascend_quant.runners.ort import expose_outputs, make_session
 
 if TYPE_CHECKING:
     import onnxruntime as ort
 
 Feeds = dict[str, np.ndarray]
-
-
-def augment(model: onnx.ModelProto, tensors: Iterable[str]) -> onnx.ModelProto:
-    """A copy of `model` that also outputs `tensors` (graph inputs are read from the feeds)."""
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    graph_inputs = {i.name for i in copy.graph.input}
-    existing = {o.name for o in copy.graph.output}
-    for name in tensors:
-        if name in existing or name in graph_inputs:
-            continue
-        copy.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
-        existing.add(name)
-    return copy
 
 
 def collect(
@@ -48,9 +33,7 @@ def collect(
     total: int | None = None,
 ) -> dict[str, TensorStats]:
     """Stream `batches` through the augmented model and return per-tensor statistics."""
-    from ascend_quant.backends.sim import make_session
-
-    session: ort.InferenceSession = make_session(to_ort_bytes(augment(model, tensors)))
+    session: ort.InferenceSession = make_session(expose_outputs(model, tensors))
     graph_inputs = {i.name for i in model.graph.input}
     outputs = [t for t in tensors if t not in graph_inputs]
     stats = {t: TensorStats(bins) for t in tensors}

@@ -27,6 +27,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ascend_quant.errors import UsageError
 from ascend_quant.model import QUANTIZABLE_TYPES
+from ascend_quant.runners.ort import expose_outputs, make_session
 
 log = logging.getLogger("ascend_quant")
 
@@ -254,10 +255,6 @@ def find_overflow(
     Tensors are reported in graph order; the first ones are where the overflow starts (later
     tensors usually inherit it).
     """
-    from ascend_quant.backends.sim import make_session
-    from ascend_quant.onnx_io import to_ort_bytes
-    from ascend_quant.quant.calibrate import augment
-
     names = [
         n.output[0]
         for n in model.graph.node
@@ -265,7 +262,7 @@ def find_overflow(
     ]
     if not names:
         return []
-    session = make_session(to_ort_bytes(augment(model, names)))
+    session = make_session(expose_outputs(model, names))
     bad: set[str] = set()
     for count, feeds in enumerate(batches):
         if limit is not None and count >= limit:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ascend_quant.backends.sim import OrtRunner, open_runner
+from ascend_quant.backends.sim import open_runner
+from ascend_quant.runners.ort import OrtRunner
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -40,7 +41,7 @@ def upscale(runner: OrtRunner, lr: np.ndarray, tile: int, scale: int) -> np.ndar
         mode="edge",
     )
     out = np.zeros((3, rows * core * scale, cols * core * scale), np.float32)
-    name = runner.inputs[0].name
+    name = runner.input_specs()[0].name
     for r in range(rows):
         for c in range(cols):
             patch = padded[:, r * core : r * core + tile, c * core : c * core + tile]
@@ -72,7 +73,7 @@ def main() -> None:
         "fp16": open_runner(args.workspace / "om" / f"{stem}_fp16.om"),
         "int8": open_runner(args.workspace / "om" / f"{stem}_int8.om"),
     }
-    tile = int(runners["fp32"].inputs[0].shape[-1])
+    tile = int(runners["fp32"].input_specs()[0].shape[-1])
     results: dict[str, dict[str, dict[str, float]]] = {}
     for path in list_images(args.eval_dir):
         hr = mod_crop(load_rgb(path), args.scale)

@@ -10,11 +10,12 @@ import pytest
 import tiny_models
 
 from ascend_quant.backends.base import ConvertRequest
-from ascend_quant.backends.sim import OrtRunner, SimBackend, open_runner
+from ascend_quant.backends.sim import SimBackend, open_runner
 from ascend_quant.backends.simfile import is_sim_om
 from ascend_quant.calib import CalibSet, make_calib_set
 from ascend_quant.config import BenchConfig, CalibConfig, PreprocessConfig, QuantConfig
 from ascend_quant.errors import UsageError
+from ascend_quant.runners.ort import OrtRunner
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +119,7 @@ def test_int8_batch_regrouped_from_samples(tmp_path, calib_dir):
     artifact = SimBackend().convert(request)
     samples = len(CalibSet.load(calib_dir))
     assert artifact.manifest["calibration_batches"] == -(-samples // 4)  # groups of 4, last padded
-    assert open_runner(artifact.path).inputs[0].shape == (4, 3, 16, 16)
+    assert open_runner(artifact.path).input_specs()[0].shape == (4, 3, 16, 16)
 
 
 def test_int8_needs_calibration_data(sr_model, tmp_path):

@@ -7,7 +7,6 @@ import onnx
 import tiny_models
 from onnx import TensorProto, helper, numpy_helper
 
-from ascend_quant.backends.sim import OrtRunner
 from ascend_quant.quant.fp16 import (
     find_overflow,
     overflowing_weights,
@@ -15,6 +14,7 @@ from ascend_quant.quant.fp16 import (
     round_fp16,
     simulate_fp16,
 )
+from ascend_quant.runners.ort import OrtRunner
 
 
 def _scale_net(factor: float) -> object:

@@ -8,10 +8,10 @@ import pytest
 import tiny_models
 from onnx import TensorProto, helper, numpy_helper
 
-from ascend_quant.backends.sim import OrtRunner
 from ascend_quant.config import LayerOverride, QuantConfig, TensorQuantize
 from ascend_quant.errors import UsageError
 from ascend_quant.quant.qdq import quantize_model
+from ascend_quant.runners.ort import OrtRunner
 
 
 def _feeds(shape, count=4, seed=0):

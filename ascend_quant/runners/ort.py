@@ -1,0 +1,183 @@
+"""ONNX Runtime on the CPU: the one session factory and `OrtRunner`.
+
+Every ORT session the tool opens (FP32 golden, simulated .om payloads, calibration and FP16
+overflow passes, per-layer analysis) comes from `make_session`, so they all compute with the same
+settings and a golden never differs from a candidate by an optimisation level.
+onnxruntime is imported inside the functions: it costs ~0.3 s, and the CLI starts without it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from ascend_quant.errors import UsageError
+from ascend_quant.onnx_io import to_ort_bytes
+from ascend_quant.runners.base import Feeds, Runner
+from ascend_quant.tensors import TensorSpec, ort_dtype_name
+
+
+def session_options() -> Any:
+    """The one place ORT's settings live.
+
+    Sequential execution; intra-op threads left to ORT (all cores); basic graph optimisation,
+    which folds constants (e.g. DequantizeLinear of int8 weights, exactly) but applies none of
+    the extended fusions that would turn Q/DQ pairs into integer kernels or drop FP16 Casts.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.log_severity_level = 3
+    return options
+
+
+def make_session(model: bytes | onnx.ModelProto) -> Any:
+    """An `InferenceSession` on the CPU provider; a model ORT rejects is a UsageError."""
+    import onnxruntime as ort
+
+    data = to_ort_bytes(model) if isinstance(model, onnx.ModelProto) else model
+    try:
+        return ort.InferenceSession(
+            data, sess_options=session_options(), providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # ORT raises its own exception types
+        raise UsageError(
+            f"ONNX Runtime cannot load the model: {str(exc).splitlines()[0]}",
+            hint="check the model with `ascend-quant inspect`",
+        ) from None
+
+
+def expose_outputs(model: onnx.ModelProto, tensors: Iterable[str]) -> onnx.ModelProto:
+    """A copy of `model` that also outputs `tensors` (graph inputs are left to the feeds).
+
+    Each new output gets the element type shape inference found for it (float when unknown), so
+    integer and FP16 intermediates can be exposed as well as float ones.
+    """
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    graph_inputs = {i.name for i in copy.graph.input}
+    existing = {o.name for o in copy.graph.output}
+    wanted = [t for t in dict.fromkeys(tensors) if t not in existing and t not in graph_inputs]
+    if not wanted:
+        return copy
+    types = _elem_types(copy)
+    for name in wanted:
+        copy.graph.output.append(
+            helper.make_tensor_value_info(name, types.get(name, TensorProto.FLOAT), None)
+        )
+    return copy
+
+
+def _elem_types(model: onnx.ModelProto) -> dict[str, int]:
+    """Element type per tensor name, from the model's value_info or from shape inference."""
+    known = {
+        v.name: v.type.tensor_type.elem_type
+        for v in list(model.graph.value_info) + list(model.graph.output)
+        if v.type.tensor_type.elem_type
+    }
+    produced = {o for n in model.graph.node for o in n.output if o}
+    if produced - set(known):
+        try:
+            inferred = onnx.shape_inference.infer_shapes(model)
+        except Exception:  # a model shape inference cannot handle still runs in ORT
+            return known
+        for v in inferred.graph.value_info:
+            if v.type.tensor_type.elem_type:
+                known.setdefault(v.name, v.type.tensor_type.elem_type)
+    return known
+
+
+def _specs(args: list[Any]) -> list[TensorSpec]:
+    return [
+        TensorSpec(
+            a.name,
+            ort_dtype_name(a.type),
+            tuple(d if isinstance(d, int) else str(d) for d in a.shape),
+        )
+        for a in args
+    ]
+
+
+class OrtRunner(Runner):
+    """An ONNX model on ONNX Runtime's CPU provider (the FP32 golden, a simulated payload).
+
+    `metadata` carries whatever the opener knows about the model (a simulated .om's header).
+    """
+
+    def __init__(
+        self,
+        model: bytes | onnx.ModelProto | Path | str,
+        name: str = "",
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        if isinstance(model, (str, Path)):
+            path = Path(model)
+            if not path.is_file():
+                raise UsageError(f"model not found: {path}")
+            name = name or path.name
+            model = path.read_bytes()
+        self.name = name
+        self.metadata: dict[str, Any] = dict(metadata or {})
+        self._model = model
+        self._session: Any = make_session(model)
+        self._inputs = _specs(self._session.get_inputs())
+        self._outputs = _specs(self._session.get_outputs())
+        self._input_names = {s.name for s in self._inputs}
+        self._passthrough: list[str] = []  # exposed tensors that are graph inputs
+        self.last_latency_ms = 0.0
+
+    def input_specs(self) -> list[TensorSpec]:
+        return list(self._inputs)
+
+    def output_specs(self) -> list[TensorSpec]:
+        return list(self._outputs) + [
+            next(s for s in self._inputs if s.name == n) for n in self._passthrough
+        ]
+
+    def with_outputs(self, names: Sequence[str]) -> OrtRunner:
+        """The same model with `names` (any tensor of the main graph) as extra outputs."""
+        proto = self._model if isinstance(self._model, onnx.ModelProto) else _parse(self._model)
+        produced = {o for n in proto.graph.node for o in n.output if o} | {
+            o.name for o in proto.graph.output
+        }
+        unknown = [n for n in names if n not in produced and n not in self._input_names]
+        if unknown:
+            raise UsageError(
+                f"{self.name or 'model'}: no tensor named {', '.join(unknown[:5])}",
+                hint="name tensors of the model's main graph (`ascend-quant inspect`)",
+            )
+        runner = OrtRunner(expose_outputs(proto, names), self.name, self.metadata)
+        runner._passthrough = [n for n in dict.fromkeys(names) if n in self._input_names]
+        return runner
+
+    def _run(self, feeds: Feeds) -> Feeds:
+        if self._session is None:
+            raise UsageError(f"{self.name or 'runner'} is closed")
+        names = [o.name for o in self._outputs]
+        values = self._session.run(names, feeds)
+        result = dict(zip(names, values))
+        for name in self._passthrough:
+            result[name] = feeds[name]
+        return result
+
+    def close(self) -> None:
+        self._session = None
+
+
+def _parse(data: bytes) -> onnx.ModelProto:
+    proto = onnx.ModelProto()
+    proto.ParseFromString(data)
+    return proto
+
+
+def run_once(model: onnx.ModelProto | bytes, feeds: Feeds) -> dict[str, np.ndarray]:
+    """Open, infer once, close: for checks that need one result (e.g. preflight verification)."""
+    with OrtRunner(model) as runner:
+        return runner.infer(feeds)
