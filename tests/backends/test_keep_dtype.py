@@ -15,10 +15,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ascend_quant import render
 from ascend_quant.backends import atc_argv
-from ascend_quant.backends.sim import OrtRunner
 from ascend_quant.config import AtcConfig, BuildConfig, merge
 from ascend_quant.errors import UsageError
 from ascend_quant.quant.fp16 import kept_nodes, simulate_fp16
+from ascend_quant.runners.ort import OrtRunner
 
 
 def _overflow_net() -> onnx.ModelProto:
@@ -103,7 +103,7 @@ def test_extra_args_cannot_repeat_keep_dtype(make_request) -> None:
 
 def test_the_simulated_backend_honours_keep_dtype(tmp_path: Path) -> None:
     from ascend_quant.backends.base import ConvertRequest
-    from ascend_quant.backends.sim import SimBackend, SimRunner
+    from ascend_quant.backends.sim import SimBackend, open_runner
 
     path = tiny_models.save(_overflow_net(), tmp_path / "overflow.onnx")
     outputs = {}
@@ -119,7 +119,7 @@ def test_the_simulated_backend_honours_keep_dtype(tmp_path: Path) -> None:
             atc=AtcConfig(keep_dtype=keep),
         )
         artifact = SimBackend().convert(request)
-        outputs[keep] = SimRunner(artifact.path).infer({"input": X})["output"]
+        outputs[keep] = open_runner(artifact.path).infer({"input": X})["output"]
     assert not np.all(np.isfinite(outputs[()]))
     np.testing.assert_allclose(outputs[("OpType::Mul", "OpType::Relu")], X, rtol=1e-6)
 
