@@ -22,13 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 
 from ascend_quant import aisbench_io, backends, metrics
 from ascend_quant.config import Thresholds
 from ascend_quant.errors import UsageError
+from ascend_quant.golden import GoldenSet, golden_runner, resolve_inputs, write_golden
 from ascend_quant.progress import NULL_PROGRESS, Progress
-from ascend_quant.runners.ort import OrtRunner
 from ascend_quant.tensors import TensorSpec
 from ascend_quant.workspace import atomic_directory, read_json, sha256_file
 
@@ -141,79 +140,6 @@ def verdict_text(candidates: list[CandidateResult]) -> tuple[str, list[str]]:
         if o.failures
     ]
     return ("PASSED" if not failures else "FAILED: " + "; ".join(failures)), failures
-
-
-# --- golden on ONNX Runtime ------------------------------------------------------------------
-
-
-class _Golden:
-    """The FP32 ONNX model on ONNX Runtime's CPU provider, with the simulator's session options."""
-
-    def __init__(self, model_path: Path) -> None:
-        try:
-            proto = onnx.load(str(model_path))
-        except Exception as exc:
-            raise UsageError(f"{model_path}: not a loadable ONNX model ({exc})") from None
-        self.runner = OrtRunner(proto, name=model_path.name)
-        self.inputs: list[TensorSpec] = self.runner.input_specs()
-        self.outputs: list[TensorSpec] = self.runner.output_specs()
-
-    def infer(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        result = self.runner.infer(feeds)
-        return [np.asarray(result[o.name]) for o in self.outputs]
-
-
-def _resolve_inputs(
-    specs: list[TensorSpec],
-    input_dirs: list[Path],
-    input_shapes: dict[str, tuple[int, ...]] | None,
-    candidates: list[Path],
-) -> list[TensorSpec]:
-    """Static input specs for the golden: given shapes, else the candidates' manifests, else a
-    single dynamic dim solved from the first input file's size (one sample per file)."""
-    shapes = dict(input_shapes or {})
-    if not shapes:
-        for om in candidates:
-            manifest_path = om.with_suffix(".json")
-            if manifest_path.is_file():
-                try:
-                    found = read_json(manifest_path).get("input_shapes")
-                except (ValueError, AttributeError, OSError):
-                    found = None
-                if isinstance(found, dict):
-                    shapes = {k: tuple(int(d) for d in v) for k, v in found.items()}
-                    break
-    resolved = []
-    for spec, path in zip(specs, input_dirs):
-        if spec.name in shapes:
-            resolved.append(TensorSpec(spec.name, spec.dtype, tuple(shapes[spec.name])))
-            continue
-        dynamic = [i for i, d in enumerate(spec.shape) if not isinstance(d, int)]
-        if not dynamic:
-            resolved.append(spec)
-            continue
-        if len(dynamic) > 1:
-            raise UsageError(
-                f"input '{spec.name}' has several dynamic dims {spec.shape}",
-                hint='give the shape, e.g. --input-shape "input:1,3,224,224"',
-            )
-        first = aisbench_io.list_input_files(path)[0]
-        itemsize = np.dtype(spec.dtype).itemsize
-        count = (
-            int(np.load(first, mmap_mode="r", allow_pickle=False).size)
-            if first.suffix.lower() == ".npy"
-            else first.stat().st_size // itemsize
-        )
-        static = math.prod(int(d) for d in spec.shape if isinstance(d, int))
-        if static == 0 or count % static:
-            raise UsageError(
-                f"input '{spec.name}' {spec.shape}: {first.name} does not fit the static dims",
-                hint='give the shape, e.g. --input-shape "input:1,3,224,224"',
-            )
-        shape = list(spec.shape)
-        shape[dynamic[0]] = count // static
-        resolved.append(TensorSpec(spec.name, spec.dtype, tuple(shape)))
-    return resolved
 
 
 # --- same-inputs check -----------------------------------------------------------------------
@@ -368,8 +294,12 @@ def compare_models(
     calib_sources: list[Path] | None = None,
     progress: Progress = NULL_PROGRESS,
     input_shapes: dict[str, tuple[int, ...]] | None = None,
+    golden: GoldenSet | None = None,
 ) -> CompareResult:
     """Run the FP32 golden and every candidate on the same inputs and judge each output.
+
+    `golden`: outputs already recorded on these inputs (`golden.record_golden`); without it the
+    golden runs here into `out_dir/outputs/golden/`.
 
     Output files go to `out_dir/outputs/` (`golden/`, one folder per candidate, and `samples/`
     with the first image sample as .npy for the report), replaced as a whole on success.
@@ -387,10 +317,15 @@ def compare_models(
     runners = [backends.backend_for_om(c) for c in candidates]  # validates the files early
     names = _candidate_names(candidates)
 
-    golden = _Golden(onnx_model)
-    golden_names = [o.name for o in golden.outputs]
+    runner = None
+    if golden is None:
+        runner = golden_runner(onnx_model)
+        golden_names = [o.name for o in runner.output_specs()]
+        specs = resolve_inputs(runner.input_specs(), input_dirs, input_shapes, candidates)
+    else:
+        golden_names = [o.name for o in golden.outputs]
+        specs = golden.inputs
     _check_output_thresholds(output_thresholds, golden_names)
-    specs = _resolve_inputs(golden.inputs, input_dirs, input_shapes, candidates)
 
     warnings: list[str] = []
     if calib_sources:
@@ -401,31 +336,20 @@ def compare_models(
 
     final_outputs = out_dir / "outputs"
     with atomic_directory(final_outputs) as work:
-        golden_dir = work / "golden"
-        golden_dir.mkdir()
-        stems: list[str] = []
-        lo = [math.inf] * len(golden_names)
-        hi = [-math.inf] * len(golden_names)
-        first_feeds: dict[str, np.ndarray] = {}
-        first_outs: list[np.ndarray] = []
-        with progress.task("golden FP32 (ONNX Runtime)", total=None) as advance:
-            for stem, feeds in aisbench_io.iter_feeds(input_dirs, specs):
-                outs = golden.infer(feeds)
-                if not stems:
-                    first_feeds, first_outs = feeds, outs
-                for k, array in enumerate(outs):
-                    aisbench_io.write_output(aisbench_io.output_path(golden_dir, stem, k), array)
-                    finite = array[np.isfinite(array)] if array.size else array
-                    if finite.size:
-                        lo[k] = min(lo[k], float(finite.min()))
-                        hi[k] = max(hi[k], float(finite.max()))
-                stems.append(stem)
-                advance(1)
+        if runner is not None:
+            golden = write_golden(
+                runner, sha256_file(onnx_model), input_dirs, specs, work / "golden", progress
+            )
+            runner.close()
+        assert golden is not None
+        stems = golden.stems
+        lo, hi = golden.lo, golden.hi
+        first_feeds: dict[str, np.ndarray] = next(
+            (feeds for _stem, feeds in aisbench_io.iter_feeds(input_dirs, specs)), {}
+        )
+        first_outs = golden.read(stems[0]) if stems else []
         # The real shapes (the model may declare dynamic output dims).
-        golden_specs = [
-            TensorSpec(o.name, a.dtype.name, tuple(a.shape))
-            for o, a in zip(golden.outputs, first_outs)
-        ]
+        golden_specs = golden.outputs
 
         runs = []
         for name, om, backend in zip(names, candidates, runners):
@@ -461,10 +385,7 @@ def compare_models(
         )
         with progress.task("comparing outputs", total=len(stems) * len(candidates)) as advance:
             for i, stem in enumerate(stems):
-                gold = [
-                    aisbench_io.read_output(aisbench_io.output_path(golden_dir, stem, k), s)
-                    for k, s in enumerate(golden_specs)
-                ]
+                gold = golden.read(stem)
                 for c, (run, mapping, _note, _b) in enumerate(runs):
                     for k, g in enumerate(gold):
                         m = _read_candidate(Path(run.outputs[i][mapping[k]]), g, names[c])

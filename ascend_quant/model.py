@@ -574,15 +574,18 @@ def preflight(
         advance(1)
 
         final, simplified = model, False
+        outputs = reference
         if simplify and reference is not None:
             candidate, problem = _simplify(model, shapes)
             if candidate is not None:
                 try:
-                    ok, why = outputs_match(reference, run_ort(candidate, feeds))
+                    checked = run_ort(candidate, feeds)
+                    ok, why = outputs_match(reference, checked)
                 except Exception as exc:
                     ok, why = False, f"it does not run on ONNX Runtime ({str(exc)[:160]})"
                 if ok:
-                    final, simplified = candidate, True
+                    # Its outputs on the check give the output shapes: no third run.
+                    final, simplified, outputs = candidate, True, checked
                 else:
                     problem = f"the simplified model differs from the original: {why}"
             if problem:
@@ -591,9 +594,6 @@ def preflight(
             warnings.append("simplification skipped: the model does not run on ONNX Runtime")
         advance(1)
 
-        outputs = reference
-        if simplified and reference is not None:
-            outputs = run_ort(final, feeds)
         if outputs is not None:
             output_shapes = {name: tuple(int(d) for d in a.shape) for name, a in outputs.items()}
         else:

@@ -7,6 +7,7 @@ Workspace layout (default `build/<model-stem>/`):
     model/                     preflight: <stem>.sim.onnx, <stem>.json
     calib/<input>/             calibration set (samples/, batches_bs<N>/, manifest.json)
     eval/<input>/              evaluation set from held-apart images, same preprocessing
+    golden/                    FP32 outputs on the eval set (golden.json), shared by every soc
     <soc>/.state/<stage>.json  the same records for the per-soc stages
     <soc>/configs/             quant_config.json, *.cfg, atc_fp16.sh, atc_int8.sh, amct_int8.sh
     <soc>/om/                  <stem>_fp16.om, <stem>_int8.om, each + .json manifest
@@ -40,6 +41,7 @@ from typing import Any
 from ascend_quant.backends.base import Backend, ConvertRequest
 from ascend_quant.config import BuildConfig, CalibConfig, PreprocessConfig, to_mapping
 from ascend_quant.errors import UsageError
+from ascend_quant.golden import MANIFEST, GoldenSet, record_golden
 from ascend_quant.progress import NULL_PROGRESS, Progress
 from ascend_quant.resources import templates_dir
 from ascend_quant.workspace import (
@@ -163,6 +165,7 @@ class Prepared:
     preprocess: dict[str, PreprocessConfig] = field(default_factory=dict)  # per input
     calib: DataSets | None = None
     eval: DataSets | None = None
+    golden: GoldenSet | None = None  # FP32 outputs on the eval set
 
     @property
     def model(self) -> Preflighted:
@@ -392,6 +395,32 @@ def _self_cached(ctx: BuildContext) -> None:
     return None
 
 
+def _golden_key(ctx: BuildContext) -> dict[str, Any]:
+    return {
+        "source": ctx.source_sha256,
+        "eval": ctx.prepared.eval_sets.sha256,
+        "input_shapes": {k: list(v) for k, v in ctx.prepared.model.input_shapes.items()},
+    }
+
+
+def _golden_run(ctx: BuildContext) -> Outcome:
+    golden = record_golden(
+        ctx.source,
+        [d / "samples" for d in ctx.prepared.eval_sets.dirs.values()],
+        ctx.workspace / "golden",
+        input_shapes=ctx.prepared.model.input_shapes,
+        progress=ctx.progress,
+    )
+    files = [golden.root / MANIFEST] + [
+        golden.output_path(stem, k) for stem in golden.stems for k in range(len(golden.outputs))
+    ]
+    return Outcome({"root": str(golden.root)}, files)
+
+
+def _golden_load(ctx: BuildContext, result: dict[str, Any]) -> None:
+    ctx.prepared.golden = GoldenSet.load(Path(result["root"]))
+
+
 # --------------------------------------------------------------------------- per soc
 
 
@@ -588,6 +617,7 @@ def _compare_run(ctx: BuildContext) -> Outcome:
         output_thresholds=ctx.config.output_thresholds,
         calib_sources=[d / "samples" for d in ctx.prepared.calib_sets.dirs.values()],
         progress=ctx.progress,
+        golden=ctx.prepared.golden,
     )
     data = json_safe(result)
     return Outcome(data, [save_json(reports / "compare.json", data)])
@@ -669,6 +699,7 @@ PIPELINE: tuple[Stage, ...] = (
     Stage("preflight", "preflight", False, _preflight_key, _preflight_run, _preflight_load),
     Stage("calib", "calib", False, _self_cached, _calib_run, _calib_load),
     Stage("eval", "calib", False, _self_cached, _eval_run, _eval_load),
+    Stage("golden", "compare", False, _golden_key, _golden_run, _golden_load),
     Stage("config", "config", True, _config_key, _config_run, _config_load),
     Stage(
         "convert-fp16",

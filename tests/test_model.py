@@ -226,6 +226,22 @@ def test_newer_ir_version_is_lowered_for_ort(tmp_path: Path) -> None:
     assert onnx.load(str(result.model_path)).ir_version <= 10
 
 
+def test_preflight_runs_the_model_twice_original_and_simplified(
+    tmp_path: Path, conv_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = []
+    real = M.run_ort
+
+    def counting(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        calls.append(1)
+        return real(model, feeds)
+
+    monkeypatch.setattr(M, "run_ort", counting)
+    result = M.preflight(conv_model, tmp_path / "out")
+    assert result.simplified and len(calls) == 2
+    assert result.output_shapes == {"output": (1, 4, 16, 16)}
+
+
 def test_clean_model_needs_no_repair(tmp_path: Path, conv_model: Path) -> None:
     result = M.preflight(conv_model, tmp_path / "out")
     assert result.repairs == [] and result.warnings == []

@@ -69,7 +69,7 @@ def test_from_stage_reruns_that_stage_and_later(sr_onnx: Path, tmp_path: Path) -
     build(sr_onnx, config)
     again = build(sr_onnx, config, from_stage="bench")
     ran = {run.stage for run in again.stages if not run.reused}
-    assert ran == {"bench", "compare", "report"}
+    assert ran == {"bench", "golden", "compare", "report"}
 
 
 def test_changed_setting_reruns_only_what_depends_on_it(sr_onnx: Path, tmp_path: Path) -> None:
@@ -78,6 +78,7 @@ def test_changed_setting_reruns_only_what_depends_on_it(sr_onnx: Path, tmp_path:
     ran = {run.stage for run in changed.stages if not run.reused}
     assert "convert-int8" in ran and "preflight" not in ran
     assert "convert-fp16" not in ran and "calib" not in ran  # a quant setting: INT8 only
+    assert "golden" not in ran  # the FP32 outputs on the eval set do not change
 
 
 def test_edited_template_reruns_config_only_on_the_simulator(sr_onnx: Path, tmp_path: Path) -> None:

@@ -1,0 +1,159 @@
+"""What a cold simulated build costs, in units of one FP32 inference of the same model.
+
+A ~1 GMAC convolutional model (a 3x3-conv stack at 48 channels with a residual add) at 128x128
+is built cold for one soc with the 16 bundled calibration images and the bundled evaluation
+images; one bare ONNX Runtime FP32 inference of the same model is timed in the same run (median
+of alternating rounds taken before and after the builds, so machine drift cancels). Then:
+
+- build time / one inference (target <= 80);
+- a cold 2-soc build / a cold 1-soc build (target <= 1.15);
+- peak RSS of a cold 1-soc build at 256x256 / at 128x128 (target <= 2.5).
+
+Every build is a fresh `ascend-quant build` process in an empty workspace; its peak RSS is the
+child's own `ru_maxrss` from wait4. Prints JSON.
+
+    python benchmarks/build_cost.py [--hw 128] [--soc Ascend310P3 --soc2 Ascend310B1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ascend_quant.onnx_io import save_for_ort  # noqa: E402
+
+CHANNELS = 48
+BODY_CONVS = 3
+
+
+def conv_model(hw: int) -> onnx.ModelProto:
+    """3 -> 48 -> (3 x 48 -> 48) -> 3 channels, 3x3 convs with ReLU and one residual add."""
+    rng = np.random.default_rng(0)
+
+    def weight(name: str, shape: tuple[int, ...]) -> onnx.TensorProto:
+        fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+        scale = np.sqrt(2.0 / fan_in) if len(shape) > 1 else 0.05
+        return numpy_helper.from_array((rng.standard_normal(shape) * scale).astype("f4"), name)
+
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, hw, hw])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, hw, hw])
+    inits = []
+    nodes = []
+    previous, channels = "input", 3
+    widths = [CHANNELS] * (1 + BODY_CONVS) + [3]
+    for i, out_channels in enumerate(widths):
+        inits += [
+            weight(f"w{i}", (out_channels, channels, 3, 3)),
+            weight(f"b{i}", (out_channels,)),
+        ]
+        last = i == len(widths) - 1
+        conv_out = f"conv{i}" if not last else "residual"
+        nodes.append(
+            helper.make_node(
+                "Conv", [previous, f"w{i}", f"b{i}"], [conv_out], name=f"conv{i}", pads=[1] * 4
+            )
+        )
+        if not last:
+            nodes.append(helper.make_node("Relu", [conv_out], [f"relu{i}"], name=f"relu{i}"))
+            previous = f"relu{i}"
+        channels = out_channels
+    nodes.append(helper.make_node("Add", ["input", "residual"], ["output"], name="add"))
+    graph = helper.make_graph(nodes, "build_cost", [x], [y], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def gmacs(hw: int) -> float:
+    widths = [3] + [CHANNELS] * (1 + BODY_CONVS) + [3]
+    return sum(a * b * 9 * hw * hw for a, b in zip(widths, widths[1:])) / 1e9
+
+
+def inference_ms(model: Path, rounds: int = 5, per_round: int = 10) -> list[float]:
+    """Per-round medians of bare FP32 ORT inferences (default session options, all cores)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    feed = {"input": np.random.default_rng(1).random(session.get_inputs()[0].shape, "f4")}
+    for _ in range(3):
+        session.run(None, feed)
+    medians = []
+    for _ in range(rounds):
+        times = []
+        for _ in range(per_round):
+            start = time.perf_counter()
+            session.run(None, feed)
+            times.append((time.perf_counter() - start) * 1000.0)
+        medians.append(statistics.median(times))
+    return medians
+
+
+def cold_build(model: Path, socs: list[str], workspace: Path) -> tuple[float, float]:
+    """(wall seconds, peak RSS MB) of one `ascend-quant build` process in an empty workspace."""
+    command = [sys.executable, "-m", "ascend_quant", "build", str(model), "--backend", "sim"]
+    for soc in socs:
+        command += ["--soc", soc]
+    command += ["--out", str(workspace), "--json"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    start = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    _pid, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - start
+    stderr = child.stderr.read().decode() if child.stderr else ""
+    if os.waitstatus_to_exitcode(status) not in (0, 1):
+        raise SystemExit(f"build failed:\n{stderr}")
+    return seconds, usage.ru_maxrss / 1024.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hw", type=int, default=128)
+    parser.add_argument("--soc", default="Ascend310P3")
+    parser.add_argument("--soc2", default="Ascend310B1")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="build_cost_") as tmp:
+        root = Path(tmp)
+        small = save_for_ort(conv_model(args.hw), root / f"conv{args.hw}.onnx")
+        large = save_for_ort(conv_model(2 * args.hw), root / f"conv{2 * args.hw}.onnx")
+        before = inference_ms(small)
+        one_soc, rss_small = cold_build(small, [args.soc], root / "ws1")
+        two_soc, _ = cold_build(small, [args.soc, args.soc2], root / "ws2")
+        _, rss_large = cold_build(large, [args.soc], root / "ws3")
+        after = inference_ms(small)
+    infer_ms = statistics.median(before + after)
+    print(
+        json.dumps(
+            {
+                "model": f"{gmacs(args.hw):.2f} GMAC conv stack, {args.hw}x{args.hw}",
+                "calibration_images": 16,
+                "fp32_inference_ms": round(infer_ms, 2),
+                "fp32_inference_round_medians_ms": [round(v, 2) for v in before + after],
+                "build_1soc_s": round(one_soc, 2),
+                "build_over_inference": round(one_soc * 1000.0 / infer_ms, 1),
+                "build_2soc_s": round(two_soc, 2),
+                "two_soc_over_one": round(two_soc / one_soc, 3),
+                f"peak_rss_{args.hw}_mb": round(rss_small, 1),
+                f"peak_rss_{2 * args.hw}_mb": round(rss_large, 1),
+                "rss_ratio": round(rss_large / rss_small, 2),
+                "targets": {"build_over_inference": 80, "two_soc_over_one": 1.15, "rss_ratio": 2.5},
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
