@@ -18,6 +18,7 @@ child's own `ru_maxrss` from wait4. Prints JSON.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -78,7 +79,7 @@ def conv_model(hw: int) -> onnx.ModelProto:
 
 def gmacs(hw: int) -> float:
     widths = [3] + [CHANNELS] * (1 + BODY_CONVS) + [3]
-    return sum(a * b * 9 * hw * hw for a, b in zip(widths, widths[1:])) / 1e9
+    return sum(a * b * 9 * hw * hw for a, b in itertools.pairwise(widths)) / 1e9
 
 
 def inference_ms(model: Path, rounds: int = 5, per_round: int = 10) -> list[float]:
