@@ -3,7 +3,8 @@
 The whole job is `ascend_quant.build(model, config)`; each stage is also a function of its own:
 
     preflight        model.preflight            inspect, repair, resolve shapes, simplify
-    make_calib_set   calib.make_calib_set       images -> .bin tensors, list files, manifest
+    make_calib_set   data.images.make_calib_set images -> .bin tensors, list files, manifest
+    Recorder         data.Recorder              capture a running pipeline's feeds as calib sets
     render_configs   render.render_configs      quant_config.json and the CANN .cfg files
     convert_model    jobs.convert_model         FP16 or INT8 .om with the atc or sim backend
     get_backend      backends.get_backend       run(...) / bench(...) an .om on either backend
@@ -24,9 +25,11 @@ from ascend_quant.__about__ import __version__
 if TYPE_CHECKING:
     from ascend_quant.backends import backend_for_om, get_backend
     from ascend_quant.bench import bench_models
-    from ascend_quant.calib import CalibSet, make_calib_set
     from ascend_quant.compare import compare_models
     from ascend_quant.config import BuildConfig, load_build_config
+    from ascend_quant.data.calibset import CalibSet
+    from ascend_quant.data.images import make_calib_set
+    from ascend_quant.data.recorder import Recorder
     from ascend_quant.errors import AscendQuantError, ToolchainError, UsageError
     from ascend_quant.jobs import convert_model
     from ascend_quant.model import preflight
@@ -40,8 +43,9 @@ _EXPORTS = {
     "BuildConfig": "ascend_quant.config",
     "load_build_config": "ascend_quant.config",
     "preflight": "ascend_quant.model",
-    "make_calib_set": "ascend_quant.calib",
-    "CalibSet": "ascend_quant.calib",
+    "make_calib_set": "ascend_quant.data.images",
+    "CalibSet": "ascend_quant.data.calibset",
+    "Recorder": "ascend_quant.data.recorder",
     "render_configs": "ascend_quant.render",
     "convert_model": "ascend_quant.jobs",
     "get_backend": "ascend_quant.backends",
@@ -59,6 +63,7 @@ __all__ = [
     "BuildConfig",
     "BuildResult",
     "CalibSet",
+    "Recorder",
     "ToolchainError",
     "UsageError",
     "__version__",

@@ -55,7 +55,7 @@ def make_request(
 
 def follow_calib_batch(config: BuildConfig, calib_dirs: dict[str, Path]) -> BuildConfig:
     """The rendered calibration shapes use the calib sets' batch N, which must be one value."""
-    from ascend_quant.calib import CalibSet
+    from ascend_quant.data.calibset import CalibSet
 
     batches = {CalibSet.load(d).batch for d in calib_dirs.values()}
     if not batches:
@@ -84,7 +84,7 @@ def render_job(
     """Render the .cfg files and the runnable scripts for one soc into `config_dir`."""
     from ascend_quant.backends.atc import commands_for
     from ascend_quant.backends.atc_argv import work_dir
-    from ascend_quant.calib import CalibSet
+    from ascend_quant.data.calibset import CalibSet
 
     batch_files = {n: CalibSet.load(d).batch_files[0] for n, d in calib_dirs.items()}
     files = render.render_configs(

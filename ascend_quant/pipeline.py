@@ -347,7 +347,7 @@ def _preflight_load(ctx: BuildContext, result: dict[str, Any]) -> None:
 
 def _data_sets(ctx: BuildContext, label: str, calib_config: CalibConfig) -> Outcome:
     """One calib set per input under `<workspace>/<label>/`; the sets check their own sources."""
-    from ascend_quant import calib
+    from ascend_quant.data import images as calib
 
     dirs: dict[str, str] = {}
     reused = True

@@ -68,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(HERE))
     from quant_quality import deep_conv_bn
 
-    from ascend_quant.calib import make_calib_set
     from ascend_quant.config import CalibConfig, PreprocessConfig
+    from ascend_quant.data.images import make_calib_set
     from ascend_quant.onnx_io import save_for_ort
 
     with tempfile.TemporaryDirectory(prefix="aq-calibmem-") as tmp:

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from ascend_quant.calib import make_calib_set
 from ascend_quant.config import CalibConfig, PreprocessConfig
+from ascend_quant.data.images import make_calib_set
 from ascend_quant.resources import calib_images_dir
 
 MEAN = (0.485, 0.456, 0.406)
@@ -143,7 +143,7 @@ def peak_memory(folder: Path, out: Path) -> dict[str, float]:
     """Run calib in a child; sample VmHWM of it and its descendants until it exits."""
     code = (
         "import sys; from pathlib import Path\n"
-        "from ascend_quant.calib import make_calib_set\n"
+        "from ascend_quant.data.images import make_calib_set\n"
         "from ascend_quant.config import CalibConfig\n"
         "sys.path.insert(0, sys.argv[3])\n"
         "from calib_throughput import PRE\n"

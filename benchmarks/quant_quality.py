@@ -25,8 +25,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ascend_quant.backends.base import ConvertRequest
 from ascend_quant.backends.sim import SimBackend, open_runner
-from ascend_quant.calib import CalibSet, make_calib_set
 from ascend_quant.config import CalibConfig, PreprocessConfig, QuantConfig
+from ascend_quant.data.calibset import CalibSet
+from ascend_quant.data.images import make_calib_set
 from ascend_quant.onnx_io import save_for_ort
 from ascend_quant.resources import calib_images_dir
 from ascend_quant.runners.ort import OrtRunner

@@ -173,8 +173,8 @@ def test_missing_model_and_no_candidates(tmp_path: Path) -> None:
 
 
 def _calib_and_eval(tmp_path: Path, model: Path, hw: int):  # type: ignore[no-untyped-def]
-    from ascend_quant.calib import make_calib_set
     from ascend_quant.config import CalibConfig, PreprocessConfig
+    from ascend_quant.data.images import make_calib_set
     from ascend_quant.resources import holdout_images_dir
 
     pre = PreprocessConfig(size=(hw, hw))

@@ -101,7 +101,8 @@ def test_edited_template_reruns_config_only_on_the_simulator(sr_onnx: Path, tmp_
 def test_changed_tool_code_reruns_everything(
     sr_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ascend_quant import calib, pipeline
+    from ascend_quant import pipeline
+    from ascend_quant.data import images as calib
 
     build(sr_onnx, _config(tmp_path))
     for module in (calib, pipeline):

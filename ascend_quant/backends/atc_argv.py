@@ -150,7 +150,7 @@ class CalibInfo:
 
 def load_calib(path: Path) -> CalibInfo:
     """Read and validate a calib set (CalibSet.load checks every file's size)."""
-    from ascend_quant.calib import CalibSet
+    from ascend_quant.data.calibset import CalibSet
 
     calib = CalibSet.load(Path(path))
     return CalibInfo(

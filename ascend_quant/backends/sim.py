@@ -10,7 +10,6 @@ execute such containers with ais_bench's file conventions and timing schema.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import platform
 import time
@@ -31,6 +30,7 @@ from ascend_quant.backends.base import (
 )
 from ascend_quant.backends.simfile import is_sim_om, read_sim_metadata, read_sim_om, write_sim_om
 from ascend_quant.config import BenchConfig, QuantConfig, to_mapping
+from ascend_quant.data.calibset import CalibFeeds, CalibSet
 from ascend_quant.errors import UsageError
 from ascend_quant.model import random_feeds
 from ascend_quant.onnx_io import to_ort_bytes
@@ -76,91 +76,16 @@ def _fix_input_shapes(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]
     del model.graph.value_info[:]
 
 
-def _model_inputs(model: onnx.ModelProto) -> dict[str, tuple[tuple[int, ...], str]]:
-    """name -> (dims with -1 for dynamic ones, dtype) of the inputs a caller feeds."""
-    inputs, _ = graph_io(model)
-    return {
-        spec.name: (tuple(d if isinstance(d, int) else -1 for d in spec.shape), spec.dtype)
-        for spec in inputs
-    }
-
-
 def calibration_feeds(
-    model_inputs: dict[str, tuple[tuple[int, ...], str]],
-    calib_dirs: dict[str, Path],
-    batch_num: int | None = None,
+    model: onnx.ModelProto, calib_dirs: dict[str, Path], batch_num: int | None = None
 ) -> tuple[Iterator[Feeds], int, dict[str, str]]:
-    """Stream feeds at the model's batch size from the calib sets; (iterator, count, shas).
-
-    The model batch N equals the set's batch: its batch files; N == 1: one sample at a time;
-    any other N: samples regrouped N at a time, the last group padded from the set's start.
-    """
-    from ascend_quant.calib import CalibSet
-
-    missing = [name for name in model_inputs if name not in calib_dirs]
-    if missing:
-        raise UsageError(
-            f"no calibration data for input(s) {', '.join(missing)}",
-            hint="run `ascend-quant calib` for every model input (calib_dirs: input -> dir)",
-        )
-    extra = [name for name in calib_dirs if name not in model_inputs]
-    if extra:
-        raise UsageError(
-            f"calibration data given for unknown input(s) {', '.join(extra)}",
-            hint=f"the model's inputs are {', '.join(model_inputs)}",
-        )
-    sets = {name: CalibSet.load(Path(calib_dirs[name])) for name in model_inputs}
-    counts = {}
-    for name, (shape, dtype) in model_inputs.items():
-        calib = sets[name]
-        if tuple(calib.sample_shape[1:]) != tuple(shape[1:]) or calib.dtype != dtype:
-            raise UsageError(
-                f"calib set {calib.root} holds {calib.dtype} samples of shape "
-                f"{list(calib.sample_shape)}, but input '{name}' is {dtype} {list(shape)}",
-                hint="re-create the calib set with the model's input size and dtype",
-            )
-        batch = shape[0] if shape and shape[0] > 0 else 1
-        counts[name] = (
-            len(calib.batch_files) if batch == calib.batch else math.ceil(len(calib) / batch)
-        )
-    if len(set(counts.values())) > 1:
-        raise UsageError(
-            "the calib sets give different numbers of batches: "
-            + ", ".join(f"{k}={v}" for k, v in counts.items()),
-            hint="make every input's calib set from the same number of samples",
-        )
-    total = next(iter(counts.values()))
-    if batch_num is not None:
-        total = min(total, batch_num)
-
-    def stream(name: str) -> Iterator[np.ndarray]:
-        shape, _ = model_inputs[name]
-        calib = sets[name]
-        batch = shape[0] if shape and shape[0] > 0 else 1
-        if batch == calib.batch:
-            yield from calib.iter_batches()
-        elif batch == 1:
-            yield from calib.iter_samples()
-        else:
-            group: list[np.ndarray] = []
-            for sample in calib.iter_samples():
-                group.append(sample)
-                if len(group) == batch:
-                    yield np.concatenate(group)
-                    group = []
-            if group:
-                pad = calib.iter_samples()
-                while len(group) < batch:
-                    group.append(next(pad))
-                yield np.concatenate(group)
-
-    def feeds() -> Iterator[Feeds]:
-        streams = {name: stream(name) for name in model_inputs}
-        for _ in range(total):
-            yield {name: next(it) for name, it in streams.items()}
-
-    shas = {name: calib.manifest_sha256 for name, calib in sets.items()}
-    return feeds(), total, shas
+    """Feeds at the model's batch size from one calib set per input; (iterator, count, shas)."""
+    source = CalibFeeds(
+        graph_io(model)[0],
+        {name: CalibSet.load(Path(d)) for name, d in calib_dirs.items()},
+        batch_num,
+    )
+    return iter(source), len(source), source.manifest_sha256
 
 
 def build_sim_model(
@@ -179,7 +104,6 @@ def build_sim_model(
     except Exception as exc:
         raise UsageError(f"cannot load ONNX model {request.model}: {exc}") from None
     _fix_input_shapes(model, request.input_shapes)
-    inputs = _model_inputs(model)
     info: dict[str, Any] = {"timings": {}}
     quant = request.quant
     if request.precision == "int8":
@@ -192,7 +116,7 @@ def build_sim_model(
                 "figures may differ from these",
                 ", ".join(ignored),
             )
-        feeds, total, shas = calibration_feeds(inputs, request.calib_dirs, quant.batch_num)
+        feeds, total, shas = calibration_feeds(model, request.calib_dirs, quant.batch_num)
         started = time.perf_counter()
         result, ranges = quantize_model(model, quant, feeds, progress, total)
         info["timings"]["calibrate_s"] = round(time.perf_counter() - started, 3)
@@ -217,7 +141,7 @@ def build_sim_model(
     overflow: list[str] | None = None
     if request.calib_dirs:
         started = time.perf_counter()
-        feeds, total, shas = calibration_feeds(inputs, request.calib_dirs, quant.batch_num)
+        feeds, total, shas = calibration_feeds(model, request.calib_dirs, quant.batch_num)
         info.setdefault("calib_manifest_sha256", shas)
         with progress.task("checking FP16 overflow", total=total):
             overflow = weights_over + find_overflow(sim, feeds)

@@ -8,7 +8,6 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from ascend_quant.calib import make_calib_set
 from ascend_quant.cli.common import (
     JSON_OPTION,
     console,
@@ -19,6 +18,7 @@ from ascend_quant.cli.common import (
     progress_for,
 )
 from ascend_quant.config import load_build_config
+from ascend_quant.data.images import make_calib_set
 
 
 def calib(

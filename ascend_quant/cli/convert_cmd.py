@@ -55,7 +55,7 @@ def calib_dirs_by_input(text: str | None) -> dict[str, Path]:
     """--calib DIR[,DIR2] -> {input name: dir}, each dir a calib set (`ascend-quant calib`)."""
     if not text:
         return {}
-    from ascend_quant.calib import CalibSet
+    from ascend_quant.data.calibset import CalibSet
 
     result: dict[str, Path] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):

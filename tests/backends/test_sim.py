@@ -12,8 +12,9 @@ import tiny_models
 from ascend_quant.backends.base import ConvertRequest
 from ascend_quant.backends.sim import SimBackend, open_runner
 from ascend_quant.backends.simfile import is_sim_om
-from ascend_quant.calib import CalibSet, make_calib_set
 from ascend_quant.config import BenchConfig, CalibConfig, PreprocessConfig, QuantConfig
+from ascend_quant.data.calibset import CalibSet
+from ascend_quant.data.images import make_calib_set
 from ascend_quant.errors import UsageError
 from ascend_quant.runners.ort import OrtRunner
 
@@ -45,7 +46,7 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _samples(calib_dir: Path) -> list[np.ndarray]:
-    from ascend_quant.calib import CalibSet
+    from ascend_quant.data.calibset import CalibSet
 
     return list(CalibSet.load(calib_dir).iter_samples())
 

@@ -203,8 +203,8 @@ def test_flag_overrides_only_given() -> None:
 def test_config_with_a_calib_set_writes_every_file(
     tmp_path: Path, conv_model: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from ascend_quant.calib import make_calib_set
     from ascend_quant.config import CalibConfig, PreprocessConfig
+    from ascend_quant.data.images import make_calib_set
 
     calib_dir = tmp_path / "calib set"
     make_calib_set(calib_dir, PreprocessConfig(size=(16, 16)), CalibConfig(limit=2, jobs=1))

@@ -18,8 +18,9 @@ import tiny_models
 from onnx import TensorProto, helper
 from PIL import Image
 
-from ascend_quant.calib import CalibSet, discover, make_calib_set, select
 from ascend_quant.config import CalibConfig, PreprocessConfig
+from ascend_quant.data.calibset import CalibSet
+from ascend_quant.data.images import discover, make_calib_set, select
 from ascend_quant.errors import UsageError
 from ascend_quant.onnx_io import save_for_ort
 
@@ -275,7 +276,7 @@ def test_parallel_worker_crash_propagates_and_writes_nothing(
 def test_interrupt_stops_the_workers_and_writes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ascend_quant import calib as calib_module
+    from ascend_quant.data import images as calib_module
 
     done_log = tmp_path / "done.log"
     real = calib_module._process
@@ -491,7 +492,7 @@ def test_parallel_with_other_threads_uses_forkserver(tmp_path: Path) -> None:
     """A progress-bar thread is alive in the CLI; the pool must not fork then, and still work."""
     import threading
 
-    from ascend_quant import calib as calib_module
+    from ascend_quant.data import images as calib_module
 
     stop = threading.Event()
     thread = threading.Thread(target=stop.wait)

@@ -1,17 +1,9 @@
-"""Calibration sets: image files -> the raw `.bin` tensors atc, amct_onnx and ais_bench read.
+"""Images -> a calib set: discovery, preprocessing workers, the streaming writer.
 
-A calib set is a directory (format "ascend-quant-calib/1"):
-
-    manifest.json                what was made, from what, and how (see `make_calib_set`)
-    samples/<NNNNN>_<stem>.bin   one sample each: headerless little-endian, batch dim 1
-    samples.list                 the sample files, relative to the list file
-    batches_bs<N>/<NNNNN>.bin    N samples concatenated (atc input_data_dir, amct_onnx --data_dir);
-                                 the last batch is padded by repeating samples from the start
-    samples.info                 optional ModelZoo-style `<index> <path> <width> <height>`
-
-Workers claim images from a shared counter, decode, preprocess and write each sample themselves
-and send back only a few numbers per sample, so memory stays flat however many images there are.
-The directory is replaced atomically and a re-run with the same inputs and parameters reuses it.
+The set's layout is in `calibset.py`. Workers claim images from a shared counter, decode,
+preprocess and write each sample themselves and send back only a few numbers per sample, so
+memory stays flat however many images there are. The directory is replaced atomically and a
+re-run with the same inputs and parameters reuses it.
 """
 
 from __future__ import annotations
@@ -19,16 +11,14 @@ from __future__ import annotations
 import glob
 import hashlib
 import logging
-import math
 import multiprocessing
 import os
 import random
 import re
-import shutil
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +28,17 @@ from PIL import Image
 from ascend_quant import imageprep
 from ascend_quant.__about__ import __version__
 from ascend_quant.config import CalibConfig, PreprocessConfig, to_mapping
+from ascend_quant.data.calibset import (
+    FORMAT,
+    INFO_FILE,
+    LIST_FILE,
+    MANIFEST,
+    SAMPLES_DIR,
+    CalibSet,
+    batch_dir_name,
+    check_replaceable,
+    write_batches,
+)
 from ascend_quant.errors import ModelError, UsageError
 from ascend_quant.progress import NULL_PROGRESS, Progress
 from ascend_quant.resources import calib_images_dir
@@ -52,135 +53,13 @@ from ascend_quant.workspace import (
     tool_fingerprint,
 )
 
-FORMAT = "ascend-quant-calib/1"
-MANIFEST = "manifest.json"
-SAMPLES_DIR = "samples"
-LIST_FILE = "samples.list"
-INFO_FILE = "samples.info"
 LIST_SUFFIXES = (".txt", ".lst", ".list")
+# The dtypes an image sample can be written as.
+_DTYPES = ("float32", "float16", "uint8", "int8")
 _GLOB_CHARS = frozenset("*?[")
 _MAX_LIST_DEPTH = 8
-_DTYPES = ("float32", "float16", "uint8", "int8")
 
 log = logging.getLogger("ascend_quant")
-
-
-# --------------------------------------------------------------------------- the reader
-
-
-@dataclass(frozen=True)
-class CalibSet:
-    """A calib set on disk, validated; samples and batches are read lazily."""
-
-    root: Path
-    input_name: str
-    sample_shape: tuple[int, ...]
-    dtype: str
-    layout: str
-    batch: int
-    sample_files: tuple[Path, ...]
-    batch_files: tuple[Path, ...]
-    manifest_sha256: str
-
-    @classmethod
-    def load(cls, root: Path) -> CalibSet:
-        """Read `root/manifest.json` and check every file's size; UsageError if anything is off."""
-        root = Path(root)
-        path = root / MANIFEST
-        broken = f"{root} is not a valid calib set"
-        hint = "re-create it with `ascend-quant calib --out DIR`"
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            raise UsageError(f"{broken}: no {MANIFEST}", hint=hint) from None
-        try:
-            manifest = _parse_manifest(raw)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise UsageError(f"{broken}: {MANIFEST}: {exc}", hint=hint) from None
-        shape = tuple(int(d) for d in manifest["shape"])
-        dtype = str(manifest["dtype"])
-        batch = int(manifest["batch"])
-        sample_bytes = math.prod(shape) * np.dtype(dtype).itemsize
-        samples = tuple(root / s["file"] for s in manifest["samples"])
-        batches = tuple(root / f for f in manifest["batch_files"])
-        if not samples:
-            raise UsageError(f"{broken}: it has no samples", hint=hint)
-        if len(batches) != math.ceil(len(samples) / batch):
-            raise UsageError(
-                f"{broken}: {len(batches)} batch files for {len(samples)} samples of batch {batch}",
-                hint=hint,
-            )
-        for files, size in ((samples, sample_bytes), (batches, sample_bytes * batch)):
-            for file in files:
-                try:
-                    actual = file.stat().st_size
-                except FileNotFoundError:
-                    raise UsageError(f"{broken}: {file} is missing", hint=hint) from None
-                if actual != size:
-                    raise UsageError(
-                        f"{broken}: {file} has {actual} bytes, expected {size}", hint=hint
-                    )
-        return cls(
-            root=root,
-            input_name=str(manifest["input_name"]),
-            sample_shape=shape,
-            dtype=dtype,
-            layout=str(manifest["layout"]),
-            batch=batch,
-            sample_files=samples,
-            batch_files=batches,
-            manifest_sha256=sha256_bytes(raw),
-        )
-
-    @property
-    def samples_dir(self) -> Path:
-        return self.root / SAMPLES_DIR
-
-    @property
-    def batch_dir(self) -> Path:
-        return self.root / batch_dir_name(self.batch)
-
-    @property
-    def manifest(self) -> dict[str, Any]:
-        return dict(read_json(self.root / MANIFEST))
-
-    def __len__(self) -> int:
-        return len(self.sample_files)
-
-    def iter_samples(self) -> Iterator[np.ndarray]:
-        """Each sample as a (1, ...) array, one file read at a time."""
-        dtype = np.dtype(self.dtype).newbyteorder("<")
-        for file in self.sample_files:
-            yield np.fromfile(file, dtype=dtype).reshape(self.sample_shape)
-
-    def iter_batches(self) -> Iterator[np.ndarray]:
-        """Each batch file as an (N, ...) array, padded last batch included."""
-        dtype = np.dtype(self.dtype).newbyteorder("<")
-        shape = (self.batch, *self.sample_shape[1:])
-        for file in self.batch_files:
-            yield np.fromfile(file, dtype=dtype).reshape(shape)
-
-
-def _parse_manifest(raw: bytes) -> dict[str, Any]:
-    import json
-
-    manifest = json.loads(raw)
-    if not isinstance(manifest, dict):
-        raise ValueError("not a JSON object")
-    if manifest.get("format") != FORMAT:
-        raise ValueError(f"format is {manifest.get('format')!r}, expected {FORMAT!r}")
-    for key in ("input_name", "shape", "dtype", "layout", "batch", "samples", "batch_files"):
-        if key not in manifest:
-            raise KeyError(f"missing key '{key}'")
-    if manifest["dtype"] not in _DTYPES:
-        raise ValueError(f"unknown dtype {manifest['dtype']!r}")
-    if int(manifest["batch"]) < 1:
-        raise ValueError("batch must be >= 1")
-    return manifest
-
-
-def batch_dir_name(batch: int) -> str:
-    return f"batches_bs{batch}"
 
 
 # --------------------------------------------------------------------------- discovery
@@ -479,7 +358,7 @@ def _mp_context() -> Any:
         return multiprocessing.get_context("fork")
     ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     if "forkserver" in methods:
-        ctx.set_forkserver_preload(["ascend_quant.calib"])
+        ctx.set_forkserver_preload(["ascend_quant.data.images"])
     return ctx
 
 
@@ -565,43 +444,6 @@ def _try_reuse(
         return None
 
 
-def _check_replaceable(out_dir: Path) -> None:
-    """Never swap away a directory that is not one of ours."""
-    if out_dir.exists() and (
-        not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file())
-    ):
-        raise UsageError(
-            f"refusing to replace {out_dir}: it exists and is not a calib set (no {MANIFEST})",
-            hint="choose an empty or new --out directory",
-        )
-
-
-def _write_batches(root: Path, files: list[str], batch: int) -> tuple[list[str], int]:
-    directory = root / batch_dir_name(batch)
-    directory.mkdir()
-    count = math.ceil(len(files) / batch)
-    padded = count * batch - len(files)
-    order = files + [files[i % len(files)] for i in range(padded)]
-    names = []
-    for k in range(count):
-        name = f"{batch_dir_name(batch)}/{k:05d}.bin"
-        target = root / name
-        members = order[k * batch : (k + 1) * batch]
-        if batch == 1:
-            try:
-                os.link(root / members[0], target)
-                names.append(name)
-                continue
-            except OSError:
-                pass
-        with open(target, "wb") as out:
-            for member in members:
-                with open(root / member, "rb") as handle:
-                    shutil.copyfileobj(handle, out)
-        names.append(name)
-    return names, padded
-
-
 def make_calib_set(
     out_dir: Path,
     preprocess: PreprocessConfig,
@@ -652,7 +494,7 @@ def make_calib_set(
         "info": info,
     }
     params_sha = sha256_json(params)
-    _check_replaceable(out_dir)
+    check_replaceable(out_dir)
     existing = None if force else _try_reuse(out_dir, params_sha, resolved, calib.skip_bad)
     if existing is not None:
         return existing, True
@@ -698,7 +540,7 @@ def make_calib_set(
             )
         files = [s["file"] for s in samples]
         (tmp / LIST_FILE).write_text("".join(f"{f}\n" for f in files), encoding="utf-8")
-        batch_files, padded = _write_batches(tmp, files, calib.batch)
+        batch_files, padded = write_batches(tmp, files, calib.batch)
         if info:
             h, w = preprocess.size or (0, 0)
             lines = "".join(f"{i} {f} {w} {h}\n" for i, f in enumerate(files))
