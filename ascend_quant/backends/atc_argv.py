@@ -128,7 +128,7 @@ PATH_FLAGS = (
 
 @dataclass(frozen=True)
 class CalibInfo:
-    """One calib set dir as its manifest.json describes it (see ascend_quant/calib.py)."""
+    """One calib set dir as its manifest.json describes it (see ascend_quant/data/calibset.py)."""
 
     input_name: str
     dir: Path

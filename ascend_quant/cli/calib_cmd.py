@@ -1,4 +1,4 @@
-"""`ascend-quant calib`: images -> calibration .bin tensors (see ascend_quant.calib)."""
+"""`ascend-quant calib`: images -> calibration .bin tensors (see ascend_quant.data.images)."""
 
 from __future__ import annotations
 
