@@ -33,6 +33,7 @@ Backend = Literal["auto", "atc", "sim"]
 Int8Route = Literal["auto", "atc", "amct"]
 FlagDialect = Literal["documented", "sample"]
 Precision = Literal["fp16", "int8"]
+InputKind = Literal["auto", "image", "array"]
 
 # Algorithms the real toolkit implements; the others exist only in the simulator, for comparison.
 TOOLKIT_ALGORITHMS = ("ifmr", "hfmg")
@@ -191,6 +192,27 @@ class Thresholds:
 
 
 @dataclass(frozen=True)
+class InputConfig:
+    """What one model input gets (`[inputs.NAME]` in ascend-quant.toml).
+
+    `kind`: image (decoded and preprocessed), array (.npy/.bin/.npz as they are) or auto
+    (image for a 4-D input with 1 or 3 channels fed from image files, else array).
+    `batch_dim`: the dim that counts samples, or "none" (a state tensor, a scalar); unset, it is
+    dim 0 for images and for inputs whose dim 0 the graph leaves dynamic, else none.
+    `range`: [lo, hi) of random data (`--calib random`; required for integer inputs).
+    `value`: pin the input to a constant, folded into the model before conversion.
+    """
+
+    kind: InputKind = "auto"
+    batch_dim: int | Literal["none"] | None = None
+    range: tuple[float, float] | None = None
+    value: Any = None
+    preprocess: dict[str, Any] = field(default_factory=dict)  # PreprocessConfig keys
+    calib: tuple[str, ...] = ()  # sources; empty: the sources given without a name
+    eval: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class BuildConfig:
     """Everything `build` needs; each stage takes the sections it reads."""
 
@@ -209,6 +231,7 @@ class BuildConfig:
     bench: BenchConfig = field(default_factory=BenchConfig)
     thresholds: Thresholds = field(default_factory=Thresholds)
     output_thresholds: dict[str, Thresholds] = field(default_factory=dict)
+    inputs: dict[str, InputConfig] = field(default_factory=dict)  # per model input
 
 
 T = TypeVar("T")

@@ -86,9 +86,16 @@ def render_job(
     from ascend_quant.backends.atc_argv import work_dir
     from ascend_quant.data.calibset import CalibSet
 
-    batch_files = {n: CalibSet.load(d).batch_files[0] for n, d in calib_dirs.items()}
+    sets = {n: CalibSet.load(d) for n, d in calib_dirs.items()}
     files = render.render_configs(
-        config, soc, input_shapes, batch_files, config_dir, model_path=model
+        config,
+        soc,
+        input_shapes,
+        {n: calib_set.batch_files[0] for n, calib_set in sets.items()},
+        config_dir,
+        model_path=model,
+        data_types={n: calib_set.dtype for n, calib_set in sets.items()},
+        batch_dims={n: calib_set.batch_dim for n, calib_set in sets.items()},
     )
     for route, script in SCRIPTS:
         needs = _ROUTE_NEEDS.get(route)

@@ -9,11 +9,12 @@ read. `preflight` repairs each of these and says what it repaired.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,8 @@ class PreflightResult:
     repairs: list[str]
     warnings: list[str]
     simplified: bool
+    declared_inputs: list[TensorSpec] = field(default_factory=list)  # before shapes were fixed
+    pinned: dict[str, Any] = field(default_factory=dict)  # input -> the value folded in
 
 
 # ----------------------------------------------------------------------------------------------
@@ -521,12 +524,63 @@ def _simplify(
     return simplified, None
 
 
+def pin_inputs(
+    model: onnx.ModelProto, values: Mapping[str, Any]
+) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """Fold inputs pinned to a constant (e.g. a sample rate) into the model as initializers.
+
+    atc needs static inputs anyway; a pinned input is no longer fed, calibrated or evaluated.
+    Returns (model, {name: the array folded in, of the input's dtype and shape}).
+    """
+    if not values:
+        return model, {}
+    specs = {spec.name: spec for spec in graph_io(model)[0]}
+    folded: dict[str, np.ndarray] = {}
+    for name, raw in values.items():
+        spec = specs.get(name)
+        if spec is None:
+            raise UsageError(
+                f"[inputs.{name}] value: the model has no input '{name}' "
+                f"(its inputs: {', '.join(specs)})"
+            )
+        try:
+            value = np.array(raw, dtype=spec.dtype)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise UsageError(
+                f"[inputs.{name}] value = {raw!r} is not {spec.dtype} ({exc})",
+                hint=f"write a number or a nested list that fits {spec.dtype}",
+            ) from None
+        if not spec.is_static:
+            raise UsageError(
+                f"[inputs.{name}] value: input '{name}' has dynamic dims {list(spec.shape)}",
+                hint=f'give its shape with --input-shape "{name}:..."',
+            )
+        shape = tuple(int(d) for d in spec.shape)
+        if value.shape != shape:
+            if value.size != 1:
+                raise UsageError(
+                    f"[inputs.{name}] value has shape {list(value.shape)}, input '{name}' is "
+                    f"{list(shape)}",
+                    hint="give one number (it fills the input) or a list of the input's shape",
+                )
+            value = np.full(shape, value.reshape(()), dtype=spec.dtype)
+        folded[name] = value
+    pinned = copy.deepcopy(model)
+    kept = [v for v in pinned.graph.input if v.name not in folded]
+    del pinned.graph.input[:]
+    pinned.graph.input.extend(kept)
+    for name, value in folded.items():
+        pinned.graph.initializer.append(numpy_helper.from_array(value, name))
+    return pinned, folded
+
+
 def preflight(
     model_path: Path,
     out_dir: Path,
     input_shape: str | None = None,
     simplify: bool = True,
     progress: Progress = NULL_PROGRESS,
+    pinned: Mapping[str, Any] | None = None,
 ) -> PreflightResult:
     """Load, repair, check, fix shapes, simplify (verified on ORT) and write the model to convert.
 
@@ -554,6 +608,7 @@ def preflight(
         model, message = repair_ort_ir(model)
         repairs += [message] if message else []
         _check(model, str(model_path))
+        model, folded = pin_inputs(model, pinned or {})
         model, problem = _infer_shapes(model)
         warnings += [problem] if problem else []
         advance(1)
@@ -620,6 +675,8 @@ def preflight(
             repairs=repairs,
             warnings=summary.warnings + warnings,
             simplified=simplified,
+            declared_inputs=inputs,
+            pinned={name: value.tolist() for name, value in folded.items()},
         )
         atomic_write_json(out_dir / f"{stem}.json", preflight_record(result))
         advance(1)

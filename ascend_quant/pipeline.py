@@ -39,11 +39,14 @@ from pathlib import Path
 from typing import Any
 
 from ascend_quant.backends.base import Backend, ConvertRequest
-from ascend_quant.config import BuildConfig, CalibConfig, PreprocessConfig, to_mapping
+from ascend_quant.config import BuildConfig, PreprocessConfig, to_mapping
+from ascend_quant.data.feeds import RANDOM_WARNING
+from ascend_quant.data.inputs import InputPlan, is_random, make_sets, plan_inputs
 from ascend_quant.errors import UsageError
 from ascend_quant.golden import MANIFEST, GoldenSet, record_golden
 from ascend_quant.progress import NULL_PROGRESS, Progress
 from ascend_quant.resources import templates_dir
+from ascend_quant.tensors import TensorSpec
 from ascend_quant.workspace import (
     atomic_directory,
     atomic_write_json,
@@ -111,6 +114,8 @@ class Preflighted:
     warnings: tuple[str, ...]
     repairs: tuple[str, ...]
     simplified: bool
+    declared_inputs: tuple[TensorSpec, ...] = ()  # as exported: dynamic dims mark the batch
+    pinned: dict[str, Any] = field(default_factory=dict)  # inputs folded in as constants
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -124,6 +129,11 @@ class Preflighted:
             "warnings": list(self.warnings),
             "repairs": list(self.repairs),
             "simplified": self.simplified,
+            "declared_inputs": [
+                {"name": t.name, "dtype": t.dtype, "shape": list(t.shape)}
+                for t in self.declared_inputs
+            ],
+            "pinned": dict(self.pinned),
         }
 
     @classmethod
@@ -139,6 +149,11 @@ class Preflighted:
             warnings=tuple(data["warnings"]),
             repairs=tuple(data["repairs"]),
             simplified=bool(data["simplified"]),
+            declared_inputs=tuple(
+                TensorSpec(t["name"], t["dtype"], tuple(t["shape"]))
+                for t in data.get("declared_inputs", [])
+            ),
+            pinned=dict(data.get("pinned", {})),
         )
 
 
@@ -162,7 +177,8 @@ class Prepared:
     """The soc-independent stages' results, filled in order; every per-soc stage reads them."""
 
     preflight: Preflighted | None = None
-    preprocess: dict[str, PreprocessConfig] = field(default_factory=dict)  # per input
+    inputs: list[InputPlan] = field(default_factory=list)  # every input that is fed
+    preprocess: dict[str, PreprocessConfig] = field(default_factory=dict)  # per image input
     calib: DataSets | None = None
     eval: DataSets | None = None
     golden: GoldenSet | None = None  # FP32 outputs on the eval set
@@ -272,38 +288,16 @@ class Stage:
 # --------------------------------------------------------------------------- soc-independent
 
 
-def image_preprocess(
-    name: str, shape: tuple[int, ...], dtype: str, base: PreprocessConfig
-) -> PreprocessConfig:
-    """Fit the user's preprocessing to one model input: size, layout, channels and dtype."""
-    if len(shape) != 4:
-        raise UsageError(
-            f"input '{name}' has shape {list(shape)}, not an image (4-D)",
-            hint="build feeds images to every input; for other inputs run `ascend-quant calib` "
-            "and `ascend-quant convert --calib` per input",
-        )
-    if base.layout == "NCHW":
-        channels, height, width = shape[1], shape[2], shape[3]
-    else:
-        height, width, channels = shape[1], shape[2], shape[3]
-    if channels not in (1, 3):
-        raise UsageError(
-            f"input '{name}' has {channels} channels in {base.layout} layout; images give 1 or 3",
-            hint="set --layout NHWC if the model takes channels last",
-        )
-    if base.size is not None and base.size != (height, width):
-        raise UsageError(
-            f"--size {base.size[0]}x{base.size[1]} does not match input '{name}' "
-            f"({height}x{width})",
-            hint="drop --size, or resolve the input with --input-shape",
-        )
-    color = "gray" if channels == 1 else ("rgb" if base.color == "gray" else base.color)
-    sample_dtype = dtype if dtype in ("float32", "float16", "uint8", "int8") else "float32"
-    return replace(base, size=(height, width), color=color, dtype=sample_dtype)  # type: ignore[arg-type]
+def _pinned(ctx: BuildContext) -> dict[str, Any]:
+    return {n: s.value for n, s in ctx.config.inputs.items() if s.value is not None}
 
 
 def _preflight_key(ctx: BuildContext) -> dict[str, Any]:
-    return {"source": ctx.source_sha256, "input_shape": ctx.config.input_shape}
+    return {
+        "source": ctx.source_sha256,
+        "input_shape": ctx.config.input_shape,
+        "pinned": _pinned(ctx),
+    }
 
 
 def _preflight_run(ctx: BuildContext) -> Outcome:
@@ -314,6 +308,7 @@ def _preflight_run(ctx: BuildContext) -> Outcome:
         ctx.workspace / "model",
         input_shape=ctx.config.input_shape,
         progress=ctx.progress,
+        pinned=_pinned(ctx),
     )
     record = Preflighted(
         model_path=result.model_path,
@@ -326,6 +321,8 @@ def _preflight_run(ctx: BuildContext) -> Outcome:
         warnings=tuple(result.warnings),
         repairs=tuple(result.repairs),
         simplified=result.simplified,
+        declared_inputs=tuple(result.declared_inputs),
+        pinned=dict(result.pinned),
     )
     return Outcome(record.to_json(), [result.model_path])
 
@@ -333,54 +330,43 @@ def _preflight_run(ctx: BuildContext) -> Outcome:
 def _preflight_load(ctx: BuildContext, result: dict[str, Any]) -> None:
     pre = Preflighted.from_json(result)
     ctx.prepared.preflight = pre
-    ctx.prepared.preprocess = {
-        name: image_preprocess(
-            name, shape, pre.input_dtypes.get(name, "float32"), ctx.config.preprocess
-        )
+    declared = list(pre.declared_inputs) or [
+        TensorSpec(name, pre.input_dtypes.get(name, "float32"), tuple(shape))
         for name, shape in pre.input_shapes.items()
+    ]
+    ctx.prepared.inputs = plan_inputs(declared, pre.input_shapes, ctx.config)
+    ctx.prepared.preprocess = {
+        p.spec.name: p.preprocess for p in ctx.prepared.inputs if p.preprocess is not None
     }
+    if is_random(ctx.prepared.inputs):
+        log.warning(RANDOM_WARNING)
     for message in pre.warnings:
         log.warning(message)
     if pre.int8_refused:
         log.warning(f"INT8 skipped: {pre.int8_refused}")
 
 
-def _data_sets(ctx: BuildContext, label: str, calib_config: CalibConfig) -> Outcome:
-    """One calib set per input under `<workspace>/<label>/`; the sets check their own sources."""
-    from ascend_quant.data import images as calib
-
-    dirs: dict[str, str] = {}
-    reused = True
-    for name, preprocess in ctx.prepared.preprocess.items():
-        calib_set, was_reused = calib.make_calib_set(
-            ctx.workspace / label / name,
-            preprocess,
-            calib_config,
-            input_name=name,
-            progress=ctx.progress,
-            force=ctx.forced,
-        )
-        dirs[name] = str(calib_set.root)
-        reused = reused and was_reused
+def _data_sets(ctx: BuildContext, label: str) -> Outcome:
+    """One set per fed input under `<workspace>/<label>/`; the sets check their own sources."""
+    sets, reused = make_sets(
+        ctx.prepared.inputs,
+        label,
+        ctx.workspace / label,
+        ctx.config,
+        force=ctx.forced,
+        progress=ctx.progress,
+    )
+    dirs = {name: str(calib_set.root) for name, calib_set in sets.items()}
     sha = sha256_json({n: sha256_file(Path(d) / "manifest.json") for n, d in dirs.items()})
     return Outcome({"dirs": dirs, "sha256": sha}, [], reused)
 
 
 def _calib_run(ctx: BuildContext) -> Outcome:
-    return _data_sets(ctx, "calib", ctx.config.calib)
+    return _data_sets(ctx, "calib")
 
 
 def _eval_run(ctx: BuildContext) -> Outcome:
-    from ascend_quant.resources import holdout_images_dir
-
-    config = ctx.config
-    eval_config = CalibConfig(
-        sources=config.eval_sources or (str(holdout_images_dir()),),
-        batch=1,
-        skip_bad=config.calib.skip_bad,
-        jobs=config.calib.jobs,
-    )
-    return _data_sets(ctx, "eval", eval_config)
+    return _data_sets(ctx, "eval")
 
 
 def _calib_load(ctx: BuildContext, result: dict[str, Any]) -> None:
@@ -430,7 +416,8 @@ def _templates_sha(ctx: BuildContext) -> str:
 
 
 def _first_preprocess(ctx: BuildContext) -> PreprocessConfig:
-    return next(iter(ctx.prepared.preprocess.values()))
+    """The image preprocessing the toolkit configs (AIPP) follow: the first image input's."""
+    return next(iter(ctx.prepared.preprocess.values()), ctx.config.preprocess)
 
 
 def _toolkit_settings(ctx: BuildContext) -> dict[str, Any]:
@@ -609,8 +596,10 @@ def _compare_run(ctx: BuildContext) -> Outcome:
     from ascend_quant.report import json_safe, save_json
 
     reports = ctx.soc.directory / "reports"
+    pre = ctx.prepared.model
     result = compare_models(
-        ctx.source,
+        # with inputs pinned, the golden is the preflighted model (verified equal to the source)
+        pre.model_path if pre.pinned else ctx.source,
         _oms(ctx),
         [d / "samples" for d in ctx.prepared.eval_sets.dirs.values()],
         reports / "compare",
@@ -621,6 +610,8 @@ def _compare_run(ctx: BuildContext) -> Outcome:
         golden=ctx.prepared.golden,
     )
     data = json_safe(result)
+    if is_random(ctx.prepared.inputs):
+        data["warnings"] = [RANDOM_WARNING, *data.get("warnings", [])]
     return Outcome(data, [save_json(reports / "compare.json", data)])
 
 
@@ -932,5 +923,6 @@ def build(
         socs=soc_results,
         stages=runner.runs,
         passed=all(r.passed for r in soc_results),
-        warnings=list(ctx.prepared.model.warnings),
+        warnings=list(ctx.prepared.model.warnings)
+        + ([RANDOM_WARNING] if is_random(ctx.prepared.inputs) else []),
     )

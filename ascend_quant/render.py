@@ -19,6 +19,7 @@ import re
 import shlex
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from ascend_quant.config import (
     from_mapping,
     to_mapping,
 )
+from ascend_quant.data.calibset import batch_shape
 from ascend_quant.errors import UsageError
 from ascend_quant.model import QUANTIZABLE_TYPES
 from ascend_quant.resources import templates_dir
@@ -381,9 +383,17 @@ def _batch_num(config: BuildConfig, calib_batch_files: dict[str, Path]) -> int:
 
 
 def _calib_shapes(
-    input_shapes: dict[str, tuple[int, ...]], batch: int
+    input_shapes: dict[str, tuple[int, ...]],
+    batch: int,
+    batch_dims: Mapping[str, int | None] | None = None,
 ) -> dict[str, tuple[int, ...]]:
-    return {name: (batch, *shape[1:]) if shape else shape for name, shape in input_shapes.items()}
+    """Each input's calibration shape: N at its batch dim (dim 0 unless the calib set says
+    otherwise; an input without a batch dim keeps its shape)."""
+    shapes = {}
+    for name, shape in input_shapes.items():
+        dim = (batch_dims or {}).get(name, 0) if shape else None
+        shapes[name] = batch_shape(shape, dim, batch) if dim is not None else tuple(shape)
+    return shapes
 
 
 def _abs(path: Path | str) -> str:
@@ -500,17 +510,20 @@ def render_context(
     calib_batch_files: dict[str, Path],
     out_dir: Path,
     model_path: Path | None,
+    data_types: Mapping[str, str] | None = None,
+    batch_dims: Mapping[str, int | None] | None = None,
 ) -> dict[str, Any]:
-    """Everything the config templates read, computed once."""
+    """Everything the config templates read, computed once. `data_types`/`batch_dims`: what
+    each input's calib set holds (default: the image preprocessing's dtype, dim 0)."""
     quant = config.quant
-    calib_shapes = _calib_shapes(input_shapes, config.calib.batch)
+    calib_shapes = _calib_shapes(input_shapes, config.calib.batch, batch_dims)
     data_files = {name: _abs(calib_batch_files[name]) for name in calib_batch_files}
     tensors = [
         {
             "name": name,
             "shape": list(shape),
             "calib_shape": list(calib_shapes[name]),
-            "data_type": config.preprocess.dtype,
+            "data_type": (data_types or {}).get(name, config.preprocess.dtype),
             "data_file": data_files.get(name),
         }
         for name, shape in input_shapes.items()
@@ -577,6 +590,8 @@ def render_configs(
     calib_batch_files: dict[str, Path],
     out_dir: Path,
     model_path: Path | None = None,
+    data_types: Mapping[str, str] | None = None,
+    batch_dims: Mapping[str, int | None] | None = None,
 ) -> dict[str, Path]:
     """Render and write the quantization records and toolkit configs for one soc.
 
@@ -615,7 +630,9 @@ def render_configs(
     if config.quant.tensor_quantize and route != "atc":
         log.warning("tensor_quantize is written only to the ATC simple config (not amct_onnx's)")
 
-    context = render_context(config, info, input_shapes, calib_batch_files, out_dir, model_path)
+    context = render_context(
+        config, info, input_shapes, calib_batch_files, out_dir, model_path, data_types, batch_dims
+    )
     planned: list[tuple[str, str]] = [(QUANT_CONFIG, "quant_config.json.j2")]
     if atc_problem is None:
         planned += [(SIMPLE_CONFIG, "simple_config.cfg.j2")]

@@ -23,6 +23,7 @@ import numpy as np
 from ascend_quant.backends.base import ConvertRequest
 from ascend_quant.backends.toolkit import Toolkit
 from ascend_quant.config import AtcConfig, format_input_shape
+from ascend_quant.data.calibset import CalibSet, batch_shape
 from ascend_quant.errors import UsageError
 from ascend_quant.tensors import TensorSpec, graph_io
 
@@ -132,12 +133,13 @@ class CalibInfo:
 
     input_name: str
     dir: Path
-    shape: tuple[int, ...]  # per sample, N = 1
+    shape: tuple[int, ...]  # per sample: 1 at the batch dim
     dtype: str
     batch: int
     batch_dir: Path
     batch_files: tuple[Path, ...]
     sample_files: tuple[Path, ...]
+    batch_dim: int | None = 0  # None: the input has no batch dim
 
     @property
     def sample_bytes(self) -> int:
@@ -145,12 +147,11 @@ class CalibInfo:
 
     @property
     def batch_shape(self) -> tuple[int, ...]:
-        return (self.batch, *self.shape[1:])
+        return batch_shape(self.shape, self.batch_dim, self.batch)
 
 
 def load_calib(path: Path) -> CalibInfo:
     """Read and validate a calib set (CalibSet.load checks every file's size)."""
-    from ascend_quant.data.calibset import CalibSet
 
     calib = CalibSet.load(Path(path))
     return CalibInfo(
@@ -162,6 +163,7 @@ def load_calib(path: Path) -> CalibInfo:
         batch_dir=calib.batch_dir,
         batch_files=tuple(calib.batch_files),
         sample_files=tuple(calib.sample_files),
+        batch_dim=calib.batch_dim,
     )
 
 
@@ -533,8 +535,12 @@ def check_calib(
                 hint="create it with `ascend-quant calib` and pass --calib DIR",
             )
     for info in infos:
-        model_shape = request.input_shapes.get(info.input_name, ())
-        if tuple(info.shape[1:]) != tuple(model_shape[1:]):
+        model_shape = tuple(request.input_shapes.get(info.input_name, ()))
+        if len(info.shape) != len(model_shape) or any(
+            have != want
+            for i, (have, want) in enumerate(zip(info.shape, model_shape))
+            if i != info.batch_dim
+        ):
             raise UsageError(
                 f"calibration set {info.dir} holds samples of shape {list(info.shape)} but input "
                 f"'{info.input_name}' is {list(model_shape)}",

@@ -384,7 +384,10 @@ class ArrayPlan:
 
 
 def plan_source(
-    source: str, spec: TensorSpec, batch_dim: int | None, base: Path | None = None
+    sources: str | Sequence[str],
+    spec: TensorSpec,
+    batch_dim: int | None,
+    base: Path | None = None,
 ) -> ArrayPlan:
     """Find and check one input's files (headers, shapes, dtypes); nothing is loaded."""
     if not spec.is_static:
@@ -397,10 +400,11 @@ def plan_source(
         raise _bad(
             spec,
             f"batch_dim {batch_dim} is outside its {spec.rank} dims {list(spec.shape)}",
-            hint=f"set [inputs.{spec.name}] batch_dim to a dim index, or to -1 for none",
+            hint=f'set [inputs.{spec.name}] batch_dim to a dim index, or to "none"',
         )
-    files = resolve_files(source, spec, base)
-    return ArrayPlan(spec, batch_dim, source, tuple(plan(files, spec, batch_dim)))
+    listed = (sources,) if isinstance(sources, str) else tuple(sources)
+    files = [f for source in listed for f in resolve_files(source, spec, base)]
+    return ArrayPlan(spec, batch_dim, ",".join(listed), tuple(plan(files, spec, batch_dim)))
 
 
 def feed_count(array_plan: ArrayPlan) -> int:
@@ -431,6 +435,7 @@ def make_array_set(
     array_plan: ArrayPlan,
     batch: int = 1,
     limit: int | None = None,
+    force: bool = False,
 ) -> tuple[CalibSet, bool]:
     """Write one input's checked source as a calib set at `out_dir`; returns (set, reused).
 
@@ -456,7 +461,7 @@ def make_array_set(
     }
     params_sha = sha256_json(params)
     check_replaceable(out_dir)
-    existing = _try_reuse(out_dir, params_sha)
+    existing = None if force else _try_reuse(out_dir, params_sha)
     if existing is not None:
         return existing, True
     samples = iter_samples(array_plan.items, spec, batch_dim)
