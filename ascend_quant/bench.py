@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ascend_quant import backends
 from ascend_quant.backends.base import BenchResult
 from ascend_quant.config import BenchConfig
@@ -31,9 +33,11 @@ class BenchRow:
     """One model's benchmark and how it compares with the first model of the table."""
 
     result: BenchResult
-    speedup: float | None  # mean latency of the first model / this model's
+    speedup: float | None  # the first model's latency / this model's (see `bench_table`)
     size_ratio: float | None  # this model's file size / the first model's
     throughput_ratio: float | None  # this model's throughput / the first model's
+    speedup_rounds: list[float] | None = None  # per interleaved round: its medians' ratio
+    speedup_spread: float | None = None  # max - min of speedup_rounds: how stable it is
 
 
 @dataclass
@@ -52,23 +56,53 @@ def _ratio(numerator: float, denominator: float) -> float | None:
     return numerator / denominator if denominator > 0 else None
 
 
+def _round_speedups(base: BenchResult, result: BenchResult) -> list[float] | None:
+    """Per-round ratios of median latencies, when both models ran in the same rounds."""
+    a = base.extra.get("round_medians_ms")
+    b = result.extra.get("round_medians_ms")
+    if not a or not b or len(a) != len(b) or len(a) < 2:
+        return None
+    return [float(x) / float(y) for x, y in zip(a, b) if float(y) > 0]
+
+
 def bench_table(results: list[BenchResult], config: BenchConfig) -> BenchTable:
-    """Rows with speedup, size and throughput ratios against the first result."""
+    """Rows with speedup, size and throughput ratios against the first result.
+
+    Interleaved models: the speedup is the median of the per-round ratios of median latencies
+    (robust to a noisy machine) and its spread is reported; otherwise the ratio of the means.
+    """
     rows = []
     for i, result in enumerate(results):
         if i == 0:
             rows.append(BenchRow(result, None, None, None))
             continue
         base = results[0]
+        per_round = _round_speedups(base, result)
+        speedup = (
+            float(np.median(per_round))
+            if per_round
+            else _ratio(base.latency_ms.mean, result.latency_ms.mean)
+        )
         rows.append(
             BenchRow(
                 result,
-                speedup=_ratio(base.latency_ms.mean, result.latency_ms.mean),
+                speedup=speedup,
                 size_ratio=_ratio(result.file_size_bytes, base.file_size_bytes),
                 throughput_ratio=_ratio(result.throughput, base.throughput),
+                speedup_rounds=per_round,
+                speedup_spread=max(per_round) - min(per_round) if per_round else None,
             )
         )
     return BenchTable(config=config, rows=rows)
+
+
+def describe_settings(config: BenchConfig) -> str:
+    """The loop settings in one line, for output beside the figures."""
+    budget = f"{config.duration_s:g} s budget per model, " if config.duration_s else ""
+    return (
+        f"{config.warmup} warm-up run(s), then {budget}at most {config.loop} and at least "
+        f"{config.min_loop} timed runs per model"
+    )
 
 
 def bench_models(
@@ -77,8 +111,10 @@ def bench_models(
     """Benchmark each .om with its own backend under identical settings, first one = baseline."""
     if not models:
         raise UsageError("no models to benchmark", hint="pass one or more .om files")
-    if config.loop < 1 and not config.duration_s:
-        raise UsageError("--loop must be at least 1 (or give --duration)")
+    if config.loop < 1:
+        raise UsageError("--loop must be at least 1")
+    if config.min_loop < 1:
+        raise UsageError("bench.min_loop must be at least 1")
     if config.warmup < 0:
         raise UsageError("--warmup cannot be negative")
     if config.duration_s is not None and config.duration_s <= 0:
@@ -86,5 +122,10 @@ def bench_models(
     if config.batch_size is not None and config.batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
     chosen = [(Path(m), backends.backend_for_om(Path(m))) for m in models]  # validate all first
-    results = [backend.bench(path, config, progress) for path, backend in chosen]
+    kinds = {type(backend) for _path, backend in chosen}
+    bench_many = getattr(chosen[0][1], "bench_many", None)
+    if len(kinds) == 1 and bench_many is not None:  # one backend that interleaves the models
+        results = list(bench_many([path for path, _b in chosen], config, progress))
+    else:
+        results = [backend.bench(path, config, progress) for path, backend in chosen]
     return bench_table(results, config)

@@ -173,9 +173,13 @@ class AippConfig:
 
 @dataclass(frozen=True)
 class BenchConfig:
-    warmup: int = 5
+    """Each model: `warmup` untimed runs, then at most `loop` timed runs or as many as fit in
+    `duration_s` (None: no budget), but at least `min_loop`; models alternate in rounds."""
+
+    warmup: int = 2
     loop: int = 50
-    duration_s: float | None = None  # when set, loop until this much time has passed
+    duration_s: float | None = 2.0  # time budget per model
+    min_loop: int = 5
     device: int = 0
     batch_size: int | None = None  # None: the leading dim of the first input
 

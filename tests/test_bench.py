@@ -91,3 +91,40 @@ def test_simulated_bench_of_real_sim_om(tmp_path: Path) -> None:
     assert a.result.simulated and a.result.latency_ms.count == 8
     assert a.result.latency_ms.min <= a.result.latency_ms.median <= a.result.latency_ms.max
     assert b.size_ratio == 1.0 and b.speedup is not None and b.speedup > 0
+    assert len(b.speedup_rounds or []) == 4 and b.speedup_spread is not None
+    assert a.result.extra["warmup"] == 1 and len(a.result.extra["round_medians_ms"]) == 4
+
+
+def test_interleaved_rounds_alternate_and_respect_budget_and_minimum() -> None:
+    import time
+
+    from ascend_quant.runners.timing import interleaved_loop
+
+    calls: list[str] = []
+
+    def step(name: str, seconds: float = 0.0):  # type: ignore[no-untyped-def]
+        def run() -> None:
+            calls.append(name)
+            time.sleep(seconds)
+
+        return run
+
+    samples = interleaved_loop([step("a"), step("b")], 1, 8, None, 5)
+    timed = calls[2:]  # after one warm-up each
+    assert (
+        timed
+        == ["a"] * 2
+        + ["b"] * 2
+        + ["b"] * 2
+        + ["a"] * 2
+        + ["a"] * 2
+        + ["b"] * 2
+        + ["b"] * 2
+        + ["a"] * 2
+    )
+    assert [len(r) for r in samples[0]] == [2, 2, 2, 2]
+
+    calls.clear()
+    slow = interleaved_loop([step("s", 0.02)], 0, 1000, 0.05, 3)
+    assert sum(len(r) for r in slow[0]) == 3  # the budget allows ~2; the minimum is 3
+    assert calls.count("s") == 4  # one warm-up (to estimate) even with warmup=0

@@ -532,8 +532,7 @@ class AtcBackend:
         """ais_bench --loop/--warmup_count/--batchsize on pure (zero) data; msame as fallback."""
         om = Path(om).absolute()  # the tool runs in a temporary directory
         manifest = self._check_npu(om)
-        if config.duration_s is not None:
-            log.warning("ais_bench runs a fixed --loop; bench.duration_s is ignored on the NPU")
+        # ais_bench runs a fixed --loop: the time budget (duration_s) applies to the simulator.
         batch = config.batch_size or _manifest_batch(manifest) or 1
         with tempfile.TemporaryDirectory(prefix="ascend-quant-bench-") as tmp:
             out = Path(tmp)

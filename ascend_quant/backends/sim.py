@@ -9,6 +9,8 @@ execute such containers with ais_bench's file conventions and timing schema.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import os
 import platform
@@ -36,7 +38,12 @@ from ascend_quant.model import random_feeds
 from ascend_quant.onnx_io import to_ort_bytes
 from ascend_quant.progress import NULL_PROGRESS, Progress
 from ascend_quant.runners.ort import OrtRunner
-from ascend_quant.runners.timing import latency_stats, time_loop
+from ascend_quant.runners.timing import (
+    interleaved_loop,
+    latency_stats,
+    relative_spread,
+    round_medians,
+)
 from ascend_quant.tensors import TensorSpec, graph_io
 from ascend_quant.workspace import atomic_write_json, read_json, sha256_bytes, sha256_file
 
@@ -277,41 +284,58 @@ class SimBackend:
     def bench(
         self, om: Path, config: BenchConfig, progress: Progress = NULL_PROGRESS
     ) -> BenchResult:
-        om = Path(om)
-        with self.open(om) as runner:
-            feeds = random_feeds(runner.input_specs())
-            first = next(iter(feeds.values()), None)
+        return self.bench_many([om], config, progress)[0]
+
+    def bench_many(
+        self, oms: list[Path], config: BenchConfig, progress: Progress = NULL_PROGRESS
+    ) -> list[BenchResult]:
+        """Every model in alternating rounds (`interleaved_loop`), each on its own random input."""
+        paths = [Path(om) for om in oms]
+        with contextlib.ExitStack() as stack:
+            runners = [stack.enter_context(self.open(om)) for om in paths]
+            feeds = [random_feeds(r.input_specs()) for r in runners]
+            steps = [functools.partial(r.infer, f) for r, f in zip(runners, feeds)]
+            names = ", ".join(p.name for p in paths)
+            with progress.task(f"benchmarking {names}", total=None) as advance:
+                samples = interleaved_loop(
+                    steps, config.warmup, config.loop, config.duration_s, config.min_loop,
+                    advance=advance,
+                )  # fmt: skip
+        results = []
+        for om, runner, feed, rounds in zip(paths, runners, feeds, samples):
+            first = next(iter(feed.values()), None)
             batch = config.batch_size or (
                 int(first.shape[0]) if first is not None and first.ndim else 1
             )
-            with progress.task(f"benchmarking {om.name}", total=config.loop) as advance:
-                samples = time_loop(
-                    lambda: runner.infer(feeds),
-                    config.warmup,
-                    config.loop,
-                    config.duration_s,
-                    advance,
+            stats = latency_stats([v for r in rounds for v in r])
+            medians = round_medians(rounds)
+            results.append(
+                BenchResult(
+                    model=str(om),
+                    backend="sim",
+                    device="cpu (simulated)",
+                    simulated=True,
+                    precision=runner.metadata.get("precision"),
+                    soc=runner.metadata.get("soc"),
+                    batch_size=batch,
+                    latency_ms=stats,
+                    throughput=1000.0 * batch / stats.mean if stats.mean > 0 else 0.0,
+                    file_size_bytes=om.stat().st_size,
+                    extra={
+                        "onnxruntime": _ort_version(),
+                        "cpu": platform.processor() or platform.machine(),
+                        "cpu_count": os.cpu_count(),
+                        "warmup": config.warmup,
+                        "loop": config.loop,
+                        "duration_s": config.duration_s,
+                        "min_loop": config.min_loop,
+                        "round_medians_ms": medians,
+                        "round_spread": relative_spread(medians),
+                        "input": "random",
+                    },
                 )
-        stats = latency_stats(samples)
-        return BenchResult(
-            model=str(om),
-            backend="sim",
-            device="cpu (simulated)",
-            simulated=True,
-            precision=runner.metadata.get("precision"),
-            soc=runner.metadata.get("soc"),
-            batch_size=batch,
-            latency_ms=stats,
-            throughput=1000.0 * batch / stats.mean if stats.mean > 0 else 0.0,
-            file_size_bytes=om.stat().st_size,
-            extra={
-                "onnxruntime": _ort_version(),
-                "cpu": platform.processor() or platform.machine(),
-                "cpu_count": os.cpu_count(),
-                "warmup": config.warmup,
-                "input": "random",
-            },
-        )
+            )
+        return results
 
 
 def copy_for_soc(om: Path, out_dir: Path, soc: str) -> Artifact:

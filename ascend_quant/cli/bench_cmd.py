@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ascend_quant.bench import BenchTable, bench_models
+from ascend_quant.bench import BenchTable, bench_models, describe_settings
 from ascend_quant.cli.common import JSON_OPTION, console, given, print_json, progress_for
 from ascend_quant.config import BenchConfig, merge
 from ascend_quant.report import json_safe, save_json
@@ -17,10 +17,10 @@ def bench(
     models: list[Path] = typer.Argument(
         ..., help="One or more .om files; the first is the baseline."
     ),
-    warmup: int | None = typer.Option(None, "--warmup", help="Untimed runs first (default 5)."),
-    loop: int | None = typer.Option(None, "--loop", help="Timed runs (default 50)."),
+    warmup: int | None = typer.Option(None, "--warmup", help="Untimed runs first (default 2)."),
+    loop: int | None = typer.Option(None, "--loop", help="At most this many timed runs (50)."),
     duration: float | None = typer.Option(
-        None, "--duration", help="Run for this many seconds instead of a fixed --loop."
+        None, "--duration", help="Time budget per model in seconds (default 2; >= 5 runs)."
     ),
     device: int | None = typer.Option(None, "--device", help="NPU device id (default 0)."),
     batch_size: int | None = typer.Option(
@@ -44,8 +44,24 @@ def bench(
         print_json(json_safe(table))
         return
     console.print(bench_rich_table(table))
+    console.print(describe_settings(table.config), soft_wrap=True)
+    for line in stability_lines(table):
+        console.print(line, soft_wrap=True)
     if out is not None:
         console.print(f"wrote {out}")
+
+
+def stability_lines(table: BenchTable) -> list[str]:
+    """How far apart the interleaved rounds put each speedup (the figure's stability)."""
+    lines = []
+    for row in table.rows:
+        if row.speedup_rounds:
+            low, high = min(row.speedup_rounds), max(row.speedup_rounds)
+            lines.append(
+                f"{Path(row.result.model).name}: speedup {row.speedup:.2f}x, per round "
+                f"{low:.2f}x to {high:.2f}x over {len(row.speedup_rounds)} alternating rounds"
+            )
+    return lines
 
 
 def _ratio(value: float | None) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from ascend_quant.bench import describe_settings
 from ascend_quant.cli.common import (
     JSON_OPTION,
     console,
@@ -19,7 +20,7 @@ from ascend_quant.cli.common import (
     progress_for,
     split_list,
 )
-from ascend_quant.config import load_build_config
+from ascend_quant.config import BenchConfig, load_build_config
 from ascend_quant.errors import EXIT_THRESHOLD
 from ascend_quant.pipeline import STAGES, BuildResult, StageRun
 from ascend_quant.pipeline import build as run_build
@@ -127,10 +128,28 @@ def _print_summary(result: BuildResult) -> None:
         console.print(table)
         if result.simulated:
             console.print("latency and speedup: CPU timings of the simulation, not NPU latency")
+        for line in bench_notes(soc.bench):
+            console.print(line, soft_wrap=True)
         for precision, path in soc.artifacts.items():
             console.print(f"{precision}: {path}", soft_wrap=True)
         console.print(f"report: {soc.reports.get('html', '')}", soft_wrap=True)
     console.print("PASSED" if result.passed else "[red]FAILED[/red]: accuracy thresholds breached")
+
+
+def bench_notes(bench: dict[str, Any]) -> list[str]:
+    """The benchmark's loop settings and each speedup's spread over the interleaved rounds."""
+    lines = []
+    settings = bench.get("config") or {}
+    if settings:
+        lines.append("bench: " + describe_settings(BenchConfig(**settings)))
+    for row in bench.get("rows", []):
+        rounds = row.get("speedup_rounds")
+        if rounds:
+            lines.append(
+                f"{Path(row['result']['model']).name}: speedup {row['speedup']:.2f}x, per round "
+                f"{min(rounds):.2f}x to {max(rounds):.2f}x over {len(rounds)} alternating rounds"
+            )
+    return lines
 
 
 SUMMARY_COLUMNS = (
