@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import os
@@ -25,7 +26,7 @@ from ascend_quant.cli import (
     run_cmd,
     socs_cmd,
 )
-from ascend_quant.cli.common import err_console
+from ascend_quant.cli.common import err_console, styled
 from ascend_quant.errors import EXIT_USAGE, AscendQuantError
 
 EXIT_INTERNAL = 4
@@ -48,9 +49,7 @@ class _ConsoleHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         level = record.levelname.lower()
         style = {"warning": "yellow", "error": "red"}.get(level, "dim")
-        err_console.print(
-            f"[{style}]{level}:[/{style}] {record.getMessage()}", markup=True, highlight=False
-        )
+        err_console.print(styled((f"{level}:", style), " ", record.getMessage()))
 
 
 def _version(value: bool) -> None:
@@ -100,6 +99,28 @@ for _name, _command in (
     app.command(_name)(_interruptible(_command))
 
 
+def _print_error(message: str, hint: str | None) -> None:
+    """`error:` and `hint:` lines; the message and hint are printed literally."""
+    err_console.print(styled(("error:", "red"), " ", message))
+    err_console.print(styled(("hint:", "cyan"), " ", hint or _GENERIC_HINT))
+
+
+_GENERIC_HINT = "run the command with --help to see what it expects"
+
+
+def _os_error_hint(exc: OSError) -> str:
+    """What to do about a file-system error the library did not anticipate."""
+    hints = {
+        errno.ENOSPC: "free some disk space (or choose another --out) and run the command again",
+        errno.EACCES: "check the permissions of the file or directory named above",
+        errno.EROFS: "the file system is read-only: choose another --out",
+        errno.ENOENT: "check that the path exists",
+        errno.EISDIR: "pass a file here, not a directory",
+        errno.ENOTDIR: "a component of the path is a file, not a directory",
+    }
+    return hints.get(exc.errno or 0, "check the path and the file system named above")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app and turn errors into one line and an exit code."""
     logger = logging.getLogger("ascend_quant")
@@ -115,27 +136,25 @@ def main(argv: list[str] | None = None) -> None:
     except AscendQuantError as exc:
         if _state["debug"]:
             traceback.print_exc()
-        err_console.print(f"[red]error:[/red] {exc.message}", highlight=False)
-        if exc.hint:
-            err_console.print(f"[cyan]hint:[/cyan] {exc.hint}", highlight=False)
+        _print_error(exc.message, exc.hint)
         sys.exit(exc.exit_code)
     except (KeyboardInterrupt, _Interrupted):
-        err_console.print("[red]error:[/red] interrupted")
-        err_console.print(
-            "[cyan]hint:[/cyan] outputs are replaced whole or not at all; "
-            "a re-run of build continues from its last finished stage"
+        _print_error(
+            "interrupted",
+            "outputs are replaced whole or not at all; "
+            "a re-run of build continues from its last finished stage",
         )
         sys.exit(EXIT_INTERRUPTED)
     except OSError as exc:
         if _state["debug"]:
             traceback.print_exc()
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        _print_error(str(exc), _os_error_hint(exc))
         sys.exit(EXIT_USAGE)
     except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug
         if _state["debug"]:
             traceback.print_exc()
-        err_console.print(
-            f"[red]error:[/red] internal error: {type(exc).__name__}: {exc}", highlight=False
+        _print_error(
+            f"internal error: {type(exc).__name__}: {exc}",
+            "re-run with --debug for the traceback and report it",
         )
-        err_console.print("[cyan]hint:[/cyan] re-run with --debug for the traceback and report it")
         sys.exit(EXIT_INTERNAL)

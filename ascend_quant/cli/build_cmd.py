@@ -19,6 +19,7 @@ from ascend_quant.cli.common import (
     print_json,
     progress_for,
     split_list,
+    styled,
 )
 from ascend_quant.config import BenchConfig, load_build_config
 from ascend_quant.errors import EXIT_THRESHOLD
@@ -133,7 +134,9 @@ def _print_summary(result: BuildResult) -> None:
         for precision, path in soc.artifacts.items():
             console.print(f"{precision}: {path}", soft_wrap=True)
         console.print(f"report: {soc.reports.get('html', '')}", soft_wrap=True)
-    console.print("PASSED" if result.passed else "[red]FAILED[/red]: accuracy thresholds breached")
+    console.print(
+        "PASSED" if result.passed else styled(("FAILED", "red"), ": accuracy thresholds breached")
+    )
 
 
 def bench_notes(bench: dict[str, Any]) -> list[str]:

@@ -10,14 +10,25 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from ascend_quant.config import to_mapping
 from ascend_quant.errors import UsageError
 from ascend_quant.progress import NULL_PROGRESS, Progress, RichProgress
 
 # Data goes to stdout, everything meant for a person's eyes (progress, warnings) to stderr.
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# No markup: user text (file names like `photo[v1].jpg`, `run[/bold]`) prints literally; styled
+# words are `Text` objects. No hard wrapping into a pipe or a file, where lines must stay whole.
+console = Console(highlight=False, markup=False)
+err_console = Console(stderr=True, highlight=False, markup=False)
+for _console in (console, err_console):
+    _console.soft_wrap = not _console.is_terminal
+
+
+def styled(*parts: str | tuple[str, str]) -> Text:
+    """Plain strings literally, (text, style) pairs styled: styled(("error:", "red"), " ", m)."""
+    return Text.assemble(*parts)
+
 
 JSON_OPTION = typer.Option(False, "--json", help="Print the result as JSON on stdout.")
 

@@ -6,10 +6,18 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from ascend_quant import metrics
 from ascend_quant.aisbench_io import parse_input_arg
-from ascend_quant.cli.common import JSON_OPTION, console, given, print_json, progress_for
+from ascend_quant.cli.common import (
+    JSON_OPTION,
+    console,
+    given,
+    print_json,
+    progress_for,
+    styled,
+)
 from ascend_quant.compare import THRESHOLD_METRICS, CompareResult, compare_models
 from ascend_quant.config import Thresholds, merge, parse_input_shape, to_mapping
 from ascend_quant.errors import EXIT_THRESHOLD, UsageError
@@ -150,23 +158,23 @@ def compare_rich_tables(result: CompareResult) -> list[Table]:
         table.add_column("metric")
         table.add_column("threshold", justify="right")
         for cand in result.candidates:
-            mark = "[green]✓[/green]" if cand.outputs[k].passed else "[red]✗[/red]"
-            table.add_column(f"{cand.name} {mark}", justify="right")
+            mark = ("✓", "green") if cand.outputs[k].passed else ("✗", "red")
+            table.add_column(styled(f"{cand.name} ", mark), justify="right")
             table.add_column("worst", justify="right", style="dim")
         keys = [key for key in metrics.METRIC_LABELS if key in first.metrics]
         for key in keys:
             attr_op = limits.get(key)
             limit = getattr(first.thresholds, attr_op[0]) if attr_op else None
-            cells = [
+            cells: list[str | Text] = [
                 metrics.METRIC_LABELS[key],
                 f"{'≥' if attr_op and attr_op[1] == '>=' else '≤'} {limit:g}" if attr_op else "",
             ]
             for cand in result.candidates:
                 comp = cand.outputs[k]
-                value = metrics.format_value(key, comp.metrics.get(key))
+                value: str | Text = metrics.format_value(key, comp.metrics.get(key))
                 if attr_op and comp.metrics.get(key) is not None:
                     failed = any(f.startswith(f"{key} ") for f in comp.failures)
-                    value = f"[red]{value} ✗[/red]" if failed else f"[green]{value}[/green]"
+                    value = styled((f"{value} ✗", "red") if failed else (str(value), "green"))
                 cells += [value, metrics.format_value(key, comp.worst.get(key))]
             table.add_row(*cells)
         notes = [f"{c.name}: {n}" for c in result.candidates for n in c.outputs[k].notes]

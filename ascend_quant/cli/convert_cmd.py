@@ -16,6 +16,7 @@ from ascend_quant.cli.common import (
     given,
     print_json,
     progress_for,
+    styled,
 )
 from ascend_quant.config import load_build_config
 from ascend_quant.errors import UsageError
@@ -169,8 +170,11 @@ def convert(
         return
     size = artifact.path.stat().st_size
     console.print(
-        f"[green]wrote[/green] {artifact.path} ({size / 1e6:.2f} MB, {artifact.backend}, "
-        f"{artifact.precision}, {artifact.soc})"
+        styled(
+            ("wrote", "green"),
+            f" {artifact.path} ({size / 1e6:.2f} MB, {artifact.backend}, "
+            f"{artifact.precision}, {artifact.soc})",
+        )
     )
     route = artifact.manifest.get("route")
     if route:

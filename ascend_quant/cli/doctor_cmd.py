@@ -10,9 +10,10 @@ from typing import Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from ascend_quant.__about__ import __version__
-from ascend_quant.cli.common import JSON_OPTION, console, print_json
+from ascend_quant.cli.common import JSON_OPTION, console, print_json, styled
 
 PACKAGES = ("onnx", "onnxruntime", "onnxsim", "numpy", "jinja2", "typer", "rich", "pillow")
 
@@ -57,8 +58,9 @@ def doctor_report(include_socs: bool = False) -> dict[str, Any]:
     return report
 
 
-def _mark(value: object) -> str:
-    return "[green]yes[/green]" if value else "[red]no[/red]"
+def _mark(value: object, detail: str | None = None) -> Text:
+    mark = ("yes", "green") if value else ("no", "red")
+    return styled(mark, f" {detail}" if detail else "")
 
 
 def doctor(
@@ -75,16 +77,15 @@ def doctor(
     table.add_column("value")
     table.add_row("python", f"{report['python']['version']} ({report['python']['executable']})")
     for name, version in report["packages"].items():
-        table.add_row(name, version or "[red]missing[/red]")
+        table.add_row(name, version or styled(("missing", "red")))
     tk = report["toolkit"]
-    table.add_row("CANN toolkit", _mark(tk["found"]) + (f" {tk['root']}" if tk["root"] else ""))
+    table.add_row("CANN toolkit", _mark(tk["found"], tk["root"]))
     table.add_row("CANN version", tk["version"] or "unknown")
     if tk["set_env"]:
         table.add_row("set_env.sh", tk["set_env"])
     for tool, path in tk["tools"].items():
-        table.add_row(tool, path or "[red]not found[/red]")
-    npu = _mark(tk["npu_visible"]) + (f" {tk['npu_soc']}" if tk["npu_soc"] else "")
-    table.add_row("NPU visible", npu)
+        table.add_row(tool, path or styled(("not found", "red")))
+    table.add_row("NPU visible", _mark(tk["npu_visible"], tk["npu_soc"]))
     table.add_row("backend auto", report["auto_backend"])
     if report["auto_int8_route"]:
         table.add_row("INT8 route auto", report["auto_int8_route"])

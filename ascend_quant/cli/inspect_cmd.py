@@ -74,9 +74,9 @@ def _print_result(result: PreflightResult, kept: bool) -> None:
 
     for title, items in (("repairs", result.repairs), ("warnings", result.warnings)):
         if items:
-            console.print(f"[bold]{title}[/bold]")
+            console.print(title, style="bold")
             for item in items:
-                console.print(f"  - {item}", markup=False)
+                console.print(f"  - {item}")
 
 
 def _describe_om(path: Path, json_output: bool) -> None:
