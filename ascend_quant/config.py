@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import sys
 import types
 import typing
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 from ascend_quant.errors import UsageError
+from ascend_quant.workspace import read_user_file
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -37,6 +40,61 @@ InputKind = Literal["auto", "image", "array"]
 
 # Algorithms the real toolkit implements; the others exist only in the simulator, for comparison.
 TOOLKIT_ALGORITHMS = ("ifmr", "hfmg")
+
+# atc flags ascend-quant sets itself: `atc.extra_args` may not repeat or override them.
+ATC_OWNED_FLAGS = (
+    "model",
+    "framework",
+    "output",
+    "soc_version",
+    "input_format",
+    "input_shape",
+    "log",
+    "precision_mode",
+    "precision_mode_v2",
+    "output_type",
+    "insert_op_conf",
+    "enable_small_channel",
+    "dynamic_batch_size",
+    "dynamic_image_size",
+    "op_select_implmode",
+    "optypelist_for_implmode",
+    "op_precision_mode",
+    "keep_dtype",
+    "compression_optimize_conf",
+    "enable_quantization",
+    "quantization_config",
+    "mode",
+    "om",
+    "weight",
+)
+# AIPP input formats for a static aipp_op (reference §6).
+# A project file larger than this is not a project file.
+MAX_CONFIG_BYTES = 1 << 20
+CONFIG_FILE_HINT = "pass the path of an ascend-quant.toml (or a quant_config.json)"
+# Largest image side accepted for --size (AIPP's own limit is 4096).
+MAX_IMAGE_SIDE = 16384
+AIPP_INPUT_FORMATS = ("YUV420SP_U8", "RGB888_U8", "XRGB8888_U8", "YUV400_U8")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _require(ok: bool, message: str, hint: str) -> None:
+    """The value checks every config section runs when it is built (a bad value is exit 2)."""
+    if not ok:
+        raise UsageError(message, hint=hint)
+
+
+def _finite(value: float) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def check_plain_text(value: str, what: str) -> None:
+    """Refuse control characters (newlines, tabs, NUL) in text that reaches a file or argv."""
+    _require(
+        not _CONTROL.search(value),
+        f"{what} {value!r} contains a control character (newline, tab, ...)",
+        f"write {what} on one line without control characters",
+    )
 
 
 @dataclass(frozen=True)
@@ -59,6 +117,21 @@ class PreprocessConfig:
     layout: Layout = "NCHW"
     dtype: SampleDtype = "float32"
 
+    def __post_init__(self) -> None:
+        if self.size is not None:
+            _require(
+                all(0 < v <= MAX_IMAGE_SIDE for v in self.size),
+                f"size {self.size[0]}x{self.size[1]} is outside 1..{MAX_IMAGE_SIDE} pixels a side",
+                "e.g. --size 224x224",
+            )
+        values = (self.scale, *self.mean, *self.std)
+        _require(
+            all(map(_finite, values)),
+            f"scale {self.scale}, mean {list(self.mean)}, std {list(self.std)}: every value "
+            "must be a finite number (no nan or inf)",
+            "e.g. --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225",
+        )
+
 
 @dataclass(frozen=True)
 class CalibConfig:
@@ -70,6 +143,11 @@ class CalibConfig:
     batch: int = 1  # N in the calibration input_shape; one batched .bin holds N samples
     skip_bad: bool = False
     jobs: int | None = None  # worker processes; None: all cores
+
+    def __post_init__(self) -> None:
+        _require(self.batch >= 1, f"calib batch {self.batch} is below 1", "e.g. --batch 4")
+        _require(self.limit is None or self.limit >= 1, f"limit {self.limit} is below 1", "e.g. 16")
+        _require(self.jobs is None or self.jobs >= 1, f"jobs {self.jobs} is below 1", "e.g. -j 2")
 
 
 @dataclass(frozen=True)
@@ -83,6 +161,22 @@ class IfmrConfig:
     min_percentile: float = 0.999999
     asymmetric: bool | None = None  # None: follow activation_offset
 
+    def __post_init__(self) -> None:
+        start, end, step = self.search_range_start, self.search_range_end, self.search_step
+        _require(
+            all(map(_finite, (start, end, step))) and 0 < start < end and 0 < step <= end - start,
+            f"IFMR search range {start}..{end} step {step}: AMCT needs "
+            "0 < search_range_start < search_range_end and 0 < search_step <= end - start",
+            "e.g. search_range_start = 0.7, search_range_end = 1.3, search_step = 0.01",
+        )
+        for name in ("max_percentile", "min_percentile"):
+            value = getattr(self, name)
+            _require(
+                _finite(value) and 0.5 < value <= 1.0,
+                f"IFMR {name} {value} is outside (0.5, 1]",
+                f"e.g. {name} = 0.999999",
+            )
+
 
 @dataclass(frozen=True)
 class HfmgConfig:
@@ -90,6 +184,13 @@ class HfmgConfig:
 
     num_of_bins: int = 4096
     asymmetric: bool | None = None
+
+    def __post_init__(self) -> None:
+        _require(
+            2 <= self.num_of_bins <= 1 << 16,
+            f"HFMG num_of_bins {self.num_of_bins} is outside 2..65536",
+            "AMCT documents 1024, 2048, 4096 (default) or 8192",
+        )
 
 
 @dataclass(frozen=True)
@@ -134,6 +235,22 @@ class QuantConfig:
     tensor_quantize: tuple[TensorQuantize, ...] = ()
     batch_num: int | None = None  # calibration batches; None: all calibration batches
 
+    def __post_init__(self) -> None:
+        _require(
+            self.quant_bits in (6, 7, 8),
+            f"quant_bits {self.quant_bits} is not 6, 7 or 8",
+            "AMCT quantizes weights to 8 bits (6 and 7 for Conv2d only)",
+        )
+        _require(
+            self.batch_num is None or self.batch_num >= 1,
+            f"batch_num {self.batch_num} is below 1",
+            "leave batch_num unset to use every calibration batch",
+        )
+        names = (*self.skip_layers, *self.skip_layer_types, *self.skip_fusion_layers)
+        names += (*self.override_layer_types, *self.override_layer_configs)
+        for name in names:
+            check_plain_text(name, "layer name")
+
 
 @dataclass(frozen=True)
 class AtcConfig:
@@ -160,6 +277,40 @@ class AtcConfig:
     timeout_s: float = 3600.0
     extra_args: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        _require(
+            _finite(self.timeout_s) and self.timeout_s > 0,
+            f"atc.timeout_s {self.timeout_s} is not a positive number of seconds",
+            "e.g. timeout_s = 3600 under [atc]",
+        )
+        _require(
+            self.infer_device_id >= 0,
+            f"atc.infer_device_id {self.infer_device_id} is negative",
+            "use the device id npu-smi info shows, e.g. 0",
+        )
+        for text in (self.input_format, self.log, *self.optypelist_for_implmode):
+            check_plain_text(text, "atc option")
+        for value in (self.precision_mode, self.precision_mode_v2, self.output_type):
+            check_plain_text(value or "", "atc option")
+        check_plain_text(self.op_select_implmode or "", "atc option")
+        check_plain_text(self.op_precision_mode or "", "atc option")
+        for arg in self.extra_args:
+            check_plain_text(arg, "extra atc argument")
+            match = re.match(r"^-{1,2}([A-Za-z0-9_]+)(=|$)", arg)
+            _require(
+                match is not None and match.group(2) == "=",
+                f"extra atc argument {arg!r} is not in atc's --flag=value form",
+                "write each extra argument as --flag=value (gflags syntax)",
+            )
+            assert match is not None
+            _require(
+                match.group(1) not in ATC_OWNED_FLAGS,
+                f"extra atc argument {arg!r} repeats a flag ascend-quant sets itself "
+                f"(--{match.group(1)})",
+                f"use the ascend-quant option for --{match.group(1)} instead of extra_args "
+                "(see docs/config.md)",
+            )
+
 
 @dataclass(frozen=True)
 class AippConfig:
@@ -169,6 +320,13 @@ class AippConfig:
     input_format: str = "RGB888_U8"
     crop: bool = False
     src_image_size: tuple[int, int] | None = None  # (H, W); None: the model input size
+
+    def __post_init__(self) -> None:
+        _require(
+            self.input_format in AIPP_INPUT_FORMATS,
+            f"aipp.input_format {self.input_format!r} is not an AIPP input format",
+            f"use one of: {', '.join(AIPP_INPUT_FORMATS)}",
+        )
 
 
 @dataclass(frozen=True)
@@ -183,6 +341,13 @@ class BenchConfig:
     device: int = 0
     batch_size: int | None = None  # None: the leading dim of the first input
 
+    def __post_init__(self) -> None:
+        _require(
+            self.duration_s is None or _finite(self.duration_s),
+            f"bench duration {self.duration_s} is not a finite number of seconds",
+            "e.g. --duration 10",
+        )
+
 
 @dataclass(frozen=True)
 class Thresholds:
@@ -193,6 +358,20 @@ class Thresholds:
     kl_max: float = 0.005
     rmse_max: float = 1.0
     mean_rel_error_max: float = 1.0
+
+    def __post_init__(self) -> None:
+        _require(
+            _finite(self.cosine_min) and -1.0 <= self.cosine_min <= 1.0,
+            f"cosine_min {self.cosine_min} is outside [-1, 1]",
+            "e.g. cosine_min = 0.99",
+        )
+        for name in ("rel_euclidean_max", "kl_max", "rmse_max", "mean_rel_error_max"):
+            value = getattr(self, name)
+            _require(
+                _finite(value) and value >= 0,
+                f"{name} {value} is not a finite number >= 0",
+                f"e.g. {name} = {getattr(Thresholds, name)}",
+            )
 
 
 @dataclass(frozen=True)
@@ -324,7 +503,12 @@ def from_mapping(cls: type[T], data: dict[str, Any], where: str = "") -> T:
         if key_norm not in names:
             raise UsageError(f"unknown config key '{path}'", hint=_suggest(key_norm, names))
         kwargs[key_norm] = _convert(value, hints[key_norm], path)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except UsageError as exc:
+        if where and not exc.message.startswith(where):
+            exc.message = f"{where}: {exc.message}"
+        raise
 
 
 def to_mapping(value: Any) -> Any:
@@ -367,13 +551,18 @@ def _deep_update(target: dict[str, Any], updates: dict[str, Any]) -> None:
 
 def load_project_file(path: Path) -> dict[str, Any]:
     """Read `ascend-quant.toml` into a plain mapping (validated later by `from_mapping`)."""
+    data = read_user_file(path, "config file", MAX_CONFIG_BYTES, CONFIG_FILE_HINT)
     try:
-        with open(path, "rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise UsageError(f"config file not found: {path}") from None
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"{path}: not UTF-8 text (byte {exc.start})",
+            hint="save the file as UTF-8 (TOML files are UTF-8 by definition)",
+        ) from None
     except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{path}: not valid TOML: {exc}") from None
+        raise UsageError(
+            f"{path}: not valid TOML: {exc}", hint="see docs/config.md for the file format"
+        ) from None
 
 
 def load_build_config(

@@ -55,6 +55,9 @@ AMCT_DEPLOY_OPS = ("AscendQuant", "AscendDequant", "AscendWeightQuant", "AscendA
 VERIFY_RTOL = 1e-3
 VERIFY_ATOL = 1e-4
 _CHECKER_LIMIT = 2_000_000_000  # the in-memory checker cannot take protos over 2 GB
+# One sample of all inputs (and a calibration batch of them) must fit in this many bytes; checked
+# before anything is allocated, so an absurd shape is a usage error rather than a swapping machine.
+MAX_SAMPLE_BYTES = 2 << 30
 
 
 @dataclass(frozen=True)
@@ -453,6 +456,30 @@ def resolve_input_shapes(
     return shapes, warnings
 
 
+def check_memory(
+    shapes: dict[str, tuple[int, ...]], dtypes: dict[str, str], samples: int = 1, what: str = ""
+) -> int:
+    """Bytes of `samples` samples of every input (dims x dtype x samples); UsageError above
+    MAX_SAMPLE_BYTES, before anything is allocated."""
+    total = 0
+    for name, dims in shapes.items():
+        try:
+            itemsize = np.dtype(dtypes.get(name, "float32")).itemsize
+        except TypeError:
+            itemsize = 4
+        total += math.prod(dims) * max(itemsize, 1) * samples
+    if total > MAX_SAMPLE_BYTES:
+        text = "; ".join(f"{n}:{','.join(map(str, d))}" for n, d in shapes.items())
+        raise UsageError(
+            f"{what or 'the model inputs'} ({text}"
+            + (f", x{samples} samples" if samples > 1 else "")
+            + f") would take {total / 2**30:.3g} GiB, over the {MAX_SAMPLE_BYTES / 2**30:g} GiB "
+            "limit",
+            hint="check the input shape (a typo in --input-shape?) or use a smaller size/batch",
+        )
+    return total
+
+
 def _fmt_shape(shape: tuple[int | str, ...]) -> str:
     return "[" + ",".join(str(d) for d in shape) + "]"
 
@@ -614,8 +641,15 @@ def preflight(
         advance(1)
 
         inputs, _ = graph_io(model)
+        if not inputs:
+            raise ModelError(
+                f"{model_path} has no inputs (every value is a constant): there is nothing to "
+                "convert, calibrate or compare",
+                hint="export the model with its real inputs (not folded into constants)",
+            )
         shapes, shape_warnings = resolve_input_shapes(inputs, input_shape)
         warnings += shape_warnings
+        check_memory(shapes, {t.name: t.dtype for t in inputs}, what=f"one sample for {stem}")
         feeds = random_feeds(inputs, shapes)
         reference: dict[str, np.ndarray] | None
         try:

@@ -52,6 +52,7 @@ from ascend_quant.workspace import (
     atomic_write_json,
     exclusive_lock,
     read_json,
+    remove_stale_temps,
     sha256_file,
     sha256_json,
     tool_fingerprint,
@@ -869,7 +870,8 @@ def build(
     config = replace(config or BuildConfig(), model=Path(model))
     model_path = Path(model)
     if not model_path.is_file():
-        raise UsageError(f"model not found: {model_path}", hint="pass the path of an .onnx file")
+        what = "is not a regular file" if model_path.exists() else "not found"
+        raise UsageError(f"model {what}: {model_path}", hint="pass the path of an .onnx file")
     if not config.socs:
         raise UsageError("no soc given", hint="pass --soc, e.g. --soc Ascend310P3")
     for soc in config.socs:
@@ -882,6 +884,8 @@ def build(
 
     workspace = Path(config.out or Path("build") / model_path.stem)
     with exclusive_lock(workspace / ".lock", f"workspace {workspace}"):
+        for path in remove_stale_temps(workspace):
+            log.info(f"removed {path}, left by a build that was stopped mid-write")
         ctx = BuildContext(
             config=config,
             source=model_path,

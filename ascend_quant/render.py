@@ -29,6 +29,8 @@ from jinja2.sandbox import SandboxedEnvironment
 from ascend_quant import prototext
 from ascend_quant.__about__ import __version__
 from ascend_quant.config import (
+    CONFIG_FILE_HINT,
+    MAX_CONFIG_BYTES,
     TOOLKIT_ALGORITHMS,
     AtcConfig,
     BuildConfig,
@@ -42,7 +44,7 @@ from ascend_quant.errors import UsageError
 from ascend_quant.model import QUANTIZABLE_TYPES
 from ascend_quant.resources import templates_dir
 from ascend_quant.soc import SocInfo, get_soc
-from ascend_quant.workspace import atomic_write_text
+from ascend_quant.workspace import atomic_write_text, read_user_file
 
 log = logging.getLogger("ascend_quant")
 
@@ -318,12 +320,14 @@ def _overrides_from_quant_config(data: dict[str, Any]) -> dict[str, Any]:
 
 def read_quant_config(path: Path) -> dict[str, Any]:
     """quant_config.json back into BuildConfig overrides (for `--config quant_config.json`)."""
+    raw = read_user_file(path, "config file", MAX_CONFIG_BYTES, CONFIG_FILE_HINT)
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"config file not found: {path}") from None
+        data = json.loads(raw.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: not valid JSON: {exc}") from None
+        raise UsageError(
+            f"{path}: not valid JSON (UTF-8): {exc}",
+            hint="pass a quant_config.json that ascend-quant config wrote",
+        ) from None
     validate_quant_config(data, str(path))
     return _overrides_from_quant_config(data)
 

@@ -11,14 +11,16 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from ascend_quant.__about__ import __version__
-from ascend_quant.errors import WorkspaceBusyError
+from ascend_quant.errors import UsageError, WorkspaceBusyError
 
 _CHUNK = 1 << 20
 
@@ -78,6 +80,56 @@ def atomic_write_text(path: Path, text: str) -> Path:
 
 def atomic_write_json(path: Path, value: Any) -> Path:
     return atomic_write_text(path, json.dumps(value, indent=2, sort_keys=False, default=str) + "\n")
+
+
+# What atomic_write_bytes / atomic_directory / the simulator leave behind when killed mid-write.
+_STALE = re.compile(r"^\..+(\.tmp|\.tmp\.[A-Za-z0-9]+|\.old)$")
+
+
+def remove_stale_temps(root: Path) -> list[Path]:
+    """Remove the temporary files and directories a killed run left under `root`.
+
+    Call it only while holding the workspace lock: then no live writer owns them.
+    """
+    removed: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [*dirnames, *filenames]:
+            if not _STALE.match(name):
+                continue
+            path = Path(dirpath) / name
+            if name in dirnames:
+                dirnames.remove(name)
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+            removed.append(path)
+    return removed
+
+
+def read_user_file(path: Path, what: str, max_bytes: int, hint: str) -> bytes:
+    """The bytes of a file the user named: refused by type (directory, FIFO, device, socket)
+    before it is opened, and by size before it is read whole."""
+    path = Path(path)
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise UsageError(f"{what} not found: {path}", hint=hint) from None
+    except OSError as exc:
+        raise UsageError(f"{what} {path}: {exc.strerror}", hint=hint) from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+        raise UsageError(f"{what} {path} is {kind}", hint=hint)
+    if info.st_size > max_bytes:
+        raise UsageError(
+            f"{what} {path} has {info.st_size} bytes, more than the {max_bytes} a {what} can have",
+            hint=hint,
+        )
+    with open(path, "rb") as handle:
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise UsageError(f"{what} {path} grew past {max_bytes} bytes while read", hint=hint)
+    return data
 
 
 def read_json(path: Path) -> Any:

@@ -22,7 +22,7 @@ import numpy as np
 
 from ascend_quant.backends.base import ConvertRequest
 from ascend_quant.backends.toolkit import Toolkit
-from ascend_quant.config import AtcConfig, format_input_shape
+from ascend_quant.config import ATC_OWNED_FLAGS, AtcConfig, format_input_shape
 from ascend_quant.data.calibset import CalibSet, batch_shape
 from ascend_quant.errors import UsageError
 from ascend_quant.tensors import TensorSpec, graph_io
@@ -87,30 +87,8 @@ AIPP_CONFIG = "aipp.cfg"
 QUANT_CONFIG_JSON = "quant_config.json"
 KEEP_DTYPE_CONFIG = "keep_dtype.cfg"
 
-# Flags this module sets itself; extra_args may not repeat them.
-MANAGED_FLAGS = (
-    "model",
-    "framework",
-    "output",
-    "soc_version",
-    "input_format",
-    "input_shape",
-    "log",
-    "precision_mode",
-    "precision_mode_v2",
-    "output_type",
-    "insert_op_conf",
-    "enable_small_channel",
-    "dynamic_batch_size",
-    "dynamic_image_size",
-    "op_select_implmode",
-    "optypelist_for_implmode",
-    "op_precision_mode",
-    "keep_dtype",
-    "compression_optimize_conf",
-    "enable_quantization",
-    "quantization_config",
-)
+# Flags this module sets itself; extra_args may not repeat them (checked in config.py).
+MANAGED_FLAGS = ATC_OWNED_FLAGS
 # Flags whose value is a file or directory: made absolute, since atc runs in its own directory.
 PATH_FLAGS = (
     "op_precision_mode",
