@@ -48,6 +48,10 @@ class Runner(ABC):
             hint="per-layer comparison needs a model that runs on ONNX Runtime",
         )
 
+    def tensor_names(self) -> set[str] | None:
+        """Every tensor `with_outputs` can expose; None when the runtime cannot say."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - runners without resources need nothing
         """Release the runtime's resources; the runner is unusable afterwards."""
 

@@ -131,6 +131,7 @@ class OrtRunner(Runner):
         self._outputs = _specs(self._session.get_outputs())
         self._input_names = {s.name for s in self._inputs}
         self._passthrough: list[str] = []  # exposed tensors that are graph inputs
+        self._names: set[str] | None = None
         self.last_latency_ms = 0.0
 
     def input_specs(self) -> list[TensorSpec]:
@@ -141,13 +142,22 @@ class OrtRunner(Runner):
             next(s for s in self._inputs if s.name == n) for n in self._passthrough
         ]
 
+    def _proto(self) -> onnx.ModelProto:
+        return self._model if isinstance(self._model, onnx.ModelProto) else _parse(self._model)
+
+    def tensor_names(self) -> set[str]:
+        """The graph inputs and every tensor a main-graph node produces."""
+        if self._names is None:
+            graph = self._proto().graph
+            self._names = {o for n in graph.node for o in n.output if o}
+            self._names |= {o.name for o in graph.output} | self._input_names
+        return set(self._names)
+
     def with_outputs(self, names: Sequence[str]) -> OrtRunner:
         """The same model with `names` (any tensor of the main graph) as extra outputs."""
-        proto = self._model if isinstance(self._model, onnx.ModelProto) else _parse(self._model)
-        produced = {o for n in proto.graph.node for o in n.output if o} | {
-            o.name for o in proto.graph.output
-        }
-        unknown = [n for n in names if n not in produced and n not in self._input_names]
+        proto = self._proto()
+        known = self.tensor_names()
+        unknown = [n for n in names if n not in known]
         if unknown:
             raise UsageError(
                 f"{self.name or 'model'}: no tensor named {', '.join(unknown[:5])}",
