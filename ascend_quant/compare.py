@@ -4,9 +4,10 @@ The golden is the original ONNX model in FP32 on ONNX Runtime; each candidate .o
 its backend's `run`, which writes ais_bench-named output files. Golden and candidates read the
 same input files through the same `aisbench_io` conventions, so they see identical tensors.
 
-Per candidate and output, the metrics of `metrics.py` are computed over all samples at once
-(from additive statistics; equal to the metric of the concatenated outputs) and per sample (the
-worst sample is reported too). The verdict uses the aggregate figures.
+Per candidate and output, the metrics of `metrics.py` and of the output's task (`tasks.py`) are
+computed over all samples at once and per sample. Gates (`gates.py`: msit's thresholds, the
+task's defaults and the user's) judge the aggregate or the worst sample; the verdict is one line
+naming the first failure. A user metric hook (`usermetric.py`) is judged the same way.
 """
 
 from __future__ import annotations
@@ -16,19 +17,23 @@ import difflib
 import logging
 import math
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ascend_quant import aisbench_io, backends, metrics
-from ascend_quant.config import Thresholds
+from ascend_quant import aisbench_io, backends, metrics, tasks
+from ascend_quant.config import AccuracyConfig, Thresholds
 from ascend_quant.errors import UsageError
+from ascend_quant.gates import Extremes, Gate, GateFailure, judge, merge_gates, verdict_line
 from ascend_quant.golden import GoldenSet, golden_runner, resolve_inputs, write_golden
 from ascend_quant.progress import NULL_PROGRESS, Progress
+from ascend_quant.sanity import DegenerateTracker
 from ascend_quant.tensors import TensorSpec
+from ascend_quant.usermetric import DEFAULT_GATES as USER_METRIC_GATES
+from ascend_quant.usermetric import UserMetric, UserMetricAccumulator, load_metric
 from ascend_quant.workspace import atomic_directory, read_json, sha256_file
 
 log = logging.getLogger("ascend_quant")
@@ -53,16 +58,22 @@ class OutputComparison:
     """One candidate's output against the golden, over all evaluation samples."""
 
     output: str
-    kind: str  # "image" | "classes" | "tensor"
+    kind: str  # "image" | "classes" | "tensor": which built-in metrics apply
     shape: list[int]  # per inference
     samples: int
     metrics: dict[str, float | None]  # aggregate over all samples
     worst: dict[str, float | None]  # worst single sample per metric
     worst_sample: dict[str, str]  # metric -> the sample (output file stem) that was worst
     thresholds: Thresholds
-    failures: list[str]  # e.g. "cosine 0.9712 < 0.99"
+    failures: list[str]  # e.g. "cosine 0.9712 < 0.99", "psnr_db 28.1 < 30 sample img_3"
     notes: list[str]
     passed: bool
+    task: str = "generic"  # tasks.Task, or "user" for a user metric hook
+    task_source: str = ""  # why this task: "--task", "accuracy.outputs.<name>", "guessed ..."
+    value_range: float | None = None  # L of PSNR/SSIM
+    range_source: str | None = None  # "nominal 0..1 (--output-range)" or "golden min..max"
+    gates: list[Gate] = field(default_factory=list)
+    gate_failures: list[GateFailure] = field(default_factory=list)
 
 
 @dataclass
@@ -104,6 +115,8 @@ class CompareResult:
     output_thresholds: dict[str, Thresholds] = field(default_factory=dict)
     image_samples: list[ImageSample] = field(default_factory=list)
     out_dir: str = ""
+    gate_failures: list[GateFailure] = field(default_factory=list)
+    metric_hook: str | None = None
 
 
 # --- thresholds ------------------------------------------------------------------------------
@@ -131,15 +144,74 @@ def _fmt(value: float) -> str:
     return f"{value:.6g}"
 
 
-def verdict_text(candidates: list[CandidateResult]) -> tuple[str, list[str]]:
-    """'PASSED', or 'FAILED: ' + every failed metric per candidate and output."""
-    failures = [
-        f"{c.name} {o.output}: {', '.join(o.failures)}"
-        for c in candidates
-        for o in c.outputs
-        if o.failures
-    ]
-    return ("PASSED" if not failures else "FAILED: " + "; ".join(failures)), failures
+def verdict_text(candidates: list[CandidateResult]) -> tuple[str, list[GateFailure]]:
+    """The verdict line ('PASSED' or 'FAILED: <first failure> (+N other ...)') and every
+    failed gate, candidate by candidate and output by output."""
+    failures = [f for c in candidates for o in c.outputs for f in o.gate_failures]
+    return verdict_line(failures), failures
+
+
+def resolve_task(
+    accuracy: AccuracyConfig, output: str, shape: tuple[int, ...]
+) -> tuple[tasks.TaskOptions, str]:
+    """The output's options with a concrete task, and where the task came from."""
+    options = accuracy.outputs.get(output, tasks.TaskOptions())
+    if options.task != "auto":
+        task, source = options.task, f"accuracy.outputs.{output}.task"
+    elif accuracy.task != "auto":
+        task, source = accuracy.task, "--task"
+    else:
+        task, source = tasks.guess_task(shape)
+    if options.output_range is None and accuracy.output_range is not None:
+        options = replace(options, output_range=accuracy.output_range)
+    options = replace(options, task=task)
+    problem = tasks.check_shape(options, shape, output)
+    if problem is not None:
+        raise UsageError(
+            problem,
+            hint=f"set the task per output in ascend-quant.toml ([accuracy.outputs.{output}] "
+            'task = "generic"), or judge it with --metric',
+        )
+    return options, source
+
+
+def _value_range(options: tasks.TaskOptions, lo: float, hi: float) -> tuple[float, str]:
+    """L for PSNR/SSIM: the nominal range when given, else the golden's (stated either way)."""
+    if options.output_range is not None:
+        a, b = options.output_range
+        return float(b - a), f"nominal {a:g}..{b:g} (--output-range)"
+    if lo > hi:
+        return 0.0, "the golden has no finite values"
+    value = metrics.data_range(lo, hi)
+    if lo >= 0.0 and hi <= 1.0:
+        return value, f"golden within 0..1 ({lo:.4g}..{hi:.4g}); --output-range sets it"
+    return value, f"golden min..max ({lo:.4g}..{hi:.4g}); --output-range sets it"
+
+
+def _nan_reason(notes: list[str]) -> str | None:
+    bad = [n for n in notes if "NaN/Inf" in n]
+    return "; ".join(bad) if bad else None
+
+
+def _worst_of(
+    extremes: Extremes, keys: list[str], higher_better: Mapping[str, bool] | None = None
+) -> tuple[dict[str, float | None], dict[str, str]]:
+    """The worst sample per metric by its direction (NaN is the worst of all)."""
+    worst: dict[str, float | None] = {}
+    at: dict[str, str] = {}
+    for key in keys:
+        if key in extremes.nan_at:
+            worst[key], at[key] = math.nan, extremes.nan_at[key]
+            continue
+        higher = metrics.HIGHER_IS_BETTER.get(key, tasks.HIGHER_IS_BETTER.get(key, False))
+        if higher_better is not None:
+            higher = higher_better.get(key, True)
+        source, where = (
+            (extremes.low, extremes.low_at) if higher else (extremes.high, extremes.high_at)
+        )
+        if key in source:
+            worst[key], at[key] = source[key], where[key]
+    return worst, at
 
 
 # --- same-inputs check -----------------------------------------------------------------------
@@ -237,13 +309,13 @@ def _precision_of(om: Path) -> str | None:
 
 
 def _check_output_thresholds(
-    output_thresholds: dict[str, Thresholds], output_names: list[str]
+    output_thresholds: Mapping[str, Any], output_names: list[str], what: str = "threshold"
 ) -> None:
     for name in output_thresholds:
         if name not in output_names:
             close = difflib.get_close_matches(name, output_names, n=1)
             raise UsageError(
-                f"threshold for unknown output '{name}'",
+                f"{what} for unknown output '{name}'",
                 hint=(f"did you mean '{close[0]}'? " if close else "")
                 + f"the model's outputs are: {', '.join(output_names)}",
             )
@@ -294,6 +366,7 @@ def compare_models(
     calib_sources: list[Path] | None = None,
     progress: Progress = NULL_PROGRESS,
     input_shapes: dict[str, tuple[int, ...]] | None = None,
+    accuracy: AccuracyConfig | None = None,
     golden: GoldenSet | None = None,
 ) -> CompareResult:
     """Run the FP32 golden and every candidate on the same inputs and judge each output.
@@ -303,17 +376,20 @@ def compare_models(
 
     Output files go to `out_dir/outputs/` (`golden/`, one folder per candidate, and `samples/`
     with the first image sample as .npy for the report), replaced as a whole on success.
+    `accuracy` says what each output means (its task), adds gates and a user metric hook.
     """
     onnx_model = Path(onnx_model)
     out_dir = Path(out_dir)
     input_dirs = [Path(p) for p in input_dirs]
     thresholds = thresholds or Thresholds()
     output_thresholds = dict(output_thresholds or {})
+    accuracy = accuracy or AccuracyConfig()
     if not onnx_model.is_file():
         raise UsageError(f"model not found: {onnx_model}")
     if not candidates:
         raise UsageError("no .om candidates to compare", hint="pass one or more .om files")
     candidates = [Path(c) for c in candidates]
+    hook: UserMetric | None = load_metric(accuracy.metric) if accuracy.metric else None
     runners = [backends.backend_for_om(c) for c in candidates]  # validates the files early
     names = _candidate_names(candidates)
 
@@ -326,6 +402,9 @@ def compare_models(
         golden_names = [o.name for o in golden.outputs]
         specs = golden.inputs
     _check_output_thresholds(output_thresholds, golden_names)
+    _check_output_thresholds(
+        accuracy.outputs, golden_names + ([hook.name] if hook else []), "accuracy settings"
+    )
 
     warnings: list[str] = []
     if calib_sources:
@@ -334,6 +413,7 @@ def compare_models(
             log.warning(warning)
             warnings.append(warning)
 
+    degenerate = DegenerateTracker()
     final_outputs = out_dir / "outputs"
     with atomic_directory(final_outputs) as work:
         if runner is not None:
@@ -350,6 +430,10 @@ def compare_models(
         first_outs = golden.read(stems[0]) if stems else []
         # The real shapes (the model may declare dynamic output dims).
         golden_specs = golden.outputs
+        resolved = [
+            resolve_task(accuracy, s.name, tuple(int(d) for d in s.shape)) for s in golden_specs
+        ]
+        options = [r[0] for r in resolved]
 
         runs = []
         for name, om, backend in zip(names, candidates, runners):
@@ -367,37 +451,73 @@ def compare_models(
                 )
             runs.append((run, mapping, note, getattr(backend, "name", "?")))
 
-        kinds = [metrics.detect_kind(tuple(int(d) for d in s.shape)) for s in golden_specs]
-        ranges = [
-            metrics.data_range(lo[k], hi[k]) if lo[k] <= hi[k] else 0.0
-            for k in range(len(golden_names))
-        ]
+        kinds = [tasks.ACCUMULATOR_KIND[str(o.task)] for o in options]
+        ranges = [_value_range(options[k], lo[k], hi[k]) for k in range(len(golden_names))]
         accs = [
-            [metrics.MetricAccumulator(kinds[k], ranges[k]) for k in range(len(golden_names))]  # type: ignore[arg-type]
+            [
+                metrics.MetricAccumulator(
+                    kinds[k],  # type: ignore[arg-type]
+                    ranges[k][0],
+                    logits=options[k].task in ("classification", "sequence"),
+                )
+                for k in range(len(golden_names))
+            ]
             for _ in candidates
         ]
-        worst: list[list[dict[str, float | None]]] = [
-            [{} for _ in golden_names] for _ in candidates
-        ]
-        worst_at: list[list[dict[str, str]]] = [[{} for _ in golden_names] for _ in candidates]
+        task_accs = [[tasks.TaskAccumulator(o) for o in options] for _ in candidates]
+        extremes = [[Extremes() for _ in golden_names] for _ in candidates]
+        hook_accs = [UserMetricAccumulator(hook) for _ in candidates] if hook else []
+        hook_extremes = [Extremes() for _ in hook_accs]
         image_samples = _image_outputs(
-            kinds, ranges, golden_specs, specs, first_feeds, first_outs, work
+            kinds, [r[0] for r in ranges], golden_specs, specs, first_feeds, first_outs, work
         )
+        # The inputs again, sample by sample: checked for degenerate data and given to the hook.
+        feeds = aisbench_io.iter_feeds(input_dirs, specs)
         with progress.task("comparing outputs", total=len(stems) * len(candidates)) as advance:
             for i, stem in enumerate(stems):
                 gold = golden.read(stem)
+                inputs = next(feeds)[1]
+                degenerate.check_inputs(inputs, stem)
+                for k, array in enumerate(gold):
+                    degenerate.check_golden(golden_names[k], array, stem)
                 for c, (run, mapping, _note, _b) in enumerate(runs):
+                    mine = []
                     for k, g in enumerate(gold):
                         m = _read_candidate(Path(run.outputs[i][mapping[k]]), g, names[c])
+                        mine.append(m)
                         per_sample = accs[c][k].update(g, m)
-                        _track_worst(worst[c][k], worst_at[c][k], per_sample, stem)
+                        per_sample.pop("notes", None)
+                        per_sample.update(
+                            {
+                                key: value
+                                for key, value in task_accs[c][k].update(g, m).items()
+                                if not isinstance(value, metrics.Undefined)
+                            }
+                        )
+                        extremes[c][k].update(per_sample, stem)
                         if i == 0 and k in image_samples:
                             path = work / "samples" / f"{_safe(golden_names[k])}.{names[c]}.npy"
                             np.save(path, m)
                             image_samples[k].candidates[names[c]] = str(
                                 final_outputs / path.relative_to(work)
                             )
+                    if hook_accs:
+                        values = hook_accs[c].update(
+                            dict(zip(golden_names, gold)), dict(zip(golden_names, mine)), inputs
+                        )
+                        hook_extremes[c].update(values, stem)
                     advance(1)
+
+    for message in degenerate.warnings(len(stems)):
+        log.warning(message)
+        warnings.append(message)
+    flagged = degenerate.warnings(len(stems))
+    if accuracy.strict and flagged:
+        more = f" (+{len(flagged) - 1} more)" if len(flagged) > 1 else ""
+        raise UsageError(
+            flagged[0] + more,
+            hint="--strict makes degenerate data an error; without it this is a warning",
+        )
 
     results: list[CandidateResult] = []
     for c, (name, om) in enumerate(zip(names, candidates)):
@@ -406,10 +526,27 @@ def compare_models(
         for k, out_name in enumerate(golden_names):
             agg = accs[c][k].result()
             notes = list(agg.pop("notes"))
+            task_values, task_notes = tasks.split_undefined(task_accs[c][k].result())
+            agg.update(task_values)
+            notes += task_notes + task_accs[c][k].notes()
             if note and k == 0:
                 notes.append(note)
             limits = output_thresholds.get(out_name, thresholds)
-            failures = check_thresholds(agg, limits)
+            gates = merge_gates(
+                limits.gates(),
+                tasks.DEFAULT_GATES[str(options[k].task)],
+                accuracy.gates,
+                options[k].gates,
+            )
+            failed = judge(
+                gates,
+                agg,
+                extremes[c][k],
+                candidate=name,
+                output=out_name,
+                nan_reason=_nan_reason(notes),
+            )
+            worst, worst_at = _worst_of(extremes[c][k], list(agg))
             outputs.append(
                 OutputComparison(
                     output=out_name,
@@ -417,13 +554,28 @@ def compare_models(
                     shape=[int(d) for d in golden_specs[k].shape],
                     samples=len(stems),
                     metrics=agg,
-                    worst=worst[c][k],
-                    worst_sample=worst_at[c][k],
+                    worst=worst,
+                    worst_sample=worst_at,
                     thresholds=limits,
-                    failures=failures,
+                    failures=[f.short() for f in failed],
                     notes=notes,
-                    passed=not failures,
+                    passed=not failed,
+                    task=str(options[k].task),
+                    task_source=resolved[k][1],
+                    value_range=ranges[k][0] if kinds[k] == "image" else None,
+                    range_source=ranges[k][1] if kinds[k] == "image" else None,
+                    gates=list(gates),
+                    gate_failures=failed,
                 )
+            )
+        if hook is not None:
+            hook_gates = merge_gates(
+                USER_METRIC_GATES,
+                accuracy.gates,
+                accuracy.outputs.get(hook.name, tasks.TaskOptions()).gates,
+            )
+            outputs.append(
+                _hook_comparison(hook, hook_gates, hook_accs[c], hook_extremes[c], name, stems)
             )
         results.append(
             CandidateResult(
@@ -436,6 +588,7 @@ def compare_models(
                 cosine_min=_lowest([o.metrics.get("cosine") for o in outputs]),
             )
         )
+    _check_gate_metrics(accuracy, results)
     verdict, failures = verdict_text(results)
     samples = []
     for sample in image_samples.values():
@@ -450,37 +603,74 @@ def compare_models(
         candidates=results,
         passed=not failures,
         verdict=verdict,
-        failures=failures,
+        failures=[f.text() for f in failures],
         warnings=warnings,
         thresholds=thresholds,
         output_thresholds=output_thresholds,
         image_samples=samples,
         out_dir=str(out_dir),
+        gate_failures=failures,
+        metric_hook=hook.spec if hook else None,
+    )
+
+
+def _check_gate_metrics(accuracy: AccuracyConfig, results: list[CandidateResult]) -> None:
+    """A gate on a metric no output has would never fail: a typo, reported as such."""
+    known = {key for c in results for o in c.outputs for key in o.metrics}
+    asked = list(accuracy.gates) + [g for o in accuracy.outputs.values() for g in o.gates]
+    for gate in asked:
+        if gate.metric not in known:
+            close = difflib.get_close_matches(gate.metric, sorted(known), n=1)
+            raise UsageError(
+                f"gate on unknown metric '{gate.metric}'",
+                hint=(f"did you mean '{close[0]}'? " if close else "")
+                + f"the metrics are: {', '.join(sorted(known))}",
+            )
+
+
+def _hook_comparison(
+    hook: UserMetric,
+    gates: tuple[Gate, ...],
+    acc: UserMetricAccumulator,
+    extremes: Extremes,
+    candidate: str,
+    stems: list[str],
+) -> OutputComparison:
+    """A user metric's figures as one more 'output' row group, gated like the others."""
+    agg: dict[str, float | None] = dict(acc.result())
+    gates = tuple(g for g in gates if g.metric in agg)
+    notes = []
+    nonfinite = [k for k, v in agg.items() if v is not None and not math.isfinite(v)]
+    if nonfinite:
+        notes.append(f"the metric returned non-finite {', '.join(nonfinite)}")
+    failed = judge(
+        gates, agg, extremes, candidate=candidate, output=hook.name, nan_reason="; ".join(notes)
+    )
+    # A user's number is a score (higher is better) unless a gate says it is a maximum.
+    direction = {g.metric: g.op == ">=" for g in gates}
+    worst, worst_at = _worst_of(extremes, list(agg), direction)
+    return OutputComparison(
+        output=hook.name,
+        kind="user",
+        shape=[],
+        samples=len(stems),
+        metrics=agg,
+        worst=worst,
+        worst_sample=worst_at,
+        thresholds=Thresholds(),
+        failures=[f.short() for f in failed],
+        notes=[f"user metric {hook.spec}", *notes],
+        passed=not failed,
+        task="user",
+        task_source=f"--metric {hook.spec}",
+        gates=list(gates),
+        gate_failures=failed,
     )
 
 
 def _lowest(values: list[float | None]) -> float | None:
     known = [v for v in values if v is not None]
     return min(known) if known else None
-
-
-def _track_worst(
-    worst: dict[str, float | None], at: dict[str, str], sample: dict[str, Any], stem: str
-) -> None:
-    for key, value in sample.items():
-        if key == "notes" or value is None:
-            continue
-        current = worst.get(key)
-        higher_better = metrics.HIGHER_IS_BETTER.get(key, False)
-        if (
-            current is None
-            or math.isnan(value)
-            or (value < current if higher_better else value > current)
-        ):
-            if current is not None and math.isnan(current):
-                continue
-            worst[key] = value
-            at[key] = stem
 
 
 def _image_outputs(

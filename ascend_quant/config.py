@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 from ascend_quant.errors import UsageError
+from ascend_quant.gates import Gate
+from ascend_quant.tasks import TaskChoice, TaskOptions
 from ascend_quant.workspace import read_user_file
 
 if sys.version_info >= (3, 11):
@@ -373,6 +375,41 @@ class Thresholds:
                 f"e.g. {name} = {getattr(Thresholds, name)}",
             )
 
+    def gates(self) -> tuple[Gate, ...]:
+        """msit's thresholds as aggregate gates (they apply to every task)."""
+        return (
+            Gate("cosine", ">=", self.cosine_min),
+            Gate("rel_euclidean", "<=", self.rel_euclidean_max),
+            Gate("kl", "<=", self.kl_max),
+            Gate("rmse", "<=", self.rmse_max),
+            Gate("mean_rel_error", "<=", self.mean_rel_error_max),
+        )
+
+
+@dataclass(frozen=True)
+class AccuracyConfig:
+    """What the outputs mean and how they are judged, beyond msit's thresholds.
+
+    `task` and `output_range` apply to every output unless `outputs.<name>` says otherwise;
+    `gates` add to (or replace, on the same metric and scope) each task's default gates.
+    """
+
+    task: TaskChoice = "auto"
+    output_range: tuple[float, float] | None = None
+    gates: tuple[Gate, ...] = ()
+    outputs: dict[str, TaskOptions] = field(default_factory=dict)
+    metric: str | None = None  # user metric hook: "module:function" or "file.py[:function]"
+    strict: bool = False  # degenerate golden outputs or inputs are errors, not warnings
+
+    def __post_init__(self) -> None:
+        if self.output_range is not None:
+            _require(
+                all(_finite(v) for v in self.output_range)
+                and self.output_range[0] < self.output_range[1],
+                f"output_range {list(self.output_range)}: needs finite LO < HI",
+                "e.g. --output-range 0,1 or 0,255",
+            )
+
 
 @dataclass(frozen=True)
 class InputConfig:
@@ -415,6 +452,7 @@ class BuildConfig:
     thresholds: Thresholds = field(default_factory=Thresholds)
     output_thresholds: dict[str, Thresholds] = field(default_factory=dict)
     inputs: dict[str, InputConfig] = field(default_factory=dict)  # per model input
+    accuracy: AccuracyConfig = field(default_factory=AccuracyConfig)
 
 
 T = TypeVar("T")

@@ -199,6 +199,54 @@ def kl_divergence(golden: np.ndarray, mine: np.ndarray) -> float:
     return max(float(np.sum(np.exp(log_p) * (log_p - log_q))), 0.0)
 
 
+KL_NOT_A_DISTRIBUTION = (
+    "KL not applicable: the golden output is not a distribution over its last axis "
+    "(rows of probabilities or log-probabilities; class or step scores count as logits)"
+)
+ROW_SUM_TOLERANCE = 1e-3
+
+
+def row_distribution(golden: np.ndarray, logits: bool = False) -> str | None:
+    """How the rows along the last axis form distributions: 'probabilities' (>= 0, sum 1),
+    'log-probabilities' (exp sums to 1), 'logits' (when the task says the rows are class
+    scores), or None: KL is not applicable."""
+    g = np.asarray(golden, dtype=np.float64)
+    if g.ndim == 0 or g.shape[-1] < 2 or g.size == 0 or not np.all(np.isfinite(g)):
+        return "logits" if logits and g.ndim and g.shape[-1] >= 2 else None
+    rows = g.reshape(-1, g.shape[-1])
+    if rows.min() >= 0 and np.all(np.abs(rows.sum(axis=1) - 1.0) <= ROW_SUM_TOLERANCE):
+        return "probabilities"
+    if rows.max() <= 0 and np.all(np.abs(np.exp(rows).sum(axis=1) - 1.0) <= ROW_SUM_TOLERANCE):
+        return "log-probabilities"
+    return "logits" if logits else None
+
+
+def _row_log_softmax(x: np.ndarray) -> np.ndarray:
+    shifted = x - x.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def row_kl(golden: np.ndarray, mine: np.ndarray, form: str) -> np.ndarray:
+    """KL(golden row || candidate row) for every row along the last axis, shape [rows].
+
+    Probabilities: the candidate row is clipped at eps and renormalised (quantisation noise can
+    make it slightly negative or not sum to 1). Log-probabilities and logits: log-softmax of both
+    rows. Zero-probability golden entries contribute 0.
+    """
+    g = np.asarray(golden, dtype=np.float64).reshape(-1, np.shape(golden)[-1])
+    m = np.asarray(mine, dtype=np.float64).reshape(g.shape)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if form == "probabilities":
+            q = np.clip(m, EPS, None)
+            log_q = np.log(q / q.sum(axis=1, keepdims=True))
+            log_p = np.log(np.where(g > 0, g, 1.0))
+            terms = np.where(g > 0, g * (log_p - log_q), 0.0)
+        else:
+            log_p, log_q = _row_log_softmax(g), _row_log_softmax(m)
+            terms = np.exp(log_p) * (log_p - log_q)
+    return np.asarray(np.clip(terms.sum(axis=1), 0.0, None))
+
+
 # --- image metrics ---------------------------------------------------------------------------
 
 
@@ -354,13 +402,10 @@ class _Stats:
     msit_abs_max: float = 0.0
     rel_sum: float = 0.0
     rel_max: float = 0.0
-    # log-sum-exp state of softmax(g) and softmax(m) over everything seen, and
-    # kl_acc = Σ exp(g − g_shift)·(g − m), scaled to g_shift.
-    g_shift: float = -math.inf
-    g_expsum: float = 0.0
-    m_shift: float = -math.inf
-    m_expsum: float = 0.0
-    kl_acc: float = 0.0
+    # KL per row of a distribution output: the sum over rows, the rows, and why not (if not).
+    kl_sum: float = 0.0
+    kl_rows: int = 0
+    kl_na: str | None = None
     nonfinite_golden: int = 0
     nonfinite_mine: int = 0
     ssim_sum: float = 0.0
@@ -370,10 +415,6 @@ class _Stats:
     rows: int = 0
 
     def merge(self, o: _Stats) -> _Stats:
-        g_shift = max(self.g_shift, o.g_shift)
-        m_shift = max(self.m_shift, o.m_shift)
-        a, b = _rescale(self.g_shift, g_shift), _rescale(o.g_shift, g_shift)
-        c, d = _rescale(self.m_shift, m_shift), _rescale(o.m_shift, m_shift)
         return _Stats(
             count=self.count + o.count,
             gm=self.gm + o.gm,
@@ -388,11 +429,9 @@ class _Stats:
             msit_abs_max=_nanmax(self.msit_abs_max, o.msit_abs_max),
             rel_sum=self.rel_sum + o.rel_sum,
             rel_max=_nanmax(self.rel_max, o.rel_max),
-            g_shift=g_shift,
-            g_expsum=self.g_expsum * a + o.g_expsum * b,
-            m_shift=m_shift,
-            m_expsum=self.m_expsum * c + o.m_expsum * d,
-            kl_acc=self.kl_acc * a + o.kl_acc * b,
+            kl_sum=self.kl_sum + o.kl_sum,
+            kl_rows=self.kl_rows + o.kl_rows,
+            kl_na=self.kl_na or o.kl_na,
             nonfinite_golden=self.nonfinite_golden + o.nonfinite_golden,
             nonfinite_mine=self.nonfinite_mine + o.nonfinite_mine,
             ssim_sum=self.ssim_sum + o.ssim_sum,
@@ -403,18 +442,16 @@ class _Stats:
         )
 
 
-def _rescale(shift: float, new_shift: float) -> float:
-    if shift == -math.inf or math.isnan(shift) or math.isnan(new_shift):
-        return 0.0 if not math.isnan(shift) else math.nan
-    return math.exp(shift - new_shift)
-
-
 def _nanmax(a: float, b: float) -> float:
     return math.nan if math.isnan(a) or math.isnan(b) else max(a, b)
 
 
 def _sample_stats(
-    golden: np.ndarray, mine: np.ndarray, kind: str, value_range: float | None
+    golden: np.ndarray,
+    mine: np.ndarray,
+    kind: str,
+    value_range: float | None,
+    logits: bool = False,
 ) -> _Stats:
     g, m = _pair(golden, mine)
     s = _Stats(count=int(g.size))
@@ -431,11 +468,12 @@ def _sample_stats(
         s.abs_sum, s.abs_max = float(absd.sum()), float(absd.max())
         s.msit_abs_sum, s.msit_abs_max = float(masked.sum()), float(masked.max())
         s.rel_sum, s.rel_max = float(rel.sum()), float(rel.max())
-        s.g_shift, s.m_shift = float(g.max()), float(m.max())
-        eg = np.exp(g - s.g_shift)
-        s.g_expsum = float(eg.sum())
-        s.m_expsum = float(np.exp(m - s.m_shift).sum())
-        s.kl_acc = float(eg @ (g - m))
+    form = row_distribution(golden, logits or kind == "classes")
+    if form is None:
+        s.kl_na = KL_NOT_A_DISTRIBUTION
+    else:
+        kl = row_kl(golden, mine, form)
+        s.kl_sum, s.kl_rows = float(kl.sum()), int(kl.size)
     s.nonfinite_golden = int(g.size - np.count_nonzero(np.isfinite(g)))
     s.nonfinite_mine = int(m.size - np.count_nonzero(np.isfinite(m)))
     shape = np.shape(golden)
@@ -490,12 +528,12 @@ def _finalize(s: _Stats, kind: str, value_range: float | None) -> dict[str, Any]
     put("rel_euclidean", _rel_euclidean_from(s.sse, s.gg))
     put("max_rel_error", s.rel_max)
     put("mean_rel_error", s.rel_sum / n)
-    if s.nonfinite_golden or s.nonfinite_mine:
+    if s.kl_na is not None:
+        put("kl", Undefined(s.kl_na))
+    elif s.nonfinite_golden or s.nonfinite_mine:
         put("kl", math.nan)
-    elif s.count and s.g_expsum > 0 and s.m_expsum > 0:
-        lse_g = s.g_shift + math.log(s.g_expsum)
-        lse_m = s.m_shift + math.log(s.m_expsum)
-        put("kl", max(s.kl_acc / s.g_expsum - lse_g + lse_m, 0.0))
+    elif s.kl_rows:
+        put("kl", s.kl_sum / s.kl_rows)
     else:
         put("kl", 0.0 if s.count else math.nan)
     if kind == "image":
@@ -563,10 +601,11 @@ class MetricAccumulator:
 
     kind: Literal["image", "classes", "tensor"]
     value_range: float | None = None
+    logits: bool = False  # rows along the last axis are class scores (KL of their softmax)
     _stats: _Stats = field(default_factory=_Stats)
 
     def update(self, golden: np.ndarray, mine: np.ndarray) -> dict[str, Any]:
-        stats = _sample_stats(golden, mine, self.kind, self.value_range)
+        stats = _sample_stats(golden, mine, self.kind, self.value_range, self.logits)
         self._stats = self._stats.merge(stats)
         return _finalize(stats, self.kind, self.value_range)
 

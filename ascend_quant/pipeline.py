@@ -43,10 +43,12 @@ from ascend_quant.config import BuildConfig, PreprocessConfig, to_mapping
 from ascend_quant.data.feeds import RANDOM_WARNING
 from ascend_quant.data.inputs import InputPlan, is_random, make_sets, plan_inputs
 from ascend_quant.errors import UsageError
+from ascend_quant.gates import GateFailure, verdict_line
 from ascend_quant.golden import MANIFEST, GoldenSet, record_golden
 from ascend_quant.progress import NULL_PROGRESS, Progress
 from ascend_quant.resources import templates_dir
 from ascend_quant.tensors import TensorSpec
+from ascend_quant.usermetric import hook_fingerprint
 from ascend_quant.workspace import (
     atomic_directory,
     atomic_write_json,
@@ -96,6 +98,22 @@ class BuildResult:
     stages: list[StageRun]
     passed: bool
     warnings: list[str] = field(default_factory=list)
+    verdict: str = ""  # the one verdict line: "PASSED" or "FAILED: <first failure> ..."
+
+
+def build_verdict(socs: list[SocResult]) -> str:
+    """One verdict line over every soc; candidates are named `<soc>/<name>` when there are
+    several socs."""
+    failures = []
+    for soc in socs:
+        for item in soc.compare.get("gate_failures", []):
+            failure = GateFailure.from_mapping(item)
+            if len(socs) > 1:
+                failure = replace(failure, candidate=f"{soc.soc}/{failure.candidate}")
+            failures.append(failure)
+    if not failures and not all(s.passed for s in socs):
+        return "FAILED: " + "; ".join(s.compare.get("verdict", "") for s in socs if not s.passed)
+    return verdict_line(failures)
 
 
 # --------------------------------------------------------------------------- typed records
@@ -589,6 +607,8 @@ def _compare_key(ctx: BuildContext) -> dict[str, Any]:
         "calib": ctx.prepared.calib_sets.sha256,  # the overlap warning reads it
         "thresholds": to_mapping(config.thresholds),
         "output_thresholds": to_mapping(config.output_thresholds),
+        "accuracy": to_mapping(config.accuracy),
+        "metric_code": hook_fingerprint(config.accuracy.metric),
     }
 
 
@@ -609,6 +629,7 @@ def _compare_run(ctx: BuildContext) -> Outcome:
         calib_sources=[d / "samples" for d in ctx.prepared.calib_sets.dirs.values()],
         progress=ctx.progress,
         golden=ctx.prepared.golden,
+        accuracy=ctx.config.accuracy,
     )
     data = json_safe(result)
     if is_random(ctx.prepared.inputs):
@@ -929,4 +950,5 @@ def build(
         passed=all(r.passed for r in soc_results),
         warnings=list(ctx.prepared.model.warnings)
         + ([RANDOM_WARNING] if is_random(ctx.prepared.inputs) else []),
+        verdict=build_verdict(soc_results),
     )

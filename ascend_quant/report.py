@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from ascend_quant import metrics
+from ascend_quant import metrics, tasks
 from ascend_quant.config import to_mapping
+from ascend_quant.gates import limits_by_metric
 from ascend_quant.workspace import atomic_write_text
 
 REPORT_TEMPLATE = "report.html.j2"
@@ -258,16 +259,17 @@ def _num(value: Any) -> float:
 
 def _accuracy_tables(compare: dict[str, Any]) -> list[dict[str, Any]]:
     """One table per model output: rows = metrics, columns = candidates (aggregate, worst)."""
-    from ascend_quant.compare import THRESHOLD_METRICS
-
-    limits_by_metric = {key: (attr, op) for attr, (key, op) in THRESHOLD_METRICS.items()}
     candidates = compare.get("candidates", [])
     outputs: dict[str, dict[str, Any]] = {}
     for cand in candidates:
         for out in cand["outputs"]:
+            limits = limits_by_metric(out.get("gates", []))
+            failed_metrics = {f["metric"] for f in out.get("gate_failures", [])}
             table = outputs.setdefault(
                 out["output"],
                 {"output": out["output"], "kind": out["kind"], "shape": out["shape"],
+                 "task": out.get("task", out["kind"]), "task_source": out.get("task_source", ""),
+                 "range_source": out.get("range_source"), "value_range": out.get("value_range"),
                  "columns": [], "rows": {}},
             )  # fmt: skip
             table["columns"].append(
@@ -275,27 +277,29 @@ def _accuracy_tables(compare: dict[str, Any]) -> list[dict[str, Any]]:
                  "failures": out["failures"]}
             )  # fmt: skip
             for key, value in out["metrics"].items():
-                attr_op = limits_by_metric.get(key)
-                limit = out["thresholds"][attr_op[0]] if attr_op else None
                 row = table["rows"].setdefault(
                     key,
-                    {"key": key, "label": metrics.METRIC_LABELS.get(key, key), "cells": [],
-                     "threshold": f"{'≥' if attr_op[1] == '>=' else '≤'} {limit:g}"
-                     if attr_op and limit is not None else ""},
+                    {"key": key, "label": _label(key), "cells": [],
+                     "threshold": limits.get(key, "")},
                 )  # fmt: skip
-                failed = any(f.startswith(f"{key} ") for f in out["failures"])
                 row["cells"].append(
                     {"value": metrics.format_value(key, value),
                      "worst": metrics.format_value(key, out["worst"].get(key)),
-                     "checked": attr_op is not None and value is not None, "failed": failed}
+                     "checked": key in limits and value is not None,
+                     "failed": key in failed_metrics}
                 )  # fmt: skip
     ordered = []
     for table in outputs.values():
-        keys = [k for k in metrics.METRIC_LABELS if k in table["rows"]]
+        labels = {**metrics.METRIC_LABELS, **tasks.TASK_METRIC_LABELS}
+        keys = [k for k in labels if k in table["rows"]]
         keys += [k for k in table["rows"] if k not in keys]
         table["rows"] = [table["rows"][k] for k in keys]
         ordered.append(table)
     return ordered
+
+
+def _label(key: str) -> str:
+    return metrics.METRIC_LABELS.get(key) or tasks.TASK_METRIC_LABELS.get(key) or key
 
 
 def _show(value: Any) -> str:

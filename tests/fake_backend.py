@@ -26,6 +26,9 @@ class Perturb:
     bias: float = 0.0
     dtype: str = "float32"  # written dtype (float16 exercises the size-based dtype detection)
     latency_ms: float = 1.0
+    bad_sample: str | None = None  # this sample (file stem) gets `bad_noise` instead of `noise`
+    bad_noise: float = 0.0
+    nan_sample: str | None = None  # this sample's outputs get a NaN (an FP16 overflow)
 
 
 class FakeBackend:
@@ -53,7 +56,11 @@ class FakeBackend:
             paths = []
             for k, spec in enumerate(runner.output_specs()):
                 g = result[spec.name]
-                m = g + self.perturb.bias + rng.normal(0, self.perturb.noise * g.std(), g.shape)
+                noise = self.perturb.bad_noise if stem == self.perturb.bad_sample else None
+                noise = self.perturb.noise if noise is None else noise
+                m = g + self.perturb.bias + rng.normal(0, noise * g.std(), g.shape)
+                if stem == self.perturb.nan_sample:
+                    m.reshape(-1)[0] = np.nan
                 path = aisbench_io.output_path(output_dir, stem, k, outfmt)
                 aisbench_io.write_output(path, m.astype(self.perturb.dtype))
                 paths.append(path)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +54,8 @@ def test_noisy_candidate_fails_naming_every_failed_metric(conv_setup, tmp_path: 
     failed = int8.outputs[0].failures
     assert any(f.startswith("cosine ") and "< 0.99" in f for f in failed)
     assert any(f.startswith("rel_euclidean ") for f in failed)
-    assert result.verdict.startswith("FAILED: conv_int8 output: cosine ")
+    assert result.verdict.startswith("FAILED: conv_int8 output cosine ")
+    assert result.verdict.endswith("(+2 other failed gates)")
     assert "conv_fp16" not in result.verdict
 
 
@@ -231,3 +233,103 @@ def test_simulated_fp16_and_int8_sr_net(tmp_path: Path) -> None:
         calib_sources=[calib / "samples"],
     )  # fmt: skip
     assert again.warnings and "6 of 6" in again.warnings[0]
+
+
+def test_one_bad_sample_among_good_ones_fails_the_worst_sample_gate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The aggregate hides one broken image; the image task's per-sample PSNR gate names it."""
+    sr = tiny_models.save(tiny_models.sr_net(), tmp_path / "sr.onnx")
+    inputs = write_inputs(tmp_path / "eval", (1, 3, 16, 16), 16)
+    om = make_om(tmp_path / "sr_int8.om")
+    perturb = Perturb(noise=0.001, bad_sample="sample_5", bad_noise=0.5)
+    install(monkeypatch, sr, {"sr_int8.om": perturb})
+    loose = Thresholds(cosine_min=0.99, rel_euclidean_max=0.5)
+    result = compare_models(sr, [om], [inputs], tmp_path / "out", loose)
+    out = result.candidates[0].outputs[0]
+    assert out.task == "image" and out.task_source.startswith("guessed from shape")
+    assert out.metrics["cosine"] > 0.99 and out.metrics["psnr_db"] > 30  # aggregate looks fine
+    assert not result.passed
+    assert result.verdict.startswith("FAILED: sr_int8 output psnr_db ")
+    assert " < 30 sample sample_5" in result.verdict
+    assert out.worst_sample["psnr_db"] == "sample_5"
+
+
+def test_nan_output_is_a_failed_gate_with_its_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = tiny_models.save(tiny_models.conv_net(), tmp_path / "conv.onnx")
+    inputs = write_inputs(tmp_path / "eval", (1, 3, 16, 16), 3)
+    om = make_om(tmp_path / "conv_fp16.om")
+    install(monkeypatch, model, {"conv_fp16.om": Perturb(noise=0.0, nan_sample="sample_1")})
+    result = compare_models(model, [om], [inputs], tmp_path / "out", Thresholds())
+    assert not result.passed
+    assert result.verdict.startswith("FAILED: conv_fp16 output cosine NaN (needs >= 0.99)")
+    assert "NaN/Inf" in result.verdict
+    json.dumps(to_mapping(result), default=str)
+
+
+def test_nominal_output_range_is_used_and_stated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ascend_quant.config import AccuracyConfig
+
+    sr = tiny_models.save(tiny_models.sr_net(), tmp_path / "sr.onnx")
+    inputs = write_inputs(tmp_path / "eval", (1, 3, 16, 16), 2)
+    om = make_om(tmp_path / "sr_int8.om")
+    install(monkeypatch, sr, {"sr_int8.om": Perturb(noise=0.01)})
+    golden_range = compare_models(sr, [om], [inputs], tmp_path / "a", Thresholds())
+    nominal = compare_models(
+        sr, [om], [inputs], tmp_path / "b", Thresholds(),
+        accuracy=AccuracyConfig(output_range=(0.0, 10.0)),
+    )  # fmt: skip
+    g = golden_range.candidates[0].outputs[0]
+    n = nominal.candidates[0].outputs[0]
+    assert n.value_range == 10.0 and n.range_source == "nominal 0..10 (--output-range)"
+    assert g.range_source is not None and g.range_source.startswith("golden")
+    # PSNR = 10·log10(L²/MSE): the same MSE, so the difference is 20·log10(10 / L_golden)
+    expected = 20 * math.log10(10.0 / g.value_range)  # type: ignore[operator]
+    assert n.metrics["psnr_db"] - g.metrics["psnr_db"] == pytest.approx(expected, rel=1e-9)  # type: ignore[operator]
+
+
+def test_paddle_mean_std_without_scale_is_flagged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--mean 127.5 --std 127.5 with the default --scale 1/255 gives inputs in -1 … -0.992."""
+    from ascend_quant.config import AccuracyConfig, CalibConfig, PreprocessConfig
+    from ascend_quant.data.images import make_calib_set
+    from ascend_quant.resources import holdout_images_dir
+
+    model = tiny_models.save(tiny_models.conv_net(), tmp_path / "conv.onnx")
+    mistake = PreprocessConfig(size=(16, 16), mean=(127.5,) * 3, std=(127.5,) * 3)
+    make_calib_set(
+        tmp_path / "eval",
+        mistake,
+        CalibConfig(sources=(str(holdout_images_dir()),), limit=3, jobs=1),
+        model=model,
+    )
+    samples = tmp_path / "eval" / "samples"
+    first = np.fromfile(sorted(samples.iterdir())[0], dtype=np.float32)
+    assert first.min() >= -1.0 and first.max() <= -0.99  # the mistake, reproduced
+    om = make_om(tmp_path / "conv_int8.om")
+    install(monkeypatch, model, {"conv_int8.om": Perturb(noise=0.0)})
+    result = compare_models(model, [om], [samples], tmp_path / "out", Thresholds())
+    assert result.passed  # every model agrees on a constant input ...
+    (warning,) = [w for w in result.warnings if "nearly constant" in w]
+    assert warning.startswith("input 'input' is nearly constant on 3 of 3 samples")  # ... flagged
+    assert "--scale 1" in warning
+    with pytest.raises(UsageError, match="nearly constant"):
+        compare_models(
+            model, [om], [samples], tmp_path / "o2", Thresholds(),
+            accuracy=AccuracyConfig(strict=True),
+        )  # fmt: skip
+    # properly scaled inputs are not flagged
+    proper = PreprocessConfig(size=(16, 16), scale=1.0, mean=(127.5,) * 3, std=(127.5,) * 3)
+    make_calib_set(
+        tmp_path / "ok",
+        proper,
+        CalibConfig(sources=(str(holdout_images_dir()),), limit=3, jobs=1),
+        model=model,
+    )
+    fine = compare_models(model, [om], [tmp_path / "ok" / "samples"], tmp_path / "o3", Thresholds())
+    assert not [w for w in fine.warnings if "nearly constant" in w]

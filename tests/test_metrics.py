@@ -160,7 +160,8 @@ def test_compare_arrays_matches_individual_functions() -> None:
     assert r["mae"] == pytest.approx(M.mae(g, m))
     assert r["rmse"] == pytest.approx(M.rmse(g, m))
     assert r["rel_euclidean"] == pytest.approx(M.relative_euclidean(g, m))
-    assert r["kl"] == pytest.approx(M.kl_divergence(g, m), rel=1e-6)
+    assert r["kl"] is None  # an image is not a distribution over its last axis
+    assert any(n.startswith("KL not applicable") for n in r["notes"])
     assert r["psnr_db"] == pytest.approx(M.psnr(g, m))
     assert r["ssim"] == pytest.approx(M.ssim(g, m))
 
@@ -176,12 +177,20 @@ def test_accumulator_equals_concatenation() -> None:
     whole = M.compare_arrays(g, m, kind="image", value_range=value_range)
     for key in ("cosine", "mae", "rmse", "rel_euclidean", "max_rel_error", "psnr_db", "ssim"):
         assert total[key] == pytest.approx(whole[key], rel=1e-9), key
-    assert total["kl"] == pytest.approx(whole["kl"], rel=1e-6)
+    assert total["kl"] is None and whole["kl"] is None
+    # class scores: KL per row of their softmax, the mean over rows equals the concatenation's
+    scores = rng.normal(size=(6, 10))
+    noisy = scores + rng.normal(0, 0.2, scores.shape)
+    acc = M.MetricAccumulator("classes")
+    for i in range(6):
+        acc.update(scores[i : i + 1], noisy[i : i + 1])
+    expected = np.mean([M.kl_divergence(scores[i], noisy[i]) for i in range(6)])
+    assert acc.result()["kl"] == pytest.approx(expected, rel=1e-9)
     assert total["max_abs_error"] == max(s["max_abs_error"] for s in per_sample)
 
 
 def test_nonfinite_candidate_is_noted_and_nan() -> None:
-    g = np.ones((1, 4))
+    g = np.full((1, 4), 0.25)  # one probability row: KL applies, and is NaN
     m = np.array([[1.0, np.inf, 1.0, np.nan]])
     r = M.compare_arrays(g, m, kind="tensor")
     assert math.isnan(r["kl"])
@@ -193,3 +202,25 @@ def test_format_value() -> None:
     assert M.format_value("rmse", 0.000326879) == "0.000326879"
     assert M.format_value("psnr_db", math.inf) == "inf"
     assert M.format_value("cosine", None) == "n/a"
+
+
+def test_kl_only_where_the_output_is_a_distribution() -> None:
+    """Hand-computed: KL([0.5, 0.5] || [0.25, 0.75]) = 0.5·ln 2 + 0.5·ln(2/3)."""
+    p = np.array([[0.5, 0.5], [1.0, 0.0]])
+    q = np.array([[0.25, 0.75], [1.0, 0.0]])
+    expected = (0.5 * math.log(2) + 0.5 * math.log(2 / 3) + 0.0) / 2
+    assert M.row_distribution(p) == "probabilities"
+    r = M.compare_arrays(p, q, kind="tensor")
+    assert r["kl"] == pytest.approx(expected, rel=1e-5)  # q = 0 is clipped at float32 eps
+    # the same rows as log-probabilities
+    assert M.row_distribution(np.log(np.array([[0.5, 0.5]]))) == "log-probabilities"
+    # a feature map / image is not a distribution: not applicable, with the reason
+    feature = np.random.default_rng(0).normal(size=(1, 4, 8, 8))
+    r = M.compare_arrays(feature, feature * 1.1, kind="tensor")
+    assert r["kl"] is None and any("KL not applicable" in n for n in r["notes"])
+    # a CTC-like [T, N, C] probability output: per-step KL, not one KL over the whole tensor
+    steps = np.random.default_rng(1).random((20, 1, 6))
+    steps /= steps.sum(axis=-1, keepdims=True)
+    per_row = M.row_kl(steps, steps[::-1], "probabilities")
+    assert per_row.shape == (20,)
+    assert M.compare_arrays(steps, steps[::-1])["kl"] == pytest.approx(per_row.mean())

@@ -186,7 +186,10 @@ def test_cli_exit_code_1_when_the_accuracy_gate_fails(sr_onnx: Path, tmp_path: P
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert completed.returncode == 1, completed.stderr
-    assert "FAILED" in completed.stdout
+    last = completed.stdout.strip().splitlines()[-1]
+    assert last.startswith("FAILED: sr_int8 output cosine 0.99"), last
+    assert " < 0.9999999" in last
+    assert "task: output = image (guessed from shape [1, 3, 48, 48])" in completed.stdout
 
 
 def test_cli_bad_model_exit_2_one_line(tmp_path: Path) -> None:
@@ -229,3 +232,33 @@ def test_build_on_the_atc_backend_drives_the_toolkit(
     assert soc.compare["candidates"] and not result.passed
     configs = Path(soc.directory) / "configs"
     assert (configs / "atc_fp16.sh").is_file() and (configs / "amct_int8.sh").is_file()
+
+
+def test_summary_survives_nan_and_names_the_first_failure() -> None:
+    """A NaN cosine (an FP16 overflow) is a failed gate in the summary, not a crash."""
+    from ascend_quant.cli.build_cmd import summary_rows
+    from ascend_quant.pipeline import SocResult, build_verdict
+
+    failure = {"candidate": "m_fp16", "output": "out", "metric": "cosine", "value": "nan",
+               "op": ">=", "threshold": 0.99, "scope": "aggregate", "sample": None,
+               "reason": "candidate output has 3 NaN/Inf values"}  # fmt: skip
+    compare = {
+        "passed": False,
+        "verdict": "FAILED: ...",
+        "gate_failures": [failure],
+        "candidates": [
+            {"model": "m_fp16.om", "cosine_min": "nan", "passed": False,
+             "outputs": [{"metrics": {"psnr_db": "nan"}}]}
+        ],
+    }  # fmt: skip
+    rows = summary_rows({"rows": []}, compare, {"fp16": "om/m_fp16.om"})
+    assert rows[0][4] == "nan" and rows[0][-1] == "FAILED"
+    soc = SocResult("Ascend310P3", Path("."), {}, {}, compare, {}, False)
+    expected = (
+        "FAILED: m_fp16 out cosine NaN (needs >= 0.99) (candidate output has 3 NaN/Inf values)"
+    )
+    assert build_verdict([soc]) == expected
+    two = build_verdict([soc, SocResult("Ascend310B1", Path("."), {}, {}, compare, {}, False)])
+    assert two.startswith("FAILED: Ascend310P3/m_fp16 out cosine NaN") and two.endswith(
+        "(+1 other failed gate)"
+    )

@@ -37,7 +37,7 @@ def _write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, as_mapping: bool = F
 def test_html_has_tables_images_and_marks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     paths, _, compare = _write(tmp_path, monkeypatch)
     html = paths["html"].read_text()
-    assert compare.verdict.startswith("FAILED: sr_int8 output:")
+    assert compare.verdict.startswith("FAILED: sr_int8 output cosine ")
     assert 'id="bench-table"' in html and 'id="latency-plot"' in html
     assert html.count('class="accuracy-table"') == 1
     assert "simulated on CPU" in html
@@ -45,7 +45,7 @@ def test_html_has_tables_images_and_marks(tmp_path: Path, monkeypatch: pytest.Mo
     images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
     # input, FP32, FP16, INT8, two heatmaps, the colour bar
     assert len(images) == 7
-    assert "FAILED: sr_int8 output: cosine" in html
+    assert "FAILED: sr_int8 output cosine" in html
     # self-contained and escaped
     assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert "https://" not in html and "<script" not in html

@@ -84,5 +84,15 @@ def sr_net(scale: int = 2, hw: int = 16, batch: int | str = 1) -> onnx.ModelProt
     return _model(nodes, [x], [y], inits)
 
 
+def passthrough(shape: list[int], op: str = "Identity", **attrs: object) -> onnx.ModelProto:
+    """input -> one elementwise op (Identity, Sigmoid, Softmax ...) -> output, same shape.
+
+    Task tests feed hand-made tensors (boxes, masks, step scores) straight through it.
+    """
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, shape)
+    return _model([helper.make_node(op, ["input"], ["output"], name="op", **attrs)], [x], [y], [])
+
+
 def save(model: onnx.ModelProto, path: Path) -> Path:
     return save_for_ort(model, path)

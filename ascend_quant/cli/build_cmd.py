@@ -10,7 +10,13 @@ from rich.table import Table
 
 from ascend_quant.bench import describe_settings
 from ascend_quant.cli.common import (
+    GATE_OPTION,
     JSON_OPTION,
+    METRIC_OPTION,
+    OUTPUT_RANGE_OPTION,
+    STRICT_OPTION,
+    TASK_OPTION,
+    accuracy_overrides,
     console,
     err_console,
     given,
@@ -58,6 +64,11 @@ def build(
         None, "--keep-dtype", help="Ops atc keeps in FP32: node names or OpType::<type>."
     ),
     cosine_min: float = typer.Option(None, "--cosine-min", help="Accuracy gate (default 0.99)."),
+    task: str = TASK_OPTION,
+    output_range: str = OUTPUT_RANGE_OPTION,
+    gate: list[str] = GATE_OPTION,
+    metric: str = METRIC_OPTION,
+    strict: bool = STRICT_OPTION,
     loop: int = typer.Option(None, "--loop", help="Benchmark iterations."),
     warmup: int = typer.Option(None, "--warmup", help="Benchmark warm-up iterations."),
     force: bool = typer.Option(False, "--force", help="Re-run every stage."),
@@ -90,6 +101,9 @@ def build(
         ),
         atc=given(keep_dtype=split_list(keep_dtype)),
         thresholds=given(cosine_min=cosine_min),
+        accuracy=accuracy_overrides(
+            task=task, output_range=output_range, gates=gate, metric=metric, strict=strict
+        ),
         bench=given(loop=loop, warmup=warmup),
     )
     overrides = {k: v for k, v in overrides.items() if v != {}}
@@ -131,12 +145,37 @@ def _print_summary(result: BuildResult) -> None:
             console.print("latency and speedup: CPU timings of the simulation, not NPU latency")
         for line in bench_notes(soc.bench):
             console.print(line, soft_wrap=True)
+        for line in task_lines(soc.compare):
+            console.print(line, soft_wrap=True, markup=False)
         for precision, path in soc.artifacts.items():
             console.print(f"{precision}: {path}", soft_wrap=True)
         console.print(f"report: {soc.reports.get('html', '')}", soft_wrap=True)
-    console.print(
-        "PASSED" if result.passed else styled(("FAILED", "red"), ": accuracy thresholds breached")
-    )
+    style = "bold green" if result.passed else "bold red"
+    console.print(styled((result.verdict, style)), soft_wrap=True)
+
+
+def task_lines(compare: dict[str, Any]) -> list[str]:
+    """'task: <output> = <task> (<why>)' per output, and the PSNR range where it applies."""
+    candidates = compare.get("candidates", [])
+    lines = []
+    for out in candidates[0]["outputs"] if candidates else []:
+        if out.get("task") == "user":
+            continue
+        lines.append(f"task: {out['output']} = {out.get('task')} ({out.get('task_source')})")
+        if out.get("range_source"):
+            value = _cell(out.get("value_range"), ".4g")
+            lines.append(f"  PSNR/SSIM range L = {value}: {out['range_source']}")
+    return lines
+
+
+def _cell(value: Any, spec: str) -> str:
+    """A number from compare.json (non-finite numbers are strings there) or '-'."""
+    if value is None:
+        return "-"
+    try:
+        return format(float(value), spec)
+    except (TypeError, ValueError):
+        return str(value)
 
 
 def bench_notes(bench: dict[str, Any]) -> list[str]:
@@ -191,7 +230,7 @@ def summary_rows(
                 f"{size / 1e6:.3f} MB" if size else "-",
                 f"{row['result']['latency_ms']['mean']:.2f}" if row else "-",
                 f"{row['speedup'] or 1.0:.2f}x" if row else "-",
-                f"{c['cosine_min']:.6f}" if c.get("cosine_min") is not None else "-",
+                _cell(c.get("cosine_min"), ".6f"),
                 _lowest_psnr(c),
                 ("PASSED" if c.get("passed") else "FAILED") if c else "-",
             )

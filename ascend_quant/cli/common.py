@@ -14,6 +14,7 @@ from rich.text import Text
 
 from ascend_quant.config import to_mapping
 from ascend_quant.errors import UsageError
+from ascend_quant.gates import parse_gate
 from ascend_quant.progress import NULL_PROGRESS, Progress, RichProgress
 
 # Data goes to stdout, everything meant for a person's eyes (progress, warnings) to stderr.
@@ -31,6 +32,31 @@ def styled(*parts: str | tuple[str, str]) -> Text:
 
 
 JSON_OPTION = typer.Option(False, "--json", help="Print the result as JSON on stdout.")
+
+# What the outputs mean and how they are judged: shared by `build` and `compare`.
+TASK_OPTION = typer.Option(
+    None,
+    "--task",
+    help="generic|image|classification|detection|segmentation|sequence (default: guessed "
+    "from each output's shape where safe; per output in ascend-quant.toml).",
+)
+OUTPUT_RANGE_OPTION = typer.Option(
+    None, "--output-range", help="Nominal LO,HI of image outputs for PSNR/SSIM, e.g. 0,1."
+)
+GATE_OPTION = typer.Option(
+    [],
+    "--gate",
+    help="Extra gate [OUTPUT:][worst:]metric>=value (or <=); repeatable. 'worst:' applies it "
+    "to every sample.",
+)
+METRIC_OPTION = typer.Option(
+    None,
+    "--metric",
+    help="Your own metric: module:function or path/to/file.py[:function]; see docs/metrics.md.",
+)
+STRICT_OPTION = typer.Option(
+    None, "--strict/--no-strict", help="Degenerate outputs or inputs are errors (exit 2)."
+)
 
 
 def print_json(data: Any) -> None:
@@ -76,6 +102,39 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     if len(values) != 2 or min(values) <= 0:
         raise UsageError(f"--size: '{text}' is not HxW", hint="e.g. --size 224x224")
     return values[0], values[1]
+
+
+def accuracy_overrides(
+    *,
+    task: str | None,
+    output_range: str | None,
+    gates: list[str] | None,
+    metric: str | None,
+    strict: bool | None,
+) -> dict[str, Any]:
+    """The `accuracy` config section from the shared flags (only what was given).
+
+    `--gate OUTPUT:...` lands in `outputs.<OUTPUT>.gates`, a plain gate in `gates`.
+    """
+    overrides = given(task=task, metric=metric, strict=strict)
+    lo_hi = parse_floats(output_range, "--output-range")
+    if lo_hi is not None:
+        if len(lo_hi) != 2:
+            raise UsageError(
+                f"--output-range: '{output_range}' is not LO,HI", hint="e.g. --output-range 0,1"
+            )
+        overrides["output_range"] = lo_hi
+    plain: list[dict[str, Any]] = []
+    per_output: dict[str, list[dict[str, Any]]] = {}
+    for text in gates or []:
+        output, gate = parse_gate(text)
+        entry = to_mapping(gate)
+        (per_output.setdefault(output, []) if output else plain).append(entry)
+    if plain:
+        overrides["gates"] = plain
+    if per_output:
+        overrides["outputs"] = {name: {"gates": items} for name, items in per_output.items()}
+    return overrides
 
 
 def given(**options: Any) -> dict[str, Any]:

@@ -8,10 +8,16 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from ascend_quant import metrics
+from ascend_quant import metrics, tasks
 from ascend_quant.aisbench_io import parse_input_arg
 from ascend_quant.cli.common import (
+    GATE_OPTION,
     JSON_OPTION,
+    METRIC_OPTION,
+    OUTPUT_RANGE_OPTION,
+    STRICT_OPTION,
+    TASK_OPTION,
+    accuracy_overrides,
     console,
     given,
     print_json,
@@ -19,8 +25,15 @@ from ascend_quant.cli.common import (
     styled,
 )
 from ascend_quant.compare import THRESHOLD_METRICS, CompareResult, compare_models
-from ascend_quant.config import Thresholds, merge, parse_input_shape, to_mapping
+from ascend_quant.config import (
+    AccuracyConfig,
+    Thresholds,
+    merge,
+    parse_input_shape,
+    to_mapping,
+)
 from ascend_quant.errors import EXIT_THRESHOLD, UsageError
+from ascend_quant.gates import limits_by_metric
 from ascend_quant.report import environment_info, json_safe, save_json, write_report
 
 # Accepted spellings in --threshold OUTPUT:metric=value.
@@ -87,6 +100,11 @@ def compare(
         "--input-shape",
         help='Shapes for dynamic ONNX inputs, atc syntax "input:1,3,224,224".',
     ),
+    task: str | None = TASK_OPTION,
+    output_range: str | None = OUTPUT_RANGE_OPTION,
+    gate: list[str] = GATE_OPTION,
+    metric: str | None = METRIC_OPTION,
+    strict: bool = STRICT_OPTION,
     report: bool = typer.Option(False, "--report", help="Also write report.json and report.html."),
     json_mode: bool = JSON_OPTION,
 ) -> None:
@@ -103,6 +121,12 @@ def compare(
     )
     overrides = parse_threshold_overrides(threshold, thresholds)
     calib_paths = [Path(p) for item in calib for p in item.split(",") if p]
+    accuracy = merge(
+        AccuracyConfig(),
+        accuracy_overrides(
+            task=task, output_range=output_range, gates=gate, metric=metric, strict=strict
+        ),
+    )
     with progress_for(json_mode) as progress:
         result = compare_models(
             model,
@@ -114,6 +138,7 @@ def compare(
             calib_sources=calib_paths or None,
             progress=progress,
             input_shapes=parse_input_shape(input_shape) if input_shape else None,
+            accuracy=accuracy,
         )
     written = [save_json(out / "compare.json", result)]
     if report:
@@ -123,6 +148,7 @@ def compare(
             config={
                 "thresholds": to_mapping(thresholds),
                 "output_thresholds": to_mapping(overrides),
+                "accuracy": to_mapping(accuracy),
                 "inputs": input,
                 "calib": [str(p) for p in calib_paths],
             },
@@ -145,41 +171,43 @@ def compare(
 
 
 def compare_rich_tables(result: CompareResult) -> list[Table]:
-    """One table per model output: metrics as rows, candidates as columns."""
-    limits = {key: (attr, op) for attr, (key, op) in THRESHOLD_METRICS.items()}
+    """One table per model output (and user metric): metrics as rows, candidates as columns."""
     tables = []
-    names = [o.output for o in result.candidates[0].outputs] if result.candidates else []
-    for k, output in enumerate(names):
-        first = result.candidates[0].outputs[k]
-        table = Table(
-            title=f"output {output} ({first.kind}, shape {first.shape}, {first.samples} samples)",
-            title_justify="left",
-        )
+    first_outputs = result.candidates[0].outputs if result.candidates else []
+    labels = {**metrics.METRIC_LABELS, **tasks.TASK_METRIC_LABELS}
+    for k, first in enumerate(first_outputs):
+        if first.task == "user":
+            title = f"user metric {first.output} ({first.task_source}, {first.samples} samples)"
+        else:
+            title = (
+                f"output {first.output}: task {first.task} ({first.task_source}), "
+                f"shape {first.shape}, {first.samples} samples"
+            )
+        table = Table(title=Text(title), title_justify="left")
         table.add_column("metric")
-        table.add_column("threshold", justify="right")
+        table.add_column("gate", justify="right")
         for cand in result.candidates:
             mark = ("✓", "green") if cand.outputs[k].passed else ("✗", "red")
             table.add_column(styled(f"{cand.name} ", mark), justify="right")
             table.add_column("worst", justify="right", style="dim")
-        keys = [key for key in metrics.METRIC_LABELS if key in first.metrics]
+        limits = limits_by_metric(first.gates)
+        keys = [key for key in labels if key in first.metrics]
+        keys += [key for key in first.metrics if key not in keys]
         for key in keys:
-            attr_op = limits.get(key)
-            limit = getattr(first.thresholds, attr_op[0]) if attr_op else None
-            cells: list[str | Text] = [
-                metrics.METRIC_LABELS[key],
-                f"{'≥' if attr_op and attr_op[1] == '>=' else '≤'} {limit:g}" if attr_op else "",
-            ]
+            cells: list[str | Text] = [labels.get(key, key), limits.get(key, "")]
             for cand in result.candidates:
                 comp = cand.outputs[k]
                 value: str | Text = metrics.format_value(key, comp.metrics.get(key))
-                if attr_op and comp.metrics.get(key) is not None:
-                    failed = any(f.startswith(f"{key} ") for f in comp.failures)
+                if key in limits and comp.metrics.get(key) is not None:
+                    failed = any(f.metric == key for f in comp.gate_failures)
                     value = styled((f"{value} ✗", "red") if failed else (str(value), "green"))
                 cells += [value, metrics.format_value(key, comp.worst.get(key))]
             table.add_row(*cells)
         notes = [f"{c.name}: {n}" for c in result.candidates for n in c.outputs[k].notes]
+        if first.range_source:
+            notes.insert(0, f"PSNR/SSIM range L = {first.value_range:.4g}: {first.range_source}")
         if notes:
-            table.caption = "\n".join(notes)
+            table.caption = Text("\n".join(dict.fromkeys(notes)))
             table.caption_justify = "left"
         tables.append(table)
     return tables

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,10 @@ def test_failing_compare_exits_1_with_verdict(setup, tmp_path: Path) -> None:  #
     result = runner.invoke(app, args)
     assert result.exit_code == 1, result.output
     last = result.output.strip().splitlines()[-1]
-    assert last.startswith("FAILED: sr_int8 output: cosine")
+    assert last.startswith("FAILED: sr_int8 output cosine ")
+    assert re.fullmatch(
+        r"FAILED: sr_int8 output cosine 0\.\d+ < 0\.99 \(\+\d+ other failed gates\)", last
+    )
     assert (out / "report.html").is_file() and (out / "report.json").is_file()
 
 
@@ -85,6 +89,7 @@ def test_json_mode_and_threshold_flags(setup, tmp_path: Path) -> None:  # type: 
     loose = [
         "--cosine-min", "0.1", "--rel-euclidean-max", "5", "--kl-max", "1",
         "--rmse-max", "10", "--mean-rel-error-max", "1000",
+        "--gate", "worst:psnr_db>=0", "--gate", "output:worst:ssim>=-1",
     ]  # fmt: skip
     result = runner.invoke(app, [*base, *loose])
     assert result.exit_code == 0, result.stdout
@@ -121,3 +126,32 @@ def test_parse_threshold_overrides() -> None:
     for bad in ("nocolon", "a:unknown=1", "a:cosine=x", ":cosine=1"):
         with pytest.raises(UsageError):
             parse_threshold_overrides([bad], base)
+
+
+def test_threshold_out_of_range_is_a_usage_error(setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    model, inputs, fp16, _ = setup
+    args = ["compare", str(model), str(fp16), "-i", str(inputs), "-o", str(tmp_path / "o")]
+    for bad in (
+        ["--cosine-min", "1.5"],
+        ["--kl-max", "-1"],
+        ["--gate", "worst:ssim>=7"],
+        ["--threshold", "output:cosine=nan"],
+        ["--output-range", "1,0"],
+        ["--task", "pictures"],
+    ):
+        result = runner.invoke(app, [*args, *bad])
+        assert isinstance(result.exception, UsageError), (bad, result.output)
+
+
+def test_nan_candidate_exits_1_naming_the_reason(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    model = tiny_models.save(tiny_models.sr_net(), tmp_path / "sr.onnx")
+    inputs = write_inputs(tmp_path / "eval", (1, 3, 16, 16), 3)
+    fp16 = make_om(tmp_path / "sr_fp16.om")
+    install(monkeypatch, model, {"sr_fp16.om": Perturb(noise=0.0, nan_sample="sample_2")})
+    result = runner.invoke(
+        app, ["compare", str(model), str(fp16), "-i", str(inputs), "-o", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 1, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("FAILED: sr_fp16 output cosine NaN (needs >= 0.99)")
+    assert "NaN/Inf" in last
