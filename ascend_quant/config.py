@@ -90,6 +90,29 @@ def _finite(value: float) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
+# What separates fields in atc's --input_shape ("a:1,3;b:2") and amct's --data_dir ("d1;d2").
+TOOLKIT_SEPARATORS = (";", ",", ":")
+
+
+def toolkit_name_problem(name: str) -> str | None:
+    """Why a tensor name cannot be written into atc/amct's --input_shape, or None."""
+    if _CONTROL.search(name):
+        return f"input name {name!r} contains a control character"
+    found = [s for s in TOOLKIT_SEPARATORS if s in name]
+    if found:
+        return (
+            f"input name {name!r} contains {' and '.join(repr(s) for s in found)}, which "
+            "separate fields in atc's --input_shape"
+        )
+    return None
+
+
+TOOLKIT_NAME_HINT = (
+    "rename the model input (e.g. with onnx.utils or onnx-graphsurgeon) to letters, digits, "
+    "'_', '.', '/' or '-'; the simulator (--backend sim) accepts any name"
+)
+
+
 def check_plain_text(value: str, what: str) -> None:
     """Refuse control characters (newlines, tabs, NUL) in text that reaches a file or argv."""
     _require(

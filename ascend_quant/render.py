@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ascend_quant import prototext
 from ascend_quant.__about__ import __version__
@@ -32,12 +32,14 @@ from ascend_quant.config import (
     CONFIG_FILE_HINT,
     MAX_CONFIG_BYTES,
     TOOLKIT_ALGORITHMS,
+    TOOLKIT_NAME_HINT,
     AtcConfig,
     BuildConfig,
     LayerOverride,
     format_input_shape,
     from_mapping,
     to_mapping,
+    toolkit_name_problem,
 )
 from ascend_quant.data.calibset import batch_shape
 from ascend_quant.errors import UsageError
@@ -125,43 +127,88 @@ def shquote(value: Any) -> str:
     return shlex.quote(str(value))
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def comment(value: Any) -> str:
+    """Text for a `#` comment line: control characters (a newline would end the comment and
+    start a line of config) shown as `\\n`-style escapes instead."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], str(value))
+
+
 # ---------------------------------------------------------------------------------------------
 # Environment and template lookup
 
 
-def environment(templates: Path | None = None) -> SandboxedEnvironment:
-    """The Jinja environment: overrides in `templates` first, then the bundled templates."""
+def environment(
+    templates: Path | None = None, autoescape: bool = False
+) -> ImmutableSandboxedEnvironment:
+    """The Jinja environment: overrides in `templates` first, then the bundled templates.
+
+    An override template is untrusted code: the immutable sandbox blocks Python internals and
+    any method that mutates a list or dict, and `render_template` hands it plain values only.
+    """
     search = [str(templates_dir())]
     if templates is not None:
         if not Path(templates).is_dir():
             raise UsageError(f"--templates: {templates} is not a directory")
         search.insert(0, str(templates))
-    env = SandboxedEnvironment(
+    env = ImmutableSandboxedEnvironment(
         loader=jinja2.FileSystemLoader(search),
         undefined=jinja2.StrictUndefined,
-        autoescape=False,
+        autoescape=autoescape,
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(tojson=tojson, pstr=pstr, pval=pval, cfgval=cfgval, shquote=shquote)
+    env.filters.update(
+        tojson=tojson, pstr=pstr, pval=pval, cfgval=cfgval, shquote=shquote, comment=comment
+    )
     return env
 
 
-def render_template(name: str, context: dict[str, Any], templates: Path | None = None) -> str:
-    """Render one template by file name, turning template errors into UsageError."""
-    env = environment(templates)
+def plain(value: Any) -> Any:
+    """Only strings, numbers, booleans, None, lists and dicts: no `Path` or other object whose
+    methods a template could call (to write, delete or read files)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    return str(value)  # Path and anything else: its text, never the object
+
+
+def render_template(
+    name: str, context: dict[str, Any], templates: Path | None = None, autoescape: bool = False
+) -> str:
+    """Render one template by file name with a plain copy of `context`; template errors
+    (including a template that includes itself) become UsageError."""
+    env = environment(templates, autoescape)
     try:
-        return env.get_template(name).render(**context)
+        return env.get_template(name).render(**plain(context))
+    except RecursionError:
+        raise UsageError(
+            f"template '{name}' includes or calls itself without end",
+            hint="fix the override template in --templates",
+        ) from None
     except jinja2.TemplateNotFound:
-        raise UsageError(f"template '{name}' not found") from None
+        raise UsageError(
+            f"template '{name}' not found",
+            hint="--templates overrides bundled templates by file name; check the name",
+        ) from None
     except jinja2.UndefinedError as exc:
         raise UsageError(
             f"template '{name}': {exc.message}",
             hint="an override template uses a value the renderer does not provide",
         ) from None
-    except jinja2.TemplateError as exc:
-        raise UsageError(f"template '{name}': {exc}") from None
+    except jinja2.TemplateError as exc:  # includes SecurityError from the sandbox
+        raise UsageError(
+            f"template '{name}': {type(exc).__name__}: {exc}",
+            hint="fix the override template in --templates (it sees plain values only)",
+        ) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -613,6 +660,16 @@ def render_configs(
         raise UsageError(atc_problem, hint="use --algorithm ifmr, or set atc.int8_route = 'amct'")
     if route == "amct" and amct_problem:
         raise UsageError(amct_problem, hint="use --algorithm ifmr or hfmg")
+    names_problem = next(filter(None, map(toolkit_name_problem, input_shapes)), None)
+    if names_problem is None:
+        bad_paths = [str(p) for p in calib_batch_files.values() if _CONTROL.search(_abs(p))]
+        if bad_paths:
+            names_problem = f"calibration file path {bad_paths[0]!r} contains a control character"
+    if names_problem:
+        if route in ("atc", "amct"):
+            raise UsageError(names_problem, hint=TOOLKIT_NAME_HINT)
+        atc_problem = atc_problem or names_problem
+        amct_problem = amct_problem or names_problem
     missing = [name for name in input_shapes if name not in calib_batch_files]
     if missing and route == "atc" and atc_problem is None:
         raise UsageError(

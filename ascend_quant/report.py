@@ -23,6 +23,7 @@ import numpy as np
 from ascend_quant import metrics, tasks
 from ascend_quant.config import to_mapping
 from ascend_quant.gates import limits_by_metric
+from ascend_quant.render import render_template
 from ascend_quant.workspace import atomic_write_text
 
 REPORT_TEMPLATE = "report.html.j2"
@@ -361,22 +362,6 @@ def _flatten(data: Any, prefix: str = "") -> list[tuple[str, str]]:
     return [(prefix, "" if data is None else str(data))]
 
 
-def _environment(templates: Path | None) -> Any:
-    import jinja2
-
-    from ascend_quant.resources import templates_dir
-
-    search = [str(templates)] if templates is not None else []
-    search.append(str(templates_dir()))
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(search),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-
-
 def render_html(
     *,
     environment: dict[str, Any],
@@ -400,20 +385,23 @@ def render_html(
             panel = image_panels(sample, labels)
             if panel is not None:
                 panels.append(panel)
-    template = _environment(templates).get_template(REPORT_TEMPLATE)
-    return template.render(
-        title=title,
-        generated=generated,
-        environment=_flatten(environment),
-        config=_flatten(config),
-        bench=bench_map,
-        bench_rows=_bench_rows(bench_map) if bench_map else [],
-        simulated=any(r["result"]["simulated"] for r in bench_map["rows"]) if bench_map else False,
-        plot=latency_plot(bench_map) if bench_map and bench_map.get("rows") else None,
-        compare=compare_map,
-        accuracy=_accuracy_tables(compare_map) if compare_map else [],
-        panels=panels,
-    )
+    context = {
+        "title": title,
+        "generated": generated,
+        "environment": _flatten(environment),
+        "config": _flatten(config),
+        "bench": bench_map,
+        "bench_rows": _bench_rows(bench_map) if bench_map else [],
+        "simulated": any(r["result"]["simulated"] for r in bench_map["rows"])
+        if bench_map
+        else False,
+        "plot": latency_plot(bench_map) if bench_map and bench_map.get("rows") else None,
+        "compare": compare_map,
+        "accuracy": _accuracy_tables(compare_map) if compare_map else [],
+        "panels": panels,
+    }
+    # The same immutable sandbox and plain values as the toolkit configs, HTML-escaped.
+    return render_template(REPORT_TEMPLATE, context, templates, autoescape=True)
 
 
 def write_report(

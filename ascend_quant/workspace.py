@@ -107,6 +107,21 @@ def remove_stale_temps(root: Path) -> list[Path]:
     return removed
 
 
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_name(name: str) -> str:
+    """A single, portable directory name for a tensor name, so that `<dir>/<name>` never leaves
+    `<dir>` (`../../x`, `/abs`, `a/b`), is never hidden or empty, and stays distinct: a name that
+    had to change gets a short hash of the original (the manifest keeps the original)."""
+    safe = _UNSAFE_NAME.sub("_", name).lstrip(".")[:80]
+    if safe == name:
+        return name
+    return (
+        f"{safe or 'input'}-{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+    )
+
+
 def read_user_file(path: Path, what: str, max_bytes: int, hint: str) -> bytes:
     """The bytes of a file the user named: refused by type (directory, FIFO, device, socket)
     before it is opened, and by size before it is read whole."""

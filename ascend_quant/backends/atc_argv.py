@@ -22,7 +22,14 @@ import numpy as np
 
 from ascend_quant.backends.base import ConvertRequest
 from ascend_quant.backends.toolkit import Toolkit
-from ascend_quant.config import ATC_OWNED_FLAGS, AtcConfig, format_input_shape
+from ascend_quant.config import (
+    ATC_OWNED_FLAGS,
+    TOOLKIT_NAME_HINT,
+    AtcConfig,
+    check_plain_text,
+    format_input_shape,
+    toolkit_name_problem,
+)
 from ascend_quant.data.calibset import CalibSet, batch_shape
 from ascend_quant.errors import UsageError
 from ascend_quant.tensors import TensorSpec, graph_io
@@ -294,8 +301,30 @@ def amct_command(request: ConvertRequest, infos: Sequence[CalibInfo]) -> list[st
     ]
 
 
+def check_toolkit_text(request: ConvertRequest) -> None:
+    """Refuse what the tools cannot receive intact: input names with atc's field separators,
+    control characters in any path, `;` or `,` in a calibration directory (amct's --data_dir
+    and ais_bench's --input join directories with them)."""
+    for name in (*request.input_shapes, *request.calib_dirs):
+        problem = toolkit_name_problem(name)
+        if problem:
+            raise UsageError(problem, hint=TOOLKIT_NAME_HINT)
+    paths = [request.model, request.out_dir, *request.calib_dirs.values()]
+    paths += [request.config_dir] if request.config_dir is not None else []
+    for path in paths:
+        check_plain_text(str(path), "path")
+    for path in request.calib_dirs.values():
+        if ";" in str(path) or "," in str(path):
+            raise UsageError(
+                f"calibration directory {str(path)!r} contains ';' or ',', which separate "
+                "directories in amct_onnx's --data_dir and ais_bench's --input",
+                hint="move the calibration set (or --out) to a path without ';' and ','",
+            )
+
+
 def commands_for(request: ConvertRequest, route: str) -> list[list[str]]:
     """Every command the route runs, in order, with bare program names."""
+    check_toolkit_text(request)
     if route == "fp16":
         return [atc_command(request, route, Path(request.model))]
     if route == "atc":
@@ -619,6 +648,7 @@ def precheck(
     if route not in ROUTES:
         raise UsageError(f"unknown conversion route '{route}'", hint="use fp16, atc or amct")
     atc = request.atc
+    check_toolkit_text(request)
     check_flag_values(atc)
     check_exclusive(atc)
     check_high_precision(atc, calibrating=route != "fp16")

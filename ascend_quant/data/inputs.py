@@ -24,7 +24,7 @@ from ascend_quant.data.feeds import RANDOM_WARNING, random_samples
 from ascend_quant.errors import UsageError
 from ascend_quant.progress import NULL_PROGRESS, Progress
 from ascend_quant.tensors import TensorSpec
-from ascend_quant.workspace import read_json, sha256_json
+from ascend_quant.workspace import read_json, safe_name, sha256_json
 
 log = logging.getLogger("ascend_quant")
 
@@ -268,7 +268,7 @@ def make_sets(
     sets: dict[str, CalibSet] = {}
     reused_all = True
     for plan in plans:
-        out = Path(out_root) / plan.spec.name
+        out = Path(out_root) / safe_name(plan.spec.name)  # the manifest keeps the real name
         name = plan.spec.name
         sources = plan.calib if calib_mode else plan.eval
         random_mode = sources == (RANDOM,) or (

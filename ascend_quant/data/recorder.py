@@ -28,6 +28,7 @@ import numpy as np
 from ascend_quant.data.calibset import DTYPES, write_samples
 from ascend_quant.errors import UsageError
 from ascend_quant.tensors import TensorSpec, graph_io
+from ascend_quant.workspace import safe_name
 
 
 def _specs_of(model: Any) -> list[TensorSpec]:
@@ -110,7 +111,7 @@ class Recorder:
         arrays = {spec.name: self._checked(spec, feeds) for spec in self.specs}
         for name, array in arrays.items():
             np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tofile(
-                tmp / f"{name}.{self.kept:06d}.bin"
+                tmp / f"{safe_name(name)}.{self.kept:06d}.bin"
             )
         self.kept += 1
         return True
@@ -166,7 +167,7 @@ class Recorder:
                 if spec.dtype not in DTYPES:
                     raise UsageError(f"Recorder: input '{spec.name}' is {spec.dtype}, unsupported")
                 self.sets[spec.name] = write_samples(
-                    self.out_dir / spec.name,
+                    self.out_dir / safe_name(spec.name),
                     spec.name,
                     self._read_back(spec.name, shape, spec.dtype),
                     sample_shape=shape,
@@ -193,7 +194,7 @@ class Recorder:
         little = np.dtype(dtype).newbyteorder("<")
         for k in range(self.kept):
             yield (
-                np.fromfile(self._tmp / f"{name}.{k:06d}.bin", dtype=little)
+                np.fromfile(self._tmp / f"{safe_name(name)}.{k:06d}.bin", dtype=little)
                 .reshape(shape)
                 .astype(dtype)
             )

@@ -31,8 +31,10 @@ def refused(
     exit_code, stdout, err = run_cli(capsys, *args)
     assert exit_code == code, (exit_code, stdout, err)
     assert "Traceback" not in err + stdout
-    assert err.startswith("error: "), err
-    assert "\nhint: " in err, err
+    lines = err.splitlines()
+    errors = [i for i, line in enumerate(lines) if line.startswith("error: ")]
+    assert len(errors) == 1, err  # one error line (warnings may come before it)...
+    assert lines[errors[0] + 1 :][:1] and lines[errors[0] + 1].startswith("hint: "), err
     assert "internal error" not in err
     if out is not None:
         assert files_under(out) == before, "a refused command left partial output"
