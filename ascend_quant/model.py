@@ -26,25 +26,13 @@ from ascend_quant.config import parse_input_shape
 from ascend_quant.errors import ModelError, UsageError
 from ascend_quant.onnx_io import ORT_MAX_IR_VERSION, ort_ir_version, save_for_ort
 from ascend_quant.progress import NULL_PROGRESS, Progress
+from ascend_quant.quant.layers import name_nodes
+from ascend_quant.quant.ops import FP16_OFF_TYPES, QUANTIZABLE_TYPES
 from ascend_quant.runners.ort import run_once
 from ascend_quant.tensors import TensorSpec, graph_io, input_values
 from ascend_quant.workspace import atomic_write_json, sha256_file
 
 log = logging.getLogger("ascend_quant")
-
-# ONNX op type -> the Ascend IR type ATC quantizes it as (reference §3.2; Conv is Conv3D for
-# 5-D weights). skip_layer_types and override_layer_types use the Ascend names.
-QUANTIZABLE_TYPES: dict[str, str] = {
-    "Conv": "Conv2D",
-    "Gemm": "MatMulV2",
-    "MatMul": "BatchMatMulV2",
-    "ConvTranspose": "Conv2DTranspose",
-    "AveragePool": "AvgPoolV2",
-}
-# Quantized only when named in tensor_quantize.
-TENSOR_QUANTIZE_TYPES: dict[str, str] = {"MaxPool": "MaxPool", "Add": "Add"}
-# Ascend types whose quantization ATC switches off when the model input or weights are FP16.
-FP16_OFF_TYPES = ("AvgPoolV2", "BatchMatMulV2")
 
 ATC_OPSET_RANGE = (11, 18)  # ai.onnx opsets ATC documents (reference §1.2, --framework)
 QDQ_MIN_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear (axis) needs opset 13
@@ -691,6 +679,12 @@ def preflight(
                 for t in graph_io(final)[1]
                 if all(isinstance(d, int) for d in t.shape)
             }
+        named = name_nodes(final)
+        if named:
+            repairs.append(
+                f"named {named} unnamed node(s) <op type>_<index> (skip lists, reports and "
+                "every backend use these names)"
+            )
         summary = summarize(final)
         for message in summary.warnings + warnings:
             log.warning(message)

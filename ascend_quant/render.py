@@ -43,7 +43,7 @@ from ascend_quant.config import (
 )
 from ascend_quant.data.calibset import batch_shape
 from ascend_quant.errors import UsageError
-from ascend_quant.model import QUANTIZABLE_TYPES
+from ascend_quant.quant.ops import QUANTIZABLE_TYPES
 from ascend_quant.resources import templates_dir
 from ascend_quant.soc import SocInfo, get_soc
 from ascend_quant.workspace import atomic_write_text, read_user_file

@@ -37,6 +37,7 @@ from ascend_quant.errors import UsageError
 from ascend_quant.model import random_feeds
 from ascend_quant.onnx_io import to_ort_bytes
 from ascend_quant.progress import NULL_PROGRESS, Progress
+from ascend_quant.quant.layers import tensor_map
 from ascend_quant.runners.ort import OrtRunner
 from ascend_quant.runners.timing import (
     interleaved_loop,
@@ -111,6 +112,7 @@ def build_sim_model(
     except Exception as exc:
         raise UsageError(f"cannot load ONNX model {request.model}: {exc}") from None
     _fix_input_shapes(model, request.input_shapes)
+    original = model
     info: dict[str, Any] = {"timings": {}}
     quant = request.quant
     if request.precision == "int8":
@@ -158,6 +160,8 @@ def build_sim_model(
         overflow = weights_over
         report_overflow(overflow)
     info["fp16_overflow"] = overflow  # None: not checked (no calibration data given)
+    # original tensor -> its name in the simulated model, for per-layer comparison
+    info["tensor_map"] = tensor_map(original, sim)
     return sim, info
 
 

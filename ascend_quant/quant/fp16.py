@@ -26,7 +26,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ascend_quant.errors import UsageError
-from ascend_quant.model import QUANTIZABLE_TYPES
+from ascend_quant.quant.ops import QUANTIZABLE_TYPES
 from ascend_quant.runners.ort import expose_outputs, make_session
 
 log = logging.getLogger("ascend_quant")

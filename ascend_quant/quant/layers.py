@@ -17,13 +17,15 @@ from onnx import TensorProto
 
 from ascend_quant.config import HfmgConfig, IfmrConfig, LayerOverride, QuantConfig
 from ascend_quant.errors import UsageError
-from ascend_quant.model import QUANTIZABLE_TYPES  # ONNX op type -> Ascend IR type
+from ascend_quant.quant import ops
+from ascend_quant.quant.ops import (
+    FP16_OFF_TYPES,
+    QUANTIZABLE_TYPES,
+    TENSOR_QUANTIZE_TYPES,
+    WEIGHTED_TYPES,
+)
 from ascend_quant.quant.stats import RangeRequest
 
-WEIGHTED_TYPES = ("Conv", "Gemm", "MatMul", "ConvTranspose")
-TENSOR_QUANTIZE_TYPES = ("MaxPool", "Add")
-# Quantization of these IR types is off when the model's weights are FP16 (ATC constraint).
-FP16_DISABLED_IR = ("AvgPoolV2", "BatchMatMulV2")
 SUBGRAPH_OPS = ("If", "Loop", "Scan")
 
 
@@ -64,9 +66,7 @@ class QuantPlan:
 
 
 def ir_type(node: onnx.NodeProto, weight_rank: int | None) -> str:
-    if node.op_type == "Conv" and weight_rank == 5:
-        return "Conv3D"
-    return QUANTIZABLE_TYPES.get(node.op_type, node.op_type)
+    return ops.ir_type(node.op_type, weight_rank)
 
 
 def _onnx_types_for(name: str) -> set[str]:
@@ -77,9 +77,15 @@ def _onnx_types_for(name: str) -> set[str]:
     return found
 
 
-def name_nodes(model: onnx.ModelProto) -> None:
-    """Give every unnamed main-graph node a stable name (ORT's quantizer selects by name)."""
+def name_nodes(model: onnx.ModelProto) -> int:
+    """Name every unnamed main-graph node `<op type>_<index>`, in place; returns how many.
+
+    Deterministic (graph order), so the same preflighted model always gets the same names;
+    preflight does it once and writes them, and ORT's quantizer (which selects by name), skip
+    lists, reports and keep_dtype files all use them.
+    """
     used = {n.name for n in model.graph.node if n.name}
+    named = 0
     for index, node in enumerate(model.graph.node):
         if not node.name:
             candidate = f"{node.op_type}_{index}"
@@ -87,6 +93,22 @@ def name_nodes(model: onnx.ModelProto) -> None:
                 candidate += "_"
             node.name = candidate
             used.add(candidate)
+            named += 1
+    return named
+
+
+def tensor_map(original: onnx.ModelProto, converted: onnx.ModelProto) -> dict[str, str]:
+    """Each tensor of the original main graph -> its name in the converted model.
+
+    The simulator's FP16 rounding and QDQ insertion keep every original tensor's name (a
+    rounded or quantized copy gets a new name, the value under the old name is the candidate's
+    counterpart); tensors the conversion removed (e.g. folded) are left out.
+    """
+    graph = converted.graph
+    present = {i.name for i in graph.input} | {o for n in graph.node for o in n.output if o}
+    names = [i.name for i in original.graph.input]
+    names += [o for n in original.graph.node for o in n.output if o]
+    return {name: name for name in dict.fromkeys(names) if name in present}
 
 
 def _resolve(config: QuantConfig, overrides: list[LayerOverride | None]) -> LayerOverride:
@@ -181,7 +203,7 @@ def plan_layers(model: onnx.ModelProto, config: QuantConfig) -> QuantPlan:
             TensorProto.FLOAT16,
         ):
             reason = "weight is not floating point"
-        elif fp16_weights and ir in FP16_DISABLED_IR:
+        elif fp16_weights and ir in FP16_OFF_TYPES:
             reason = f"{ir} quantization is off for FP16 weights"
         setting = _resolve(
             config,

@@ -26,7 +26,8 @@ from onnx import helper, numpy_helper, version_converter
 
 from ascend_quant.config import QuantConfig
 from ascend_quant.errors import UsageError
-from ascend_quant.quant.layers import QUANTIZABLE_TYPES, QuantPlan, nothing_quantized_reason
+from ascend_quant.quant.layers import QuantPlan, nothing_quantized_reason
+from ascend_quant.quant.ops import QUANTIZABLE_TYPES
 from ascend_quant.quant.stats import QMAX, QMIN, RangeRequest, quant_params
 
 log = logging.getLogger("ascend_quant")
