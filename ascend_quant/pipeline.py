@@ -715,16 +715,7 @@ PIPELINE: tuple[Stage, ...] = (
     Stage("eval", "calib", False, _self_cached, _eval_run, _eval_load),
     Stage("golden", "compare", False, _golden_key, _golden_run, _golden_load),
     Stage("config", "config", True, _config_key, _config_run, _config_load),
-    Stage(
-        "convert-fp16",
-        "convert",
-        True,
-        _convert_key("fp16"),
-        _convert_run("fp16"),
-        _convert_load("fp16"),
-        shared=_simulated,
-        adopt=_convert_adopt,
-    ),
+    # INT8 first: its calibration pass records the FP32 statistics the FP16 overflow check reads.
     Stage(
         "convert-int8",
         "convert",
@@ -733,6 +724,16 @@ PIPELINE: tuple[Stage, ...] = (
         _convert_run("int8"),
         _convert_load("int8"),
         applies=_int8_applies,
+        shared=_simulated,
+        adopt=_convert_adopt,
+    ),
+    Stage(
+        "convert-fp16",
+        "convert",
+        True,
+        _convert_key("fp16"),
+        _convert_run("fp16"),
+        _convert_load("fp16"),
         shared=_simulated,
         adopt=_convert_adopt,
     ),
@@ -933,7 +934,7 @@ def build(
                 SocResult(
                     soc=soc,
                     directory=work.directory,
-                    artifacts=dict(work.artifacts),
+                    artifacts={p: work.artifacts[p] for p in PRECISIONS if p in work.artifacts},
                     bench=work.bench,
                     compare=work.compare,
                     reports=work.reports,

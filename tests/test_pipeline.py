@@ -262,3 +262,29 @@ def test_summary_survives_nan_and_names_the_first_failure() -> None:
     assert two.startswith("FAILED: Ascend310P3/m_fp16 out cosine NaN") and two.endswith(
         "(+1 other failed gate)"
     )
+
+
+def test_fp32_statistics_are_gathered_once_per_build(
+    sr_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """INT8 calibration records FP32 max |x|; the FP16 overflow check reads it (no extra pass),
+    and in-range tensors need no FP16 pass at all."""
+    from ascend_quant.quant import calibrate, fp16
+
+    passes: list[str] = []
+    real_collect, real_find = calibrate.collect_pass, fp16.find_overflow
+
+    def collect(*args: object, **kwargs: object) -> calibrate.Collected:
+        passes.append(str(kwargs.get("label", "calibrating")))
+        return real_collect(*args, **kwargs)  # type: ignore[arg-type]
+
+    def find(*args: object, **kwargs: object) -> list[str]:
+        passes.append("fp16")
+        return real_find(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(calibrate, "collect_pass", collect)
+    monkeypatch.setattr(fp16, "find_overflow", find)
+    result = build(sr_onnx, _config(tmp_path))
+    assert passes == ["calibrating"]
+    for om in result.socs[0].artifacts.values():
+        assert json.loads(Path(om).with_suffix(".json").read_text())["fp16_overflow"] == []

@@ -46,7 +46,14 @@ from ascend_quant.runners.timing import (
     round_medians,
 )
 from ascend_quant.tensors import TensorSpec, graph_io
-from ascend_quant.workspace import atomic_write_json, read_json, sha256_bytes, sha256_file
+from ascend_quant.workspace import (
+    atomic_write_json,
+    read_json,
+    sha256_bytes,
+    sha256_file,
+    sha256_json,
+    tool_fingerprint,
+)
 
 log = logging.getLogger("ascend_quant")
 
@@ -96,12 +103,47 @@ def calibration_feeds(
     return iter(source), len(source), source.manifest_sha256
 
 
+def _absmax_cache(request: ConvertRequest, shas: dict[str, str]) -> Path:
+    """Where the FP32 max |x| per tensor of this model on this calibration data is kept.
+
+    INT8 calibration records it in its one pass; the FP16 conversion of the same model and data
+    then reads it instead of running the model again.
+    """
+    key = sha256_json(
+        {
+            "model": sha256_file(Path(request.model)),
+            "input_shapes": {k: list(v) for k, v in request.input_shapes.items()},
+            "calib": shas,
+            "batch_num": request.quant.batch_num,
+            "tool": tool_fingerprint(),
+        }
+    )
+    return Path(request.out_dir) / ".fp32_stats" / f"{key[:32]}.json"
+
+
+def _read_absmax(path: Path) -> dict[str, float] | None:
+    try:
+        data = read_json(path)
+    except (OSError, ValueError):
+        return None
+    return {str(k): float(v) for k, v in data.items()} if isinstance(data, dict) else None
+
+
 def build_sim_model(
     request: ConvertRequest, progress: Progress = NULL_PROGRESS
 ) -> tuple[onnx.ModelProto, dict[str, Any]]:
-    """The ONNX model the container runs and the metadata describing how it was made."""
+    """The ONNX model the container runs and the metadata describing how it was made.
+
+    The FP16 overflow check needs no extra pass over the FP32 model: the FP32 max |x| of every
+    tensor comes from the INT8 calibration pass (or, for FP16 alone, one FP32 pass whose
+    reductions run inside the graph), is cached for the other precision, and only tensors
+    within a factor `OVERFLOW_MARGIN` of the FP16 range are checked in one FP16 pass.
+    """
+    from ascend_quant.quant.calibrate import collect_pass
     from ascend_quant.quant.fp16 import (
+        activation_tensors,
         find_overflow,
+        overflow_candidates,
         overflowing_weights,
         report_overflow,
         simulate_fp16,
@@ -112,9 +154,14 @@ def build_sim_model(
     except Exception as exc:
         raise UsageError(f"cannot load ONNX model {request.model}: {exc}") from None
     _fix_input_shapes(model, request.input_shapes)
-    original = model
+    original = fp32_model = model
     info: dict[str, Any] = {"timings": {}}
     quant = request.quant
+    absmax: dict[str, float] | None = None
+    cache: Path | None = None
+    if request.calib_dirs:
+        _feeds, _total, shas = calibration_feeds(model, request.calib_dirs, quant.batch_num)
+        cache = _absmax_cache(request, shas)
     if request.precision == "int8":
         from ascend_quant.quant.qdq import quantize_model
 
@@ -127,8 +174,13 @@ def build_sim_model(
             )
         feeds, total, shas = calibration_feeds(model, request.calib_dirs, quant.batch_num)
         started = time.perf_counter()
-        result, ranges = quantize_model(model, quant, feeds, progress, total)
+        result, ranges = quantize_model(
+            model, quant, feeds, progress, total, absmax_of=activation_tensors(model)
+        )
         info["timings"]["calibrate_s"] = round(time.perf_counter() - started, 3)
+        absmax = result.absmax
+        if cache is not None:
+            atomic_write_json(cache, absmax)
         model = result.model
         info.update(
             calib_manifest_sha256=shas,
@@ -148,12 +200,31 @@ def build_sim_model(
     weights_over = overflowing_weights(model)
     sim = simulate_fp16(model, keep_dtype=request.atc.keep_dtype)
     overflow: list[str] | None = None
-    if request.calib_dirs:
+    if request.calib_dirs and cache is not None:
         started = time.perf_counter()
-        feeds, total, shas = calibration_feeds(model, request.calib_dirs, quant.batch_num)
+        if absmax is None:
+            absmax = _read_absmax(cache)
+        if absmax is None:
+            feeds, total, _shas = calibration_feeds(fp32_model, request.calib_dirs, quant.batch_num)
+            absmax = collect_pass(
+                fp32_model,
+                [],
+                feeds,
+                progress=progress,
+                total=total,
+                absmax_of=activation_tensors(fp32_model),
+                label="FP32 statistics",
+            ).absmax
+            atomic_write_json(cache, absmax)
+        candidates = overflow_candidates(sim, absmax)
+        found: list[str] = []
+        if candidates:
+            feeds, total, _shas = calibration_feeds(model, request.calib_dirs, quant.batch_num)
+            with progress.task(f"checking FP16 overflow ({len(candidates)} tensors)", total=total):
+                found = find_overflow(sim, feeds, names=candidates)
+        overflow = weights_over + found
         info.setdefault("calib_manifest_sha256", shas)
-        with progress.task("checking FP16 overflow", total=total):
-            overflow = weights_over + find_overflow(sim, feeds)
+        info["fp16_overflow_checked"] = len(candidates)
         info["timings"]["fp16_overflow_check_s"] = round(time.perf_counter() - started, 3)
         report_overflow(overflow)
     if overflow is None and weights_over:

@@ -7,11 +7,14 @@ does not grow with the number of calibration samples.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
+from onnx import TensorProto, helper
 
 from ascend_quant.errors import UsageError
 from ascend_quant.progress import NULL_PROGRESS, Progress
@@ -22,27 +25,79 @@ if TYPE_CHECKING:
     import onnxruntime as ort
 
 Feeds = dict[str, np.ndarray]
+ABSMAX_SUFFIX = "__absmax"
 
 
-def collect(
+def with_absmax_outputs(
+    model: onnx.ModelProto, tensors: Iterable[str]
+) -> tuple[onnx.ModelProto, dict[str, str]]:
+    """A copy of `model` that also outputs max |x| of each of `tensors` as a scalar.
+
+    The reduction runs inside the graph (Abs -> ReduceMax), so no activation is copied out of
+    ONNX Runtime: the cost is one cheap elementwise pass per tensor. Returns (model, tensor ->
+    output name).
+    """
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    names: dict[str, str] = {}
+    for tensor in dict.fromkeys(tensors):
+        absolute, output = f"{tensor}{ABSMAX_SUFFIX}_abs", f"{tensor}{ABSMAX_SUFFIX}"
+        copy.graph.node.extend(
+            [
+                helper.make_node("Abs", [tensor], [absolute], name=absolute),
+                helper.make_node("ReduceMax", [absolute], [output], name=output, keepdims=0),
+            ]
+        )
+        copy.graph.output.append(helper.make_tensor_value_info(output, TensorProto.FLOAT, None))
+        names[tensor] = output
+    return copy, names
+
+
+@dataclass
+class Collected:
+    """One calibration pass: histograms of the calibrated tensors, max |x| of the others."""
+
+    stats: dict[str, TensorStats]
+    absmax: dict[str, float] = field(default_factory=dict)  # FP32 max |x| over all batches
+
+    def all_absmax(self) -> dict[str, float]:
+        """max |x| of every tensor seen, calibrated ones included."""
+        found = dict(self.absmax)
+        for name, value in self.stats.items():
+            if value.count:
+                found[name] = max(abs(value.min), abs(value.max))
+        return found
+
+
+def collect_pass(
     model: onnx.ModelProto,
     tensors: list[str],
     batches: Iterable[Feeds],
     bins: int = DEFAULT_BINS,
     progress: Progress = NULL_PROGRESS,
     total: int | None = None,
-) -> dict[str, TensorStats]:
-    """Stream `batches` through the augmented model and return per-tensor statistics."""
-    session: ort.InferenceSession = make_session(expose_outputs(model, tensors))
+    absmax_of: Iterable[str] = (),
+    label: str = "calibrating",
+) -> Collected:
+    """Stream `batches` through the model once: histograms of `tensors` and, in the same
+    session pass, max |x| of the float tensors `absmax_of` (for the FP16 overflow check)."""
     graph_inputs = {i.name for i in model.graph.input}
     outputs = [t for t in tensors if t not in graph_inputs]
+    reduced = [t for t in dict.fromkeys(absmax_of) if t not in set(tensors)]
+    augmented, reduced_names = with_absmax_outputs(model, reduced)
+    session: ort.InferenceSession = make_session(expose_outputs(augmented, outputs))
+    fetch = outputs + list(reduced_names.values())
     stats = {t: TensorStats(bins) for t in tensors}
+    absmax = dict.fromkeys(reduced, 0.0)
     seen = 0
-    with progress.task("calibrating", total=total) as advance:
+    with progress.task(label, total=total) as advance:
         for feeds in batches:
-            values = session.run(outputs, feeds) if outputs else []
+            values = session.run(fetch, feeds) if fetch else []
             for name, value in zip(outputs, values):
                 stats[name].update(value)
+            for name, value in zip(reduced, values[len(outputs) :]):
+                top = float(value)
+                absmax[name] = top if math.isnan(top) else max(absmax[name], top)
             for name in tensors:
                 if name in graph_inputs:
                     stats[name].update(feeds[name])
@@ -59,7 +114,19 @@ def collect(
                 f"calibration saw no finite values in tensor '{name}'",
                 hint="check the calibration data (all NaN/inf?) or skip that layer",
             )
-    return stats
+    return Collected(stats, absmax)
+
+
+def collect(
+    model: onnx.ModelProto,
+    tensors: list[str],
+    batches: Iterable[Feeds],
+    bins: int = DEFAULT_BINS,
+    progress: Progress = NULL_PROGRESS,
+    total: int | None = None,
+) -> dict[str, TensorStats]:
+    """Stream `batches` through the augmented model and return per-tensor statistics."""
+    return collect_pass(model, tensors, batches, bins, progress, total).stats
 
 
 def ranges(

@@ -247,30 +247,79 @@ def simulate_fp16(
     return copy
 
 
+# An FP32 max |x| below FP16_MAX / OVERFLOW_MARGIN cannot reach the FP16 range in the FP16
+# simulation: FP16 rounding moves each value by 2^-11 relative, which compounds to a few percent
+# over a deep network, far from a factor of 4.
+OVERFLOW_MARGIN = 4.0
+INPUT_SUFFIX = f"{ROUND_SUFFIX}_in"
+
+
+def activation_tensors(model: onnx.ModelProto) -> list[str]:
+    """The float32 tensors an FP16 simulation of `model` rounds: node outputs and graph inputs."""
+    floats = _float_tensors(model)
+    initializers = {i.name for i in model.graph.initializer}
+    names = [i.name for i in model.graph.input if i.name in floats and i.name not in initializers]
+    for node in model.graph.node:
+        names.extend(o for o in node.output if o and o in floats)
+    return list(dict.fromkeys(names))
+
+
+def rounded_tensors(sim: onnx.ModelProto) -> list[str]:
+    """The tensors an FP16-simulated model rounds (its Cast-to-FP32 outputs), in graph order."""
+    return [
+        n.output[0]
+        for n in sim.graph.node
+        if n.op_type == "Cast" and n.name.endswith(f"{ROUND_SUFFIX}_cast32")
+    ]
+
+
+def fp32_name(rounded: str) -> str:
+    """The FP32 model's tensor a rounded tensor stands for (graph inputs get a suffix)."""
+    return rounded[: -len(INPUT_SUFFIX)] if rounded.endswith(INPUT_SUFFIX) else rounded
+
+
+def overflow_candidates(sim: onnx.ModelProto, absmax: dict[str, float]) -> list[str]:
+    """Rounded tensors of `sim` that could overflow in FP16, judged from FP32 max |x|.
+
+    A tensor whose FP32 statistics are unknown (e.g. one the quantization inserted) is checked
+    too; non-finite FP32 values count as reaching the range.
+    """
+    limit = FP16_MAX / OVERFLOW_MARGIN
+    chosen = []
+    for name in rounded_tensors(sim):
+        value = absmax.get(fp32_name(name))
+        if value is None or not (value < limit):
+            chosen.append(name)
+    return chosen
+
+
 def find_overflow(
-    model: onnx.ModelProto, batches: Iterable[dict[str, np.ndarray]], limit: int | None = None
+    model: onnx.ModelProto,
+    batches: Iterable[dict[str, np.ndarray]],
+    limit: int | None = None,
+    names: Iterable[str] | None = None,
 ) -> list[str]:
     """Names of tensors of an FP16-simulated model that hold inf/NaN on any of `batches`.
 
+    `names`: only these rounded tensors (e.g. `overflow_candidates`); default all of them.
     Tensors are reported in graph order; the first ones are where the overflow starts (later
     tensors usually inherit it).
     """
-    names = [
-        n.output[0]
-        for n in model.graph.node
-        if n.op_type == "Cast" and n.name.endswith(f"{ROUND_SUFFIX}_cast32")
-    ]
-    if not names:
+    rounded = rounded_tensors(model)
+    if names is not None:
+        wanted = set(names)
+        rounded = [n for n in rounded if n in wanted]
+    if not rounded:
         return []
-    session = make_session(expose_outputs(model, names))
+    session = make_session(expose_outputs(model, rounded))
     bad: set[str] = set()
     for count, feeds in enumerate(batches):
         if limit is not None and count >= limit:
             break
-        for name, value in zip(names, session.run(names, feeds)):
+        for name, value in zip(rounded, session.run(rounded, feeds)):
             if name not in bad and not np.all(np.isfinite(value)):
                 bad.add(name)
-    return [n for n in names if n in bad]
+    return [n for n in rounded if n in bad]
 
 
 def report_overflow(names: list[str]) -> None:

@@ -17,6 +17,7 @@ What ATC does to a quantized layer, and how it maps onto QDQ:
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,7 @@ class QdqResult:
     layers: list[dict[str, Any]]
     tensors: dict[str, dict[str, Any]]  # tensor -> scale, zero_point, axis, dtype
     op_counts: dict[str, int] = field(default_factory=dict)
+    absmax: dict[str, float] = field(default_factory=dict)  # FP32 max |x| seen in calibration
 
     @property
     def quantized_layers(self) -> int:
@@ -390,10 +392,15 @@ def quantize_model(
     batches: Any,
     progress: Any = None,
     total: int | None = None,
+    absmax_of: Iterable[str] = (),
 ) -> tuple[QdqResult, dict[str, tuple[float, float]]]:
-    """Plan, calibrate (streaming over `batches` of feeds) and build the QDQ model."""
+    """Plan, calibrate (streaming over `batches` of feeds) and build the QDQ model.
+
+    `absmax_of`: float tensors whose FP32 max |x| the same calibration pass also records
+    (`result.absmax`, with the calibrated tensors' own), for the FP16 overflow check.
+    """
     from ascend_quant.progress import NULL_PROGRESS
-    from ascend_quant.quant.calibrate import collect, ranges
+    from ascend_quant.quant.calibrate import collect_pass, ranges
     from ascend_quant.quant.layers import name_nodes, plan_layers
 
     copy = onnx.ModelProto()
@@ -406,6 +413,15 @@ def quantize_model(
             hint="remove entries from skip_layers/skip_layer_types, or convert to FP16",
         )
     requests = activation_requests(plan)
-    stats = collect(copy, list(requests), batches, progress=progress or NULL_PROGRESS, total=total)
-    calibrated = ranges(stats, requests)
-    return build_qdq(copy, plan, calibrated, config), calibrated
+    collected = collect_pass(
+        copy,
+        list(requests),
+        batches,
+        progress=progress or NULL_PROGRESS,
+        total=total,
+        absmax_of=absmax_of,
+    )
+    calibrated = ranges(collected.stats, requests)
+    result = build_qdq(copy, plan, calibrated, config)
+    result.absmax = collected.all_absmax()
+    return result, calibrated

@@ -97,3 +97,24 @@ def test_weights_are_stored_as_fp16_and_the_file_halves():
 def test_no_overflow_reported_in_range():
     sim = simulate_fp16(_scale_net(100.0))
     assert find_overflow(sim, [{"input": np.ones((1, 4), np.float32)}]) == []
+
+
+def test_only_tensors_near_the_fp16_range_are_checked():
+    from ascend_quant.quant.calibrate import collect_pass
+    from ascend_quant.quant.fp16 import activation_tensors, overflow_candidates
+
+    model = _scale_net(1e5)
+    feeds = [{"input": np.array([[0.5, 1.0, -2.0, 0.1]], np.float32)}]
+    tensors = activation_tensors(model)
+    assert tensors[0] == "input" and {"big", "act"} <= set(tensors)
+    absmax = collect_pass(model, [], feeds, absmax_of=tensors).absmax  # in-graph reductions
+    assert absmax["input"] == 2.0 and absmax["big"] == 2e5 and absmax["act"] == 1e5
+    sim = simulate_fp16(model)
+    candidates = overflow_candidates(sim, absmax)
+    assert candidates == ["big", "act"]  # input (2.0) and output (1.0) cannot overflow
+    assert find_overflow(sim, feeds, names=candidates) == ["big", "act"]
+    assert find_overflow(sim, feeds, names=[]) == []
+    safe = _scale_net(100.0)
+    safe_absmax = collect_pass(safe, [], feeds, absmax_of=activation_tensors(safe)).absmax
+    assert overflow_candidates(simulate_fp16(safe), safe_absmax) == []
+    assert set(overflow_candidates(sim, {})) >= {"big", "act", "input__fp16_in"}
