@@ -67,7 +67,7 @@ def expose_outputs(model: onnx.ModelProto, tensors: Iterable[str]) -> onnx.Model
     wanted = [t for t in dict.fromkeys(tensors) if t not in existing and t not in graph_inputs]
     if not wanted:
         return copy
-    types = _elem_types(copy)
+    types = tensor_types(copy)
     for name in wanted:
         copy.graph.output.append(
             helper.make_tensor_value_info(name, types.get(name, TensorProto.FLOAT), None)
@@ -75,7 +75,7 @@ def expose_outputs(model: onnx.ModelProto, tensors: Iterable[str]) -> onnx.Model
     return copy
 
 
-def _elem_types(model: onnx.ModelProto) -> dict[str, int]:
+def tensor_types(model: onnx.ModelProto) -> dict[str, int]:
     """Element type per tensor name, from the model's value_info or from shape inference."""
     known = {
         v.name: v.type.tensor_type.elem_type
