@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -28,17 +29,75 @@ def natural_key(name: str) -> list[object]:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
+_INPUT_HINT = "pass a directory of .bin/.npy files (or one file) per model input"
+_NPY_HINT = "write plain numeric arrays with numpy.save (no object arrays, no pickles)"
+
+
+def _regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        return False
+
+
 def list_input_files(path: Path) -> list[Path]:
-    """A directory's .bin/.npy files natural-sorted, or the single file given."""
+    """A directory's .bin/.npy files natural-sorted, or the single file given; special files
+    (FIFOs, devices) are refused by type, before anything reads them."""
     path = Path(path)
     if path.is_dir():
-        files = [p for p in path.iterdir() if p.suffix.lower() in INPUT_SUFFIXES and p.is_file()]
+        named = [p for p in path.iterdir() if p.suffix.lower() in INPUT_SUFFIXES]
+        special = [p for p in named if not p.is_dir() and not _regular(p)]
+        if special:
+            raise UsageError(f"{special[0]} is not a regular file", hint=_INPUT_HINT)
+        files = [p for p in named if _regular(p)]
         if not files:
-            raise UsageError(f"no .bin or .npy files in {path}")
+            raise UsageError(f"no .bin or .npy files in {path}", hint=_INPUT_HINT)
         return sorted(files, key=lambda p: natural_key(p.name))
-    if path.is_file():
+    if _regular(path):
         return [path]
-    raise UsageError(f"input not found: {path}")
+    if path.exists():
+        raise UsageError(f"input {path} is not a regular file or a directory", hint=_INPUT_HINT)
+    raise UsageError(f"input not found: {path}", hint=_INPUT_HINT)
+
+
+def npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) of an .npy file, read without unpickling anything and checked against the
+    file's size; UsageError for anything that is not a plain numeric array."""
+    fmt = np.lib.format
+    try:
+        with open(path, "rb") as handle:
+            version = fmt.read_magic(handle)
+            if version == (1, 0):
+                shape, _, dtype = fmt.read_array_header_1_0(handle)
+            elif version == (2, 0):
+                shape, _, dtype = fmt.read_array_header_2_0(handle)
+            else:
+                raise ValueError(f"unsupported .npy format version {version}")
+            offset = handle.tell()
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+        raise UsageError(
+            f"{path} is not a valid .npy file ({str(exc).splitlines()[0][:120]})", hint=_NPY_HINT
+        ) from None
+    if dtype.hasobject or dtype.fields is not None or dtype.kind not in "fiub":
+        raise UsageError(
+            f"{path} holds {dtype} data; only numeric arrays are read (never pickles)",
+            hint=_NPY_HINT,
+        )
+    shape = tuple(int(d) for d in shape)
+    need = math.prod(shape) * dtype.itemsize
+    have = path.stat().st_size - offset
+    if need > have:
+        raise UsageError(
+            f"{path}: its header claims {list(shape)} {dtype} ({need} bytes) but it holds {have}",
+            hint="the file is truncated; write it again with numpy.save",
+        )
+    return shape, dtype
+
+
+def load_npy(path: Path) -> np.ndarray:
+    """An .npy file's array, its header checked first (see `npy_header`)."""
+    npy_header(path)
+    return np.load(path, allow_pickle=False)
 
 
 def parse_input_arg(text: str) -> list[Path]:
@@ -57,7 +116,7 @@ def _element_count(spec: TensorSpec) -> int:
 
 def _read_file(path: Path, dtype: np.dtype) -> np.ndarray:
     if path.suffix.lower() == ".npy":
-        return np.load(path, allow_pickle=False).astype(dtype, copy=False).reshape(-1)
+        return load_npy(path).astype(dtype, copy=False).reshape(-1)
     return np.fromfile(path, dtype=dtype)
 
 
@@ -65,7 +124,7 @@ def _files_per_inference(spec: TensorSpec, first: Path) -> int:
     dtype = np.dtype(spec.dtype)
     tensor_bytes = _element_count(spec) * dtype.itemsize
     if first.suffix.lower() == ".npy":
-        file_bytes = int(np.load(first, mmap_mode="r", allow_pickle=False).size) * dtype.itemsize
+        file_bytes = math.prod(npy_header(first)[0]) * dtype.itemsize
     else:
         file_bytes = first.stat().st_size
     if file_bytes == 0 or tensor_bytes % file_bytes:
@@ -136,7 +195,7 @@ def read_output(path: Path, spec: TensorSpec) -> np.ndarray:
     dtype = np.dtype(spec.dtype)
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        data = np.load(path, allow_pickle=False)
+        data = load_npy(path)
     elif suffix == ".txt":
         data = np.loadtxt(path, dtype=dtype)
     else:

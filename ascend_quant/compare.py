@@ -26,7 +26,7 @@ import numpy as np
 
 from ascend_quant import aisbench_io, backends, metrics, tasks
 from ascend_quant.config import AccuracyConfig, Thresholds
-from ascend_quant.errors import UsageError
+from ascend_quant.errors import UsageError, not_a_model_file
 from ascend_quant.gates import Extremes, Gate, GateFailure, judge, merge_gates, verdict_line
 from ascend_quant.golden import GoldenSet, golden_runner, resolve_inputs, write_golden
 from ascend_quant.progress import NULL_PROGRESS, Progress
@@ -385,7 +385,7 @@ def compare_models(
     output_thresholds = dict(output_thresholds or {})
     accuracy = accuracy or AccuracyConfig()
     if not onnx_model.is_file():
-        raise UsageError(f"model not found: {onnx_model}")
+        raise not_a_model_file(onnx_model)
     if not candidates:
         raise UsageError("no .om candidates to compare", hint="pass one or more .om files")
     candidates = [Path(c) for c in candidates]

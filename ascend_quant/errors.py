@@ -5,6 +5,8 @@ The CLI prints `error: <message>` and `hint: <hint>` and exits with `exit_code`;
 
 from __future__ import annotations
 
+import os
+
 EXIT_OK = 0
 EXIT_THRESHOLD = 1
 EXIT_USAGE = 2
@@ -24,6 +26,18 @@ class AscendQuantError(Exception):
 
 class UsageError(AscendQuantError):
     """Bad flags, bad config, or bad input files (images, models, .bin sizes)."""
+
+
+def not_a_model_file(path: object) -> UsageError:
+    """The error for a model path that is missing, a directory or a special file."""
+    text = str(path)
+    if os.path.isdir(text):
+        what = "is a directory, not a model file"
+    elif os.path.exists(text):
+        what = "is not a regular file"
+    else:
+        what = "not found"
+    return UsageError(f"model {what}: {text}", hint="pass the path of the .onnx or .om file")
 
 
 class ModelError(UsageError):

@@ -23,7 +23,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ascend_quant.config import parse_input_shape
-from ascend_quant.errors import ModelError, UsageError
+from ascend_quant.errors import ModelError, UsageError, not_a_model_file
 from ascend_quant.onnx_io import ORT_MAX_IR_VERSION, ort_ir_version, save_for_ort
 from ascend_quant.progress import NULL_PROGRESS, Progress
 from ascend_quant.quant.layers import name_nodes
@@ -86,10 +86,8 @@ class PreflightResult:
 def load_model(path: Path) -> onnx.ModelProto:
     """Load an .onnx file with its external data, or raise a one-line UsageError/ModelError."""
     path = Path(path)
-    if not path.exists():
-        raise UsageError(f"model not found: {path}", hint="pass the path of an .onnx file")
-    if path.is_dir():
-        raise UsageError(f"{path} is a directory, not an .onnx file")
+    if not path.is_file():  # missing, a directory, or a FIFO/device that would block the read
+        raise not_a_model_file(path)
     if path.suffix.lower() == ".om":
         raise ModelError(
             f"{path} is an Ascend .om, not an ONNX model",

@@ -42,7 +42,7 @@ from ascend_quant.backends.base import Backend, ConvertRequest
 from ascend_quant.config import BuildConfig, PreprocessConfig, to_mapping
 from ascend_quant.data.feeds import RANDOM_WARNING
 from ascend_quant.data.inputs import InputPlan, is_random, make_sets, plan_inputs
-from ascend_quant.errors import UsageError
+from ascend_quant.errors import UsageError, not_a_model_file
 from ascend_quant.gates import GateFailure, verdict_line
 from ascend_quant.golden import MANIFEST, GoldenSet, record_golden
 from ascend_quant.progress import NULL_PROGRESS, Progress
@@ -892,8 +892,7 @@ def build(
     config = replace(config or BuildConfig(), model=Path(model))
     model_path = Path(model)
     if not model_path.is_file():
-        what = "is not a regular file" if model_path.exists() else "not found"
-        raise UsageError(f"model {what}: {model_path}", hint="pass the path of an .onnx file")
+        raise not_a_model_file(model_path)
     if not config.socs:
         raise UsageError("no soc given", hint="pass --soc, e.g. --soc Ascend310P3")
     for soc in config.socs:

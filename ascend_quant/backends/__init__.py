@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from ascend_quant.backends.base import Backend
-from ascend_quant.errors import UsageError
+from ascend_quant.errors import UsageError, not_a_model_file
 
 log = logging.getLogger("ascend_quant")
 
@@ -46,7 +46,7 @@ def backend_for_om(path: Path) -> Backend:
 
     path = Path(path)
     if not path.is_file():
-        raise UsageError(f"model not found: {path}")
+        raise not_a_model_file(path)
     if is_sim_om(path):
         return get_backend("sim")
     if is_real_om(path):

@@ -49,7 +49,7 @@ from ascend_quant.backends.base import (
 from ascend_quant.backends.omfile import is_real_om, read_om_header
 from ascend_quant.backends.toolkit import Toolkit, discover
 from ascend_quant.config import BenchConfig
-from ascend_quant.errors import ToolchainError, UsageError
+from ascend_quant.errors import ToolchainError, UsageError, not_a_model_file
 from ascend_quant.progress import NULL_PROGRESS, Progress
 from ascend_quant.runners.aisbench import AisBenchRunner
 from ascend_quant.tensors import graph_io
@@ -409,7 +409,7 @@ class AtcBackend:
         """The om is real, an NPU is visible and its soc is the one the om was built for."""
         om = Path(om)
         if not om.is_file():
-            raise UsageError(f"model not found: {om}")
+            raise not_a_model_file(om)
         if not is_real_om(om):
             raise UsageError(
                 f"{om} is not a real Ascend .om (no IMOD header)",

@@ -31,7 +31,7 @@ from ascend_quant.config import (
     toolkit_name_problem,
 )
 from ascend_quant.data.calibset import CalibSet, batch_shape
-from ascend_quant.errors import UsageError
+from ascend_quant.errors import UsageError, not_a_model_file
 from ascend_quant.tensors import TensorSpec, graph_io
 
 ROUTES = ("fp16", "atc", "amct")
@@ -654,7 +654,7 @@ def precheck(
     check_high_precision(atc, calibrating=route != "fp16")
     check_aipp(request)
     if not Path(request.model).is_file():
-        raise UsageError(f"model not found: {request.model}")
+        raise not_a_model_file(request.model)
     inputs = model_inputs(Path(request.model))
     check_inputs(request, inputs)
     names = []

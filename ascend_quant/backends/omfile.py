@@ -2,11 +2,13 @@
 
 The layout comes from GE's `struct ModelFileHeader` (reference §9). The size identity
 `length + 256 == file size` is not verified on a real file (encrypted or multi-model oms may
-differ), so a mismatch is reported as a warning in the result, never as an error.
+differ), so a larger file is reported as a warning in the result; a file shorter than its header
+claims is truncated (a copy that stopped half-way) and is an error.
 """
 
 from __future__ import annotations
 
+import stat
 import struct
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,8 @@ def _cstr(raw: bytes) -> str:
 def _read_head(path: Path) -> tuple[bytes, int]:
     path = Path(path)
     try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO would block the open
+            raise UsageError(f"{path} is not a regular file", hint="pass an .om file")
         with open(path, "rb") as handle:
             head = handle.read(HEAD_LEN)
         return head, path.stat().st_size
@@ -67,6 +71,13 @@ def read_om_header(path: Path) -> dict[str, Any]:
     if version not in KNOWN_VERSIONS:
         warnings.append(f"unknown header version 0x{version:08X}")
     payload = size - HEAD_LEN
+    declared = [n for n in (length, model_length) if n > 0]
+    if declared and payload < min(declared):
+        raise UsageError(
+            f"{path} is truncated: its header declares {min(declared)} bytes after the "
+            f"{HEAD_LEN}-byte header, the file holds {payload}",
+            hint="copy or convert the .om again (the copy stopped before the end)",
+        )
     if payload not in (length, model_length):
         warnings.append(
             f"payload is {payload} bytes but the header declares length={length}"

@@ -33,7 +33,7 @@ from ascend_quant.backends.base import (
 from ascend_quant.backends.simfile import is_sim_om, read_sim_metadata, read_sim_om, write_sim_om
 from ascend_quant.config import BenchConfig, QuantConfig, to_mapping
 from ascend_quant.data.calibset import CalibFeeds, CalibSet
-from ascend_quant.errors import UsageError
+from ascend_quant.errors import UsageError, not_a_model_file
 from ascend_quant.model import random_feeds
 from ascend_quant.onnx_io import to_ort_bytes
 from ascend_quant.progress import NULL_PROGRESS, Progress
@@ -64,7 +64,7 @@ def open_runner(om_path: Path) -> OrtRunner:
     """A simulated .om as a runner over its ONNX payload (its header is `.metadata`)."""
     om_path = Path(om_path)
     if not om_path.is_file():
-        raise UsageError(f"model not found: {om_path}")
+        raise not_a_model_file(om_path)
     metadata, onnx_bytes = read_sim_om(om_path)
     return OrtRunner(onnx_bytes, name=om_path.name, metadata=metadata)
 

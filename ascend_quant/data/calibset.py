@@ -33,7 +33,13 @@ import numpy as np
 from ascend_quant.data.feeds import Feeds
 from ascend_quant.errors import UsageError
 from ascend_quant.tensors import TensorSpec
-from ascend_quant.workspace import atomic_directory, atomic_write_json, read_json, sha256_bytes
+from ascend_quant.workspace import (
+    atomic_directory,
+    atomic_write_json,
+    read_json,
+    read_user_file,
+    sha256_bytes,
+)
 
 FORMAT = "ascend-quant-calib/1"
 MANIFEST = "manifest.json"
@@ -67,12 +73,14 @@ class CalibSet:
         path = root / MANIFEST
         broken = f"{root} is not a valid calib set"
         hint = "re-create it with `ascend-quant calib --out DIR`"
+        if root.exists() and not root.is_dir():
+            raise UsageError(f"{broken}: it is a file, not a directory", hint=hint)
+        if not path.exists():
+            raise UsageError(f"{broken}: no {MANIFEST}", hint=hint)
         try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            raise UsageError(f"{broken}: no {MANIFEST}", hint=hint) from None
-        except IsADirectoryError:
-            raise UsageError(f"{broken}: {MANIFEST} is a directory", hint=hint) from None
+            raw = read_user_file(path, MANIFEST, 64 << 20, hint)
+        except UsageError as exc:
+            raise UsageError(f"{broken}: {exc.message}", hint=hint) from None
         try:
             manifest = _parse_manifest(raw)
         except (ValueError, KeyError, TypeError) as exc:

@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import random
 import re
+import stat
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
@@ -111,13 +112,13 @@ def _expand(
         for match in sorted(glob.glob(str(path), recursive=True)):
             candidate = Path(match)
             if candidate.is_dir():
-                found.extend(_walk(candidate))
+                found.extend(_walk(candidate, problems))
             elif candidate.is_file() and candidate.suffix.lower() in imageprep.IMAGE_SUFFIXES:
                 found.append(candidate)
         return
     if path.is_dir():
         looked.append(str(path))
-        found.extend(_walk(path))
+        found.extend(_walk(path, problems))
     elif path.is_file():
         suffix = path.suffix.lower()
         if suffix in imageprep.IMAGE_SUFFIXES:
@@ -133,17 +134,29 @@ def _expand(
                 f"{where}{path}: unsupported file type '{suffix}' (images: "
                 f"{', '.join(imageprep.IMAGE_SUFFIXES)}; lists: {', '.join(LIST_SUFFIXES)})"
             )
+    elif path.exists():
+        problems.append(f"{where}{path} is not a regular file (a FIFO, device or socket)")
     else:
         problems.append(f"{where}{spec} does not exist")
 
 
-def _walk(directory: Path) -> list[Path]:
+def _walk(directory: Path, problems: list[str]) -> list[Path]:
+    """Image files under `directory`; FIFOs, devices and broken links are refused by type
+    (reading a FIFO or /dev/zero would block or never end)."""
     files = []
     for root, dirs, names in os.walk(directory):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         for name in names:
             if not name.startswith(".") and Path(name).suffix.lower() in imageprep.IMAGE_SUFFIXES:
-                files.append(Path(root) / name)
+                path = Path(root) / name
+                try:
+                    regular = stat.S_ISREG(path.stat().st_mode)
+                except OSError:
+                    regular = False
+                if regular:
+                    files.append(path)
+                else:
+                    problems.append(f"{path}: not a regular file (a FIFO, device or broken link)")
     return sorted(files, key=lambda p: p.relative_to(directory).as_posix())
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ascend_quant.errors import ToolchainError, UsageError
+from ascend_quant.errors import ToolchainError, UsageError, not_a_model_file
 from ascend_quant.runners.base import Feeds, Runner
 from ascend_quant.tensors import TensorSpec
 
@@ -49,7 +49,7 @@ class AisBenchRunner(Runner):
     def __init__(self, om: Path, device: int = 0, name: str = "") -> None:
         om = Path(om)
         if not om.is_file():
-            raise UsageError(f"model not found: {om}")
+            raise not_a_model_file(om)
         try:
             interface = importlib.import_module("ais_bench.infer.interface")
         except ImportError:

@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from ascend_quant.errors import UsageError
+from ascend_quant.errors import UsageError, not_a_model_file
 from ascend_quant.onnx_io import to_ort_bytes
 from ascend_quant.runners.base import Feeds, Runner
 from ascend_quant.tensors import TensorSpec, ort_dtype_name
@@ -120,7 +120,7 @@ class OrtRunner(Runner):
         if isinstance(model, (str, Path)):
             path = Path(model)
             if not path.is_file():
-                raise UsageError(f"model not found: {path}")
+                raise not_a_model_file(path)
             name = name or path.name
             model = path.read_bytes()
         self.name = name

@@ -69,3 +69,12 @@ def test_missing_file(tmp_path: Path) -> None:
     assert not is_real_om(tmp_path / "nope.om")
     with pytest.raises(UsageError, match="cannot read"):
         read_om_header(tmp_path / "nope.om")
+
+
+def test_a_truncated_om_is_an_error(tmp_path: Path) -> None:
+    """A header that claims more bytes than the file holds: the copy stopped half-way."""
+    om = _om(tmp_path / "a.om")
+    om.write_bytes(om.read_bytes()[:-40])
+    with pytest.raises(UsageError, match="truncated") as info:
+        read_om_header(om)
+    assert info.value.hint

@@ -33,8 +33,8 @@ def refused(
     assert "Traceback" not in err + stdout
     lines = err.splitlines()
     errors = [i for i, line in enumerate(lines) if line.startswith("error: ")]
-    assert len(errors) == 1, err  # one error line (warnings may come before it)...
-    assert lines[errors[0] + 1 :][:1] and lines[errors[0] + 1].startswith("hint: "), err
+    assert len(errors) == 1, err  # one error (warnings may come before it), then its hint
+    assert any(line.startswith("hint: ") for line in lines[errors[0] + 1 :]), err
     assert "internal error" not in err
     if out is not None:
         assert files_under(out) == before, "a refused command left partial output"
