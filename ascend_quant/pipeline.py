@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ascend_quant.backends.base import Backend, ConvertRequest
 from ascend_quant.config import BuildConfig, PreprocessConfig, to_mapping
@@ -66,6 +66,7 @@ log = logging.getLogger("ascend_quant")
 # The `--from` names, in build order; a stage re-runs when its phase is at or after the one given.
 STAGES = ("preflight", "calib", "config", "convert", "bench", "compare", "report")
 PRECISIONS = ("fp16", "int8")
+Analyze = Literal["off", "on", "only"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class SocResult:
     compare: dict[str, Any]  # compare.json
     reports: dict[str, str]  # name -> path
     passed: bool
+    analysis: dict[str, Any] = field(default_factory=dict)  # analysis.json (build --analyze)
 
 
 @dataclass(frozen=True)
@@ -232,6 +234,7 @@ class SocWork:
     runs_sha256: dict[str, str] = field(default_factory=dict)  # precision -> what executes
     bench: dict[str, Any] = field(default_factory=dict)
     compare: dict[str, Any] = field(default_factory=dict)
+    analysis: dict[str, Any] = field(default_factory=dict)
     reports: dict[str, str] = field(default_factory=dict)
 
 
@@ -249,6 +252,7 @@ class BuildContext:
     prepared: Prepared = field(default_factory=Prepared)
     work: SocWork | None = None  # the soc being built (per-soc stages only)
     forced: bool = False  # set for a stage that caches itself (calib, eval)
+    analyze: Analyze = "off"  # per-layer analysis: off, on (build --analyze), only (`analyze`)
 
     @property
     def simulated(self) -> bool:
@@ -657,6 +661,7 @@ def _report_key(ctx: BuildContext) -> dict[str, Any]:
         "backend": ctx.backend_name,
         "bench": sha256_json(ctx.soc.bench),
         "compare": sha256_json(ctx.soc.compare),
+        "analysis": sha256_json(ctx.soc.analysis),
         "config": to_mapping(ctx.config),
     }
 
@@ -679,6 +684,7 @@ def _report_run(ctx: BuildContext) -> Outcome:
         bench=work.bench,
         compare=work.compare,
         title=f"{ctx.stem} on {work.soc}",
+        analysis=work.analysis or None,
     )
     return Outcome({k: str(v) for k, v in paths.items()}, list(paths.values()))
 
@@ -707,13 +713,53 @@ def relocate(value: Any, source: SocWork, target: SocWork) -> Any:
     return move(value)
 
 
+def _analyze_applies(ctx: BuildContext) -> bool:
+    return ctx.analyze != "off"
+
+
+def _measures(ctx: BuildContext) -> bool:
+    """Bench, golden and compare run unless only the per-layer analysis was asked for."""
+    return ctx.analyze != "only"
+
+
+def _analyze_key(ctx: BuildContext) -> dict[str, Any]:
+    return {
+        **_runs(ctx),
+        "model": ctx.prepared.model.model_sha256,
+        "eval": ctx.prepared.eval_sets.sha256,
+        "keep_dtype": list(ctx.config.atc.keep_dtype),
+    }
+
+
+def _analyze_run(ctx: BuildContext) -> Outcome:
+    from ascend_quant.analysis.analyze import analyze_models, write_analysis
+
+    reports = ctx.soc.directory / "reports"
+    oms = {p: Path(ctx.soc.artifacts[p]) for p in PRECISIONS if p in ctx.soc.artifacts}
+    analysis = analyze_models(
+        ctx.prepared.model.model_path,
+        oms,
+        {name: Path(d) for name, d in ctx.prepared.eval_sets.dirs.items()},
+        keep_dtype=tuple(ctx.config.atc.keep_dtype),
+        progress=ctx.progress,
+    )
+    paths = write_analysis(analysis, reports)
+    data = analysis.to_json()
+    data["files"] = {name: str(path) for name, path in paths.items()}
+    return Outcome(data, list(paths.values()))
+
+
+def _analyze_load(ctx: BuildContext, result: dict[str, Any]) -> None:
+    ctx.soc.analysis = dict(result)
+
+
 # --------------------------------------------------------------------------- the table
 
 PIPELINE: tuple[Stage, ...] = (
     Stage("preflight", "preflight", False, _preflight_key, _preflight_run, _preflight_load),
     Stage("calib", "calib", False, _self_cached, _calib_run, _calib_load),
     Stage("eval", "calib", False, _self_cached, _eval_run, _eval_load),
-    Stage("golden", "compare", False, _golden_key, _golden_run, _golden_load),
+    Stage("golden", "compare", False, _golden_key, _golden_run, _golden_load, applies=_measures),
     Stage("config", "config", True, _config_key, _config_run, _config_load),
     # INT8 first: its calibration pass records the FP32 statistics the FP16 overflow check reads.
     Stage(
@@ -744,6 +790,7 @@ PIPELINE: tuple[Stage, ...] = (
         _bench_key,
         _bench_run,
         _bench_load,
+        applies=_measures,
         shared=_simulated,
         adopt=_bench_adopt,
     ),
@@ -754,8 +801,18 @@ PIPELINE: tuple[Stage, ...] = (
         _compare_key,
         _compare_run,
         _compare_load,
+        applies=_measures,
         shared=_simulated,
         adopt=_compare_adopt,
+    ),
+    Stage(
+        "analyze",
+        "compare",
+        True,
+        _analyze_key,
+        _analyze_run,
+        _analyze_load,
+        applies=_analyze_applies,
     ),
     Stage("report", "report", True, _report_key, _report_run, _report_load),
 )
@@ -881,6 +938,7 @@ def build(
     force: bool = False,
     from_stage: str | None = None,
     progress: Progress = NULL_PROGRESS,
+    analyze: Analyze = "off",
 ) -> BuildResult:
     """Build FP16 and INT8 .om models for every soc in `config.socs` and measure them.
 
@@ -915,6 +973,7 @@ def build(
             backend=backend,
             backend_name=backend_name,
             progress=progress,
+            analyze=analyze,
         )
         runner = _Runner(ctx, force_from)
         for stage in PIPELINE:
@@ -938,6 +997,7 @@ def build(
                     compare=work.compare,
                     reports=work.reports,
                     passed=bool(work.compare.get("passed", False)),
+                    analysis=work.analysis,
                 )
             )
     return BuildResult(

@@ -249,6 +249,89 @@ def latency_plot(bench: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+SQNR_CAP_DB = 60.0  # bars stop here; an exact layer (SQNR inf) is drawn at the cap
+
+
+def analysis_view(analysis: dict[str, Any]) -> dict[str, Any]:
+    """The per-layer section: isolated SQNR bars of the INT8 layers in graph order (worst ones
+    highlighted), the ranked table, the advice and the ready-to-use snippets."""
+    layers = [
+        x for x in analysis.get("layers", {}).get("int8", []) if x.get("quantized")
+    ] or analysis.get("layers", {}).get("fp16", [])
+    worst = set(analysis.get("skip_layers", []))
+    label_h, plot_h, bar_w, gap, left = 90, 160, 18, 6, 40
+    bars = []
+    for i, layer in enumerate(layers):
+        value = layer.get("isolated_sqnr_db")
+        shown = SQNR_CAP_DB if value is None else max(0.0, min(float(value), SQNR_CAP_DB))
+        height = round(plot_h * shown / SQNR_CAP_DB, 2)
+        x = left + i * (bar_w + gap)
+        bars.append(
+            {
+                "x": x,
+                "y": 20 + plot_h - height,
+                "height": height,
+                "label": layer["name"],
+                "value": "exact" if value is None else f"{float(value):.1f}",
+                "worst": layer["name"] in worst,
+                "label_x": x + bar_w / 2,
+            }
+        )
+    ticks = [{"y": 20 + plot_h - plot_h * f / 4, "value": SQNR_CAP_DB * f / 4} for f in range(5)]
+    ranked_names = analysis.get("ranking", {}).get("int8") or analysis.get("ranking", {}).get(
+        "fp16", []
+    )
+    by_name = {x["name"]: x for x in layers}
+    rows = []
+    for name in ranked_names[:10]:
+        layer = by_name.get(name)
+        if layer is None:
+            continue
+        iso, acc = layer.get("isolated") or {}, layer.get("accumulated") or {}
+        rows.append(
+            {
+                "name": name,
+                "op_type": layer.get("op_type"),
+                "isolated": _db(layer.get("isolated_sqnr_db")),
+                "accumulated": _db(layer.get("accumulated_sqnr_db")),
+                "iso_cosine": _fixed(iso.get("cosine")),
+                "acc_cosine": _fixed(acc.get("cosine")),
+                "clip": ""
+                if layer.get("clip_fraction") is None
+                else f"{100 * float(layer['clip_fraction']):.2f}%",
+                "worst": name in worst,
+            }
+        )
+    return {
+        "plot": {
+            "width": left + len(bars) * (bar_w + gap) + 20,
+            "height": 20 + plot_h + label_h,
+            "axis_y": 20 + plot_h,
+            "bar_w": bar_w,
+            "left": left,
+            "bars": bars,
+            "ticks": ticks,
+        }
+        if bars
+        else None,
+        "precision": "INT8" if analysis.get("layers", {}).get("int8") else "FP16",
+        "rows": rows,
+        "advice": analysis.get("advice", []),
+        "notes": analysis.get("notes", []),
+        "skip_layers_toml": analysis.get("skip_layers_toml", ""),
+        "keep_dtype_cfg": analysis.get("keep_dtype_cfg", ""),
+        "samples": analysis.get("samples"),
+    }
+
+
+def _db(value: Any) -> str:
+    return "exact" if value is None else f"{float(value):.1f} dB"
+
+
+def _fixed(value: Any) -> str:
+    return "" if value is None else f"{float(value):.6f}"
+
+
 def _num(value: Any) -> float:
     if isinstance(value, str):
         return float(value)
@@ -371,6 +454,7 @@ def render_html(
     title: str,
     generated: str,
     templates: Path | None = None,
+    analysis: dict[str, Any] | None = None,
 ) -> str:
     """The report page as a string (see `write_report`)."""
     bench_map = json_safe(bench) if bench is not None else None
@@ -399,6 +483,7 @@ def render_html(
         "compare": compare_map,
         "accuracy": _accuracy_tables(compare_map) if compare_map else [],
         "panels": panels,
+        "analysis": analysis_view(json_safe(analysis)) if analysis else None,
     }
     # The same immutable sandbox and plain values as the toolkit configs, HTML-escaped.
     return render_template(REPORT_TEMPLATE, context, templates, autoescape=True)
@@ -413,6 +498,7 @@ def write_report(
     compare: Any | None,
     title: str,
     templates: Path | None = None,
+    analysis: dict[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Write `report.json` and a self-contained `report.html` into `out_dir`, atomically.
 
@@ -429,6 +515,8 @@ def write_report(
         "bench": bench,
         "compare": compare,
     }
+    if analysis:
+        data["analysis"] = analysis
     html = render_html(
         environment=environment,
         config=config,
@@ -437,6 +525,7 @@ def write_report(
         title=title,
         generated=generated,
         templates=templates,
+        analysis=analysis,
     )
     json_path = save_json(out_dir / "report.json", data)
     html_path = atomic_write_text(out_dir / "report.html", html)

@@ -143,19 +143,22 @@ class LayerAnalysis:
             for layer in ranked
         ]
 
-    def suggested_skips(self) -> list[str]:
-        """INT8 layers whose own error stands out (worst first, at most MAX_ADVISED)."""
+    def flagged(self) -> list[str]:
+        """INT8 layers whose own error stands out: isolated SQNR below SQNR_LOW_DB, or
+        SQNR_GAP_DB below the median layer's (worst first, at most MAX_ADVISED)."""
         ranked = self.ranking("int8")
-        if not ranked:
-            return []
         finite = [x.isolated_sqnr for x in ranked if math.isfinite(x.isolated_sqnr)]
         median = float(np.median(finite)) if finite else math.inf
-        out = [
+        return [
             x.name
             for x in ranked
             if x.isolated_sqnr < SQNR_LOW_DB or x.isolated_sqnr < median - SQNR_GAP_DB
-        ]
-        return (out or [ranked[0].name])[:MAX_ADVISED]
+        ][:MAX_ADVISED]
+
+    def suggested_skips(self) -> list[str]:
+        """The skip_layers to try: the flagged layers, else the single worst-ranked one."""
+        ranked = self.ranking("int8")
+        return self.flagged() or [x.name for x in ranked[:1]]
 
     def overflowing(self) -> list[LayerError]:
         """FP16 layers whose output overflows (inf/NaN in the candidate, or golden > 65504)."""
@@ -391,14 +394,16 @@ def advise(analysis: LayerAnalysis) -> list[str]:
             f"INT8 accumulated error starts at {start.name} "
             f"(cosine {start.accumulated['cosine']:.4f} < {COSINE_OK})"
         )
-    ranked = {x.name: x for x in analysis.ranking("int8")}
-    for name in analysis.suggested_skips():
+    ranking = analysis.ranking("int8")
+    finite = [x.isolated_sqnr for x in ranking if math.isfinite(x.isolated_sqnr)]
+    median = float(np.median(finite)) if finite else math.inf
+    ranked = {x.name: x for x in ranking}
+    for name in analysis.flagged():
         layer = ranked[name]
-        if not math.isfinite(layer.isolated_sqnr) or layer.isolated_sqnr >= SQNR_LOW_DB + 20:
-            continue
         lines.append(
-            f"{name} alone costs {_fmt_db(layer.isolated_sqnr)} SQNR in INT8 (the worst "
-            f'{list(ranked).index(name) + 1} of {len(ranked)}): try skip_layers = ["{name}"]'
+            f"{name} alone: SQNR {_fmt_db(layer.isolated_sqnr)} with only it in INT8 (ranked "
+            f"{list(ranked).index(name) + 1} of {len(ranked)}; median layer {_fmt_db(median)}): "
+            f'try skip_layers = ["{name}"]'
         )
     for layer in sorted(int8, key=lambda x: -(x.clip_fraction or 0)):
         if (layer.clip_fraction or 0) <= CLIP_WARN or len(lines) > 8:

@@ -15,6 +15,7 @@ import typer
 
 from ascend_quant.__about__ import __version__
 from ascend_quant.cli import (
+    analyze_cmd,
     bench_cmd,
     build_cmd,
     calib_cmd,
@@ -95,6 +96,7 @@ for _name, _command in (
     ("bench", bench_cmd.bench),
     ("compare", compare_cmd.compare),
     ("build", build_cmd.build),
+    ("analyze", analyze_cmd.analyze),
 ):
     app.command(_name)(_interruptible(_command))
 

@@ -73,6 +73,10 @@ def build(
     warmup: int = typer.Option(None, "--warmup", help="Benchmark warm-up iterations."),
     force: bool = typer.Option(False, "--force", help="Re-run every stage."),
     from_stage: str = typer.Option(None, "--from", help=f"Re-run from: {', '.join(STAGES)}."),
+    analyze: bool = typer.Option(
+        False, "--analyze", help="Also rank layers by their own error (see `analyze`)."
+    ),
+    analyze_only: bool = typer.Option(False, "--analyze-only", hidden=True),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Preflight, calibrate, render configs, convert to FP16/INT8, benchmark, compare, report."""
@@ -109,12 +113,23 @@ def build(
     overrides = {k: v for k, v in overrides.items() if v != {}}
     config = load_build_config(config_file, overrides)
     with progress_for(json_out) as progress:
-        result = run_build(model, config, force=force, from_stage=from_stage, progress=progress)
+        result = run_build(
+            model,
+            config,
+            force=force,
+            from_stage=from_stage,
+            progress=progress,
+            analyze="only" if analyze_only else "on" if analyze else "off",
+        )
     if json_out:
-        print_json(result)
+        print_json(result.socs[0].analysis if analyze_only and result.socs else result)
     else:
-        _print_summary(result)
-    if not result.passed:
+        if not analyze_only:
+            _print_summary(result)
+        for built in result.socs:
+            if built.analysis:
+                print_analysis(built.analysis, f"{result.model.name} on {built.soc}")
+    if not result.passed and not analyze_only:
         raise typer.Exit(EXIT_THRESHOLD)
 
 
@@ -152,6 +167,42 @@ def _print_summary(result: BuildResult) -> None:
         console.print(f"report: {soc.reports.get('html', '')}", soft_wrap=True)
     style = "bold green" if result.passed else "bold red"
     console.print(styled((result.verdict, style)), soft_wrap=True)
+
+
+def _db(value: Any) -> str:
+    return "exact" if value is None else f"{float(value):.1f}"
+
+
+def print_analysis(analysis: dict[str, Any], title: str, top: int = 10) -> None:
+    """The ranked per-layer table (worst isolated SQNR first), the advice and the fix files."""
+    layers = analysis.get("layers", {})
+    for precision in ("int8", "fp16"):
+        by_name = {x["name"]: x for x in layers.get(precision, [])}
+        ranked = [by_name[n] for n in analysis.get("ranking", {}).get(precision, [])]
+        if not ranked:
+            continue
+        table = Table(title=f"{title}: {precision.upper()} layers, worst first")
+        for column in ("layer", "op", "isolated dB", "accum. dB", "accum. cos", "clip"):
+            table.add_column(column, no_wrap=column != "layer")
+        for layer in ranked[:top]:
+            clip = layer.get("clip_fraction")
+            table.add_row(
+                layer["name"],
+                str(layer["op_type"]),
+                _db(layer.get("isolated_sqnr_db")),
+                _db(layer.get("accumulated_sqnr_db")),
+                _cell((layer.get("accumulated") or {}).get("cosine"), ".4f"),
+                "-" if clip is None else f"{100 * float(clip):.1f}%",
+            )
+        console.print(table)
+        if len(ranked) > top:
+            console.print(f"({len(ranked) - top} more layers in analysis.json)")
+    for line in analysis.get("notes", []):
+        console.print(f"note: {line}", soft_wrap=True, markup=False)
+    for line in analysis.get("advice", []):
+        console.print(f"advice: {line}", soft_wrap=True, markup=False)
+    for name, path in analysis.get("files", {}).items():
+        console.print(f"{name}: {path}", soft_wrap=True, markup=False)
 
 
 def task_lines(compare: dict[str, Any]) -> list[str]:
