@@ -7,8 +7,10 @@ implementation, Python callers get `NullProgress` by default.
 from __future__ import annotations
 
 import contextlib
+import sys
+import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -79,6 +81,44 @@ class RichProgress:
                 self._progress.update(task_id, completed=total)
             else:
                 self._progress.update(task_id, total=1, completed=1)
+
+
+class LineProgress:
+    """Plain progress lines for logs and pipes: one when a task starts, one when it ends (with
+    its time), and one at every further 10 % of a counted task. Each line is written whole and
+    never wrapped, prefixed with the time since the run started."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream
+        self._start = time.perf_counter()
+
+    def _line(self, text: str) -> None:
+        stream = self._stream or sys.stderr
+        stream.write(f"[{time.perf_counter() - self._start:7.1f}s] {text}\n")
+        stream.flush()
+
+    @contextlib.contextmanager
+    def task(self, description: str, total: int | None = None) -> Iterator[Advance]:
+        started = time.perf_counter()
+        self._line(f"{description} ...")
+        done = 0
+        next_tenth = 1
+
+        def advance(n: int = 1) -> None:
+            nonlocal done, next_tenth
+            done += n
+            if total and total >= 10:
+                tenth = done * 10 // total
+                if next_tenth <= tenth < 10:
+                    self._line(f"{description}: {tenth * 10}% ({done}/{total})")
+                    next_tenth = tenth + 1
+
+        try:
+            yield advance
+        except BaseException:
+            self._line(f"{description} stopped after {time.perf_counter() - started:.1f}s")
+            raise
+        self._line(f"{description} done in {time.perf_counter() - started:.1f}s")
 
 
 NULL_PROGRESS = NullProgress()

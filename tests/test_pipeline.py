@@ -202,7 +202,9 @@ def test_cli_bad_model_exit_2_one_line(tmp_path: Path) -> None:
     )  # fmt: skip
     assert completed.returncode == 2
     assert "Traceback" not in completed.stderr
-    assert completed.stderr.startswith("error:")
+    # piped: plain progress lines ("[   0.0s] preflight bad.onnx ...") come first
+    messages = [line for line in completed.stderr.splitlines() if not line.startswith("[")]
+    assert messages[0].startswith("error:")
 
 
 def test_build_on_the_atc_backend_drives_the_toolkit(

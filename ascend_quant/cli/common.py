@@ -15,7 +15,7 @@ from rich.text import Text
 from ascend_quant.config import to_mapping
 from ascend_quant.errors import UsageError
 from ascend_quant.gates import parse_gate
-from ascend_quant.progress import NULL_PROGRESS, Progress, RichProgress
+from ascend_quant.progress import LineProgress, Progress, RichProgress
 
 # Data goes to stdout, everything meant for a person's eyes (progress, warnings) to stderr.
 # No markup: user text (file names like `photo[v1].jpg`, `run[/bold]`) prints literally; styled
@@ -65,9 +65,10 @@ def print_json(data: Any) -> None:
 
 @contextlib.contextmanager
 def progress_for(json_mode: bool) -> Iterator[Progress]:
-    """Rich progress bars on stderr, unless stderr is not a terminal or output is JSON."""
+    """Rich progress bars on a terminal; plain lines on stderr otherwise (logs, pipes, --json),
+    so a long run in CI is never silent."""
     if json_mode or not err_console.is_terminal:
-        yield NULL_PROGRESS
+        yield LineProgress()
         return
     with RichProgress(err_console) as progress:
         yield progress
