@@ -53,12 +53,22 @@ class TensorStats:
         self._pending_zeros = 0  # all-zero data seen before the range is known
 
     def update(self, data: np.ndarray) -> None:
-        values = np.asarray(data, dtype=np.float64).ravel()
-        values = values[np.isfinite(values)]
+        """Add a batch. Vectorised and copy-light (float32 data stays float32 until the index
+        is computed, non-finite filtering only when there is something to filter), with
+        exactly the arithmetic of the plain float64 version: same bins, same sums."""
+        values = np.asarray(data)
+        if values.dtype not in (np.float32, np.float64):
+            values = values.astype(np.float64)
+        values = values.ravel()
         if values.size == 0:
             return
-        self.count += values.size
         lo, hi = float(values.min()), float(values.max())
+        if not (math.isfinite(lo) and math.isfinite(hi)):  # NaN or inf somewhere
+            values = values[np.isfinite(values)]
+            if values.size == 0:
+                return
+            lo, hi = float(values.min()), float(values.max())
+        self.count += values.size
         self.min, self.max = min(self.min, lo), max(self.max, hi)
         absmax = max(abs(lo), abs(hi))
         if absmax == 0.0 and self.radius == 0.0:
@@ -73,10 +83,22 @@ class TensorStats:
                 self._pending_zeros = 0
         while absmax > self.radius:
             self._double()
+        # Exact zeros (often half of a post-ReLU tensor) all land in the bin starting at 0 and add
+        # nothing to its sum: count them instead of binning them.
+        zeros = values.size - int(np.count_nonzero(values))
+        if zeros * 4 >= values.size:
+            values = values[values != 0]
+            self.counts[self.bins // 2] += zeros
+            if values.size == 0:
+                return
         width = 2.0 * self.radius / self.bins
-        index = np.floor((values + self.radius) / width).astype(np.int64)
-        np.clip(index, 0, self.bins - 1, out=index)
+        # (v + R) / w in float64, in place; v >= -R so it is >= 0 and truncation is floor.
+        scaled = np.add(values, self.radius, dtype=np.float64)
+        np.divide(scaled, width, out=scaled)
+        index = scaled.astype(np.int64)
+        np.minimum(index, self.bins - 1, out=index)
         self.counts += np.bincount(index, minlength=self.bins)
+        # bincount converts float32 weights to float64 itself: the same sums, no extra copy.
         self.sums += np.bincount(index, weights=values, minlength=self.bins)
 
     def _double(self) -> None:

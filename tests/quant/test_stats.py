@@ -117,3 +117,39 @@ def test_all_zero_tensor():
 def test_unknown_algorithm():
     with pytest.raises(ValueError):
         compute_range(_stats(np.ones(4)), RangeRequest("bogus", symmetric=True))
+
+
+def _reference_update(stats: TensorStats, data: np.ndarray) -> None:
+    """The plain float64 streaming update the fast one must match bit for bit."""
+    values = np.asarray(data, dtype=np.float64).ravel()
+    values = values[np.isfinite(values)]
+    stats.count += values.size
+    lo, hi = float(values.min()), float(values.max())
+    stats.min, stats.max = min(stats.min, lo), max(stats.max, hi)
+    absmax = max(abs(lo), abs(hi))
+    if stats.radius == 0.0:
+        stats.radius = 2.0 ** np.ceil(np.log2(absmax))
+    while absmax > stats.radius:
+        stats._double()
+    width = 2.0 * stats.radius / stats.bins
+    index = np.floor((values + stats.radius) / width).astype(np.int64)
+    np.clip(index, 0, stats.bins - 1, out=index)
+    stats.counts += np.bincount(index, minlength=stats.bins)
+    stats.sums += np.bincount(index, weights=values, minlength=stats.bins)
+
+
+def test_fast_update_is_bit_identical_to_the_float64_reference() -> None:
+    rng = np.random.default_rng(3)
+    batches = [
+        np.maximum(rng.standard_normal((2, 8, 16, 16)).astype(np.float32) * scale, 0)  # ReLU
+        for scale in (1.0, 0.5, 3.0)
+    ]
+    batches.append(rng.standard_normal((2, 8, 16, 16)).astype(np.float32))  # few zeros
+    batches[1][0, 0, 0, :3] = [np.nan, np.inf, -0.0]
+    fast, reference = TensorStats(), TensorStats()
+    for batch in batches:
+        fast.update(batch)
+        _reference_update(reference, batch)
+    assert fast.count == reference.count and fast.radius == reference.radius
+    assert np.array_equal(fast.counts, reference.counts)
+    assert np.array_equal(fast.sums, reference.sums)
