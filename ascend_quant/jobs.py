@@ -96,6 +96,7 @@ def render_job(
         model_path=model,
         data_types={n: calib_set.dtype for n, calib_set in sets.items()},
         batch_dims={n: calib_set.batch_dim for n, calib_set in sets.items()},
+        calib_sample_files={n: calib_set.sample_files[0] for n, calib_set in sets.items()},
     )
     for route, script in SCRIPTS:
         needs = _ROUTE_NEEDS.get(route)

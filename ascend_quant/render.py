@@ -447,6 +447,40 @@ def _calib_shapes(
     return shapes
 
 
+def atc_calibration_files(
+    input_shapes: dict[str, tuple[int, ...]],
+    batch: int,
+    batch_dims: Mapping[str, int | None],
+    batch_files: Mapping[str, Path],
+    sample_files: Mapping[str, Path],
+) -> tuple[dict[str, Path], tuple[str, int] | None, bool]:
+    """The one .bin per input that ATC-native calibration reads, with the model's own batch.
+
+    atc builds the .om with `--input_shape` and calibrates with compression_optimize.cfg's
+    input_shape, whose N must be the same (reference §3.1): a calibration batch of the model's N
+    when the set has one, else (model N = 1) the set's first sample. Returns (files, (why the
+    route cannot be served, the N the set needs) or None, whether only one sample is used).
+    """
+    files: dict[str, Path] = {}
+    one_sample = False
+    for name, shape in input_shapes.items():
+        if name not in batch_files:
+            continue
+        dim = batch_dims.get(name, 0) if shape else None
+        model_n = shape[dim] if dim is not None else batch
+        if model_n == batch:
+            files[name] = batch_files[name]
+        elif model_n == 1 and name in sample_files:
+            files[name], one_sample = sample_files[name], True
+        else:
+            why = (
+                f"ATC-native calibration reads one .bin per input with the model's batch "
+                f"({name}: N={model_n}), but the calibration set's batches hold {batch} samples"
+            )
+            return {}, (why, model_n), False
+    return files, None, one_sample
+
+
 def _abs(path: Path | str) -> str:
     return os.path.abspath(os.fspath(path))
 
@@ -563,10 +597,12 @@ def render_context(
     model_path: Path | None,
     data_types: Mapping[str, str] | None = None,
     batch_dims: Mapping[str, int | None] | None = None,
+    atc_data_files: Mapping[str, Path] | None = None,
 ) -> dict[str, Any]:
     """Everything the config templates read, computed once. `data_types`/`batch_dims`: what
     each input's calib set holds (default: the image preprocessing's dtype, dim 0)."""
     quant = config.quant
+    atc_files = dict(atc_data_files or {})
     calib_shapes = _calib_shapes(input_shapes, config.calib.batch, batch_dims)
     data_files = {name: _abs(calib_batch_files[name]) for name in calib_batch_files}
     tensors = [
@@ -596,7 +632,11 @@ def render_context(
         "batch_num": _batch_num(config, calib_batch_files),
         "skip_layer_types": ascend_layer_types(quant.skip_layer_types),
         "overrides": _overrides(config),
-        "input_data_dir": ",".join(data_files[name] for name in input_shapes if name in data_files),
+        # ATC-native calibration: the model's own shapes, one .bin of that batch per input.
+        "input_data_dir": ",".join(
+            _abs(atc_files[name]) for name in input_shapes if name in atc_files
+        ),
+        "atc_input_shape": format_input_shape(input_shapes),
         "calib_input_shape": format_input_shape(calib_shapes),
         "config_file": _abs(Path(out_dir) / SIMPLE_CONFIG),
         "compression_log": _compression_log(config.atc),
@@ -643,6 +683,7 @@ def render_configs(
     model_path: Path | None = None,
     data_types: Mapping[str, str] | None = None,
     batch_dims: Mapping[str, int | None] | None = None,
+    calib_sample_files: Mapping[str, Path] | None = None,
 ) -> dict[str, Path]:
     """Render and write the quantization records and toolkit configs for one soc.
 
@@ -671,13 +712,33 @@ def render_configs(
         atc_problem = atc_problem or names_problem
         amct_problem = amct_problem or names_problem
     missing = [name for name in input_shapes if name not in calib_batch_files]
+    atc_files, batch_problem, one_sample = atc_calibration_files(
+        input_shapes, config.calib.batch, batch_dims or {}, calib_batch_files,
+        calib_sample_files or {},
+    )  # fmt: skip
+    if batch_problem and atc_problem is None:
+        why, model_n = batch_problem
+        if route == "atc":
+            raise UsageError(
+                why,
+                hint=f"re-create the calibration set with --calib-batch {model_n}, or use "
+                "--int8-route amct (amct_onnx calibrates on every batch)",
+            )
+        atc_problem = f"{why} (re-create it with --calib-batch {model_n})"
+    elif one_sample and atc_problem is None and not missing:
+        log.warning(
+            f"{COMPRESSION_CONFIG}: ATC-native calibration reads one .bin per input with the "
+            "model's batch (1), so it calibrates on the first sample only; amct_int8.sh "
+            "calibrates on every batch. For more samples with atc, give the model a batch of N "
+            "(--input-shape) and the set --calib-batch N"
+        )
     if missing and route == "atc" and atc_problem is None:
         raise UsageError(
             f"no calibration batch file for input(s): {', '.join(missing)}",
             hint="ATC-native INT8 needs calibration data: run `ascend-quant calib` first",
         )
     if atc_problem is None:
-        commas = [str(p) for p in calib_batch_files.values() if "," in _abs(p)]
+        commas = [str(p) for p in atc_files.values() if "," in _abs(p)]
         if commas:
             raise UsageError(
                 f"calibration file path contains ',': {commas[0]}",
@@ -692,8 +753,9 @@ def render_configs(
         log.warning("tensor_quantize is written only to the ATC simple config (not amct_onnx's)")
 
     context = render_context(
-        config, info, input_shapes, calib_batch_files, out_dir, model_path, data_types, batch_dims
-    )
+        config, info, input_shapes, calib_batch_files, out_dir, model_path, data_types, batch_dims,
+        atc_files,
+    )  # fmt: skip
     planned: list[tuple[str, str]] = [(QUANT_CONFIG, "quant_config.json.j2")]
     if atc_problem is None:
         planned += [(SIMPLE_CONFIG, "simple_config.cfg.j2")]

@@ -39,6 +39,13 @@ def _calib_file(tmp_path: Path, name: str = "input", batches: int = 1) -> Path:
     return folder / "00000.bin"
 
 
+def _sample_file(tmp_path: Path, name: str = "input") -> Path:
+    folder = tmp_path / TRICKY / "calib" / name / "samples"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "00000.bin").write_bytes(b"\0" * 8)
+    return folder / "00000.bin"
+
+
 def _render(
     tmp_path: Path, config: BuildConfig, shapes: dict, soc: str = "Ascend310P3", batches: int = 1
 ) -> dict[str, Path]:
@@ -50,6 +57,7 @@ def _render(
         files,
         tmp_path / TRICKY / "configs",
         model_path=tmp_path / TRICKY / "model" / "m.sim.onnx",
+        calib_sample_files={n: _sample_file(tmp_path, n) for n in shapes},
     )
 
 
@@ -141,7 +149,9 @@ def test_full_values_parse_back(tmp_path: Path) -> None:
     data_files = comp["input_data_dir"].split(",")
     assert [Path(f).parent.parent.name for f in data_files] == ["image", "aux"]
     assert all(Path(f).is_file() for f in data_files)
-    assert comp["input_shape"] == "image:4,3,224,224;aux:4,4"
+    # The model's batch (1), not the calibration batch (4): atc --input_shape uses the same N.
+    assert comp["input_shape"] == "image:1,3,224,224;aux:1,4"
+    assert all(Path(f).parent.name == "samples" for f in data_files)
     assert Path(comp["config_file"]) == files["simple_config.cfg"]
     aipp = pt.parse(files["aipp.cfg"].read_text())["aipp_op"]
     assert aipp["min_chn_0"] == pytest.approx(255 * 0.485)

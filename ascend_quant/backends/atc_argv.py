@@ -590,8 +590,11 @@ def _check_size(path: Path, expected: int, what: str) -> None:
 _CFG_FIELD = re.compile(r"^\s*(input_data_dir|input_shape)\s*:\s*\"?([^\"#\n]*)\"?", re.M)
 
 
-def check_compression_data(config: Path, inputs: dict[str, TensorSpec], cwd: Path) -> None:
-    """The .bin files the compression config names hold exactly input_shape x dtype bytes."""
+def check_compression_data(
+    config: Path, inputs: dict[str, TensorSpec], cwd: Path, atc_shape: str | None = None
+) -> None:
+    """The .bin files the compression config names hold exactly input_shape x dtype bytes, and
+    that input_shape is atc's `--input_shape` (`atc_shape`): the reference says they match."""
     try:
         text = config.read_text()
     except OSError:
@@ -608,6 +611,12 @@ def check_compression_data(config: Path, inputs: dict[str, TensorSpec], cwd: Pat
     from ascend_quant.config import parse_input_shape
 
     shapes = list(parse_input_shape(fields["input_shape"]).items())
+    if atc_shape is not None and dict(shapes) != parse_input_shape(atc_shape):
+        raise UsageError(
+            f"{config}: input_shape {fields['input_shape']} differs from atc's --input_shape "
+            f"{atc_shape}; ATC-native calibration needs the same N",
+            hint="re-render it with `ascend-quant config` (it writes the model's N in both)",
+        )
     if len(files) != len(shapes):
         raise UsageError(
             f"{config}: {len(files)} calibration file(s) for {len(shapes)} input shape(s)",
@@ -677,6 +686,11 @@ def precheck(
         if request.calib_dirs:
             check_calib(request, calib_infos(request), inputs)
         if atc.flag_dialect == "documented":
+            shape = atc_input_shape(request)
+            static = "-1" not in shape and "~" not in shape  # dynamic gears: N is chosen later
             check_compression_data(
-                _config_file(request, COMPRESSION_CONFIG), inputs, cwd or work_dir(request)
+                _config_file(request, COMPRESSION_CONFIG),
+                inputs,
+                cwd or work_dir(request),
+                shape if static else None,
             )

@@ -34,12 +34,12 @@ def write_configs(config_dir: Path, calib: Path | None, batch: int = 2) -> Path:
     (config_dir / "amct_config.cfg").write_text("batch_num : 2\nactivation_offset : true\n")
     (config_dir / "quant_config.json").write_text('{"quantize_info": {}}\n')
     (config_dir / "aipp.cfg").write_text("aipp_op {\n  aipp_mode : static\n}\n")
-    if calib is not None:
-        data = calib / f"batches_bs{batch}" / "00000.bin"
+    if calib is not None:  # the model's N (1), as atc's --input_shape: the first sample
+        data = calib / "samples" / "00000_img0.bin"
         (config_dir / "compression_optimize.cfg").write_text(
             "calibration:\n{\n"
             f"    input_data_dir: {data}\n"
-            f"    input_shape: input:{batch},3,16,16\n"
+            "    input_shape: input:1,3,16,16\n"
             f"    config_file: {config_dir / 'simple_config.cfg'}\n"
             "    infer_soc: Ascend310P3\n    infer_device_id: 0\n    log: info\n}\n"
         )

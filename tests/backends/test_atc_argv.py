@@ -286,7 +286,7 @@ def test_calibration_shape_and_dtype(make_request, tmp_path: Path) -> None:
 def test_compression_config_data_size(make_request, tmp_path: Path) -> None:
     request = make_request("int8")
     cfg = request.config_dir / "compression_optimize.cfg"
-    cfg.write_text(cfg.read_text().replace("input:2,3,16,16", "input:4,3,16,16"))
+    cfg.write_text(cfg.read_text().replace("input:1,3,16,16", "input:4,3,16,16"))
     with pytest.raises(UsageError, match=r"compression_optimize\.cfg"):
         atc_argv.precheck(request, "atc", NPU)
 
