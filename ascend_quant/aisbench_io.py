@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ascend_quant.errors import UsageError
+from ascend_quant.gears import Gears
 from ascend_quant.tensors import TensorSpec
 
 INPUT_SUFFIXES = (".bin", ".npy")
@@ -203,3 +204,20 @@ def read_output(path: Path, spec: TensorSpec) -> np.ndarray:
     if all(isinstance(d, int) for d in spec.shape) and data.size == math.prod(spec.shape):
         return data.reshape(spec.shape)
     return data
+
+
+def gear_of_files(gears: Gears, dtypes: dict[str, str], input_paths: Sequence[Path]) -> int:
+    """The gear whose per-input tensor sizes equal the first input files' sizes (one sample per
+    file), so a gear model's inputs name their gear; UsageError when none fits."""
+    names = list(gears.template)
+    sizes = [list_input_files(Path(p))[0].stat().st_size for p in input_paths]
+    for index in range(len(gears)):
+        shapes = gears.shapes(index)
+        want = [math.prod(shapes[n]) * np.dtype(dtypes.get(n, "float32")).itemsize for n in names]
+        if want == sizes:
+            return index
+    raise UsageError(
+        f"the input files ({', '.join(f'{s} bytes' for s in sizes)}) fit none of the model's "
+        f"{gears.kind} gears ({', '.join(gears.labels)})",
+        hint="make the inputs at one gear's shape, or pass --gear",
+    )

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ascend_quant import backends
-from ascend_quant.backends.base import BenchResult
+from ascend_quant.backends.base import BenchResult, manifest_gears
 from ascend_quant.config import BenchConfig
 from ascend_quant.errors import UsageError
 from ascend_quant.progress import NULL_PROGRESS, Progress
@@ -66,17 +66,19 @@ def _round_speedups(base: BenchResult, result: BenchResult) -> list[float] | Non
 
 
 def bench_table(results: list[BenchResult], config: BenchConfig) -> BenchTable:
-    """Rows with speedup, size and throughput ratios against the first result.
+    """Rows with speedup, size and throughput ratios against the first result of the same gear
+    (the first result, for static models): each gear is compared like with like.
 
     Interleaved models: the speedup is the median of the per-round ratios of median latencies
     (robust to a noisy machine) and its spread is reported; otherwise the ratio of the means.
     """
     rows = []
-    for i, result in enumerate(results):
-        if i == 0:
+    baselines: dict[str | None, BenchResult] = {}
+    for result in results:
+        base = baselines.setdefault(result.gear, result)
+        if base is result:
             rows.append(BenchRow(result, None, None, None))
             continue
-        base = results[0]
         per_round = _round_speedups(base, result)
         speedup = (
             float(np.median(per_round))
@@ -124,8 +126,37 @@ def bench_models(
     chosen = [(Path(m), backends.backend_for_om(Path(m))) for m in models]  # validate all first
     kinds = {type(backend) for _path, backend in chosen}
     bench_many = getattr(chosen[0][1], "bench_many", None)
-    if len(kinds) == 1 and bench_many is not None:  # one backend that interleaves the models
-        results = list(bench_many([path for path, _b in chosen], config, progress))
-    else:
-        results = [backend.bench(path, config, progress) for path, backend in chosen]
+    results: list[BenchResult] = []
+    for gear in bench_gears([path for path, _b in chosen], config.gears):
+        extra = {"gear": gear} if gear is not None else {}  # static models: the plain call
+        if len(kinds) == 1 and bench_many is not None:  # one backend that interleaves the models
+            results += bench_many([path for path, _b in chosen], config, progress, **extra)
+        else:
+            results += [backend.bench(p, config, progress, **extra) for p, backend in chosen]
     return bench_table(results, config)
+
+
+def bench_gears(models: list[Path], wanted: tuple[str, ...] = ()) -> list[str | None]:
+    """The gears to time, read from the models' manifests: every gear (or those `wanted`) of gear
+    models, which must share them; [None] for static models. Errors before anything runs."""
+    gear_sets = [manifest_gears(m) for m in models]
+    if all(g is None for g in gear_sets):
+        if wanted:
+            raise UsageError(
+                f"--gear {wanted[0]}: the models have no gears (converted with static shapes)",
+                hint="drop --gear",
+            )
+        return [None]
+    first = next(g for g in gear_sets if g is not None)
+    for model, gears in zip(models, gear_sets):
+        if gears is None or gears.labels != first.labels:
+            raise UsageError(
+                f"{model.name} has "
+                + (f"gears {', '.join(gears.labels)}" if gears else "no gears")
+                + f", the other models {', '.join(first.labels)}: a per-gear table needs the same "
+                "gears in every model",
+                hint="benchmark models converted with the same gears together",
+            )
+    if not wanted:
+        return list(first.labels)
+    return [first.label(first.index(g)) for g in wanted]

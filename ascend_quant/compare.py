@@ -85,6 +85,7 @@ class CandidateResult:
     outputs: list[OutputComparison]
     passed: bool
     cosine_min: float | None  # the lowest aggregate cosine over the outputs (None: undefined)
+    gear: str | None = None  # the gear these inputs ran at (a gear model), e.g. "32x256"
 
 
 @dataclass
@@ -117,6 +118,7 @@ class CompareResult:
     out_dir: str = ""
     gate_failures: list[GateFailure] = field(default_factory=list)
     metric_hook: str | None = None
+    gears: list[str] = field(default_factory=list)  # gear models: every gear compared, in order
 
 
 # --- thresholds ------------------------------------------------------------------------------
@@ -368,11 +370,13 @@ def compare_models(
     input_shapes: dict[str, tuple[int, ...]] | None = None,
     accuracy: AccuracyConfig | None = None,
     golden: GoldenSet | None = None,
+    gear: str | None = None,
 ) -> CompareResult:
     """Run the FP32 golden and every candidate on the same inputs and judge each output.
 
     `golden`: outputs already recorded on these inputs (`golden.record_golden`); without it the
-    golden runs here into `out_dir/outputs/golden/`.
+    golden runs here into `out_dir/outputs/golden/`. `gear`: the gear the candidates (gear
+    models) run at; the inputs and `input_shapes` must be that gear's.
 
     Output files go to `out_dir/outputs/` (`golden/`, one folder per candidate, and `samples/`
     with the first image sample as .npy for the report), replaced as a whole on success.
@@ -437,7 +441,8 @@ def compare_models(
 
         runs = []
         for name, om, backend in zip(names, candidates, runners):
-            run = backend.run(om, input_dirs, work / _safe(name), "BIN", progress)
+            extra = {"gear": gear} if gear is not None else {}
+            run = backend.run(om, input_dirs, work / _safe(name), "BIN", progress, **extra)
             mapping, note = _match_outputs(golden_names, list(run.output_names), name)
             if len(run.outputs) != len(stems) or any(
                 Path(files[0]).stem.rsplit("_", 1)[0] != stem
@@ -542,7 +547,7 @@ def compare_models(
                 gates,
                 agg,
                 extremes[c][k],
-                candidate=name,
+                candidate=name if gear is None else f"{name} at {gear}",
                 output=out_name,
                 nan_reason=_nan_reason(notes),
             )
@@ -575,7 +580,14 @@ def compare_models(
                 accuracy.outputs.get(hook.name, tasks.TaskOptions()).gates,
             )
             outputs.append(
-                _hook_comparison(hook, hook_gates, hook_accs[c], hook_extremes[c], name, stems)
+                _hook_comparison(
+                    hook,
+                    hook_gates,
+                    hook_accs[c],
+                    hook_extremes[c],
+                    name if gear is None else f"{name} at {gear}",
+                    stems,
+                )
             )
         results.append(
             CandidateResult(
@@ -586,6 +598,7 @@ def compare_models(
                 outputs=outputs,
                 passed=all(o.passed for o in outputs),
                 cosine_min=_lowest([o.metrics.get("cosine") for o in outputs]),
+                gear=gear,
             )
         )
     _check_gate_metrics(accuracy, results)
@@ -611,6 +624,33 @@ def compare_models(
         out_dir=str(out_dir),
         gate_failures=failures,
         metric_hook=hook.spec if hook else None,
+        gears=[gear] if gear is not None else [],
+    )
+
+
+def merge_gears(results: list[CompareResult]) -> CompareResult:
+    """One comparison over every gear: a candidate row per gear, and a verdict that holds only
+    if every gear passes (a recogniser that fails on wide text lines fails)."""
+    first = results[0]
+    candidates = [c for r in results for c in r.candidates]
+    failures = [f for r in results for f in r.gate_failures]
+    return CompareResult(
+        model=first.model,
+        model_sha256=first.model_sha256,
+        inputs=[i for r in results for i in r.inputs],
+        samples=sum(r.samples for r in results),
+        candidates=candidates,
+        passed=all(r.passed for r in results),
+        verdict=verdict_line(failures),
+        failures=[f.text() for f in failures],
+        warnings=list(dict.fromkeys(w for r in results for w in r.warnings)),
+        thresholds=first.thresholds,
+        output_thresholds=first.output_thresholds,
+        image_samples=[s for r in results for s in r.image_samples],
+        out_dir=first.out_dir,
+        gate_failures=failures,
+        metric_hook=first.metric_hook,
+        gears=[g for r in results for g in r.gears],
     )
 
 

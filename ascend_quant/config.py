@@ -59,6 +59,7 @@ ATC_OWNED_FLAGS = (
     "enable_small_channel",
     "dynamic_batch_size",
     "dynamic_image_size",
+    "dynamic_dims",
     "op_select_implmode",
     "optypelist_for_implmode",
     "op_precision_mode",
@@ -288,8 +289,6 @@ class AtcConfig:
     op_select_implmode: str | None = None
     optypelist_for_implmode: tuple[str, ...] = ()
     enable_small_channel: bool = False
-    dynamic_batch_size: tuple[int, ...] = ()
-    dynamic_image_size: tuple[tuple[int, int], ...] = ()
     op_precision_mode: str | None = None
     # --keep_dtype: ops kept in FP32, one per line of keep_dtype.cfg: an ONNX node name or
     # "OpType::<type>" (every op of that type)
@@ -338,6 +337,26 @@ class AtcConfig:
 
 
 @dataclass(frozen=True)
+class GearsConfig:
+    """atc's dynamic gears: at most one of batch, image_size, dims (see gears.py).
+
+    `dims` lists, per gear, one value for every -1 of `input_shape` in input order (atc
+    `--dynamic_dims`); `inputs` limits image-size gears to these inputs (default: every 4-D
+    input); `calib_gear` is the gear INT8 calibrates at (default: the largest), e.g. "32,320".
+    """
+
+    batch: tuple[int, ...] = ()
+    image_size: tuple[tuple[int, int], ...] = ()
+    dims: tuple[tuple[int, ...], ...] = ()
+    inputs: tuple[str, ...] = ()
+    calib_gear: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.batch or self.image_size or self.dims)
+
+
+@dataclass(frozen=True)
 class AippConfig:
     """Static AIPP (`--insert_op_conf`): the NPU does uint8 -> normalised float itself."""
 
@@ -365,6 +384,7 @@ class BenchConfig:
     min_loop: int = 5
     device: int = 0
     batch_size: int | None = None  # None: the leading dim of the first input
+    gears: tuple[str, ...] = ()  # gear models: the gears to time, e.g. ["32x128"]; empty: all
 
     def __post_init__(self) -> None:
         _require(
@@ -471,6 +491,7 @@ class BuildConfig:
     quant: QuantConfig = field(default_factory=QuantConfig)
     atc: AtcConfig = field(default_factory=AtcConfig)
     aipp: AippConfig = field(default_factory=AippConfig)
+    gears: GearsConfig = field(default_factory=GearsConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
     thresholds: Thresholds = field(default_factory=Thresholds)
     output_thresholds: dict[str, Thresholds] = field(default_factory=dict)

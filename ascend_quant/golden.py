@@ -21,6 +21,7 @@ import onnx
 
 from ascend_quant import aisbench_io
 from ascend_quant.errors import UsageError
+from ascend_quant.gears import Gears
 from ascend_quant.progress import NULL_PROGRESS, Progress
 from ascend_quant.runners.base import Runner
 from ascend_quant.runners.ort import OrtRunner
@@ -153,9 +154,15 @@ def resolve_inputs(
             manifest_path = om.with_suffix(".json")
             if manifest_path.is_file():
                 try:
-                    found = read_json(manifest_path).get("input_shapes")
+                    manifest = read_json(manifest_path)
+                    found = manifest.get("input_shapes")
+                    gears = Gears.from_record(manifest.get("gears"))
                 except (ValueError, AttributeError, OSError):
-                    found = None
+                    found, gears = None, None
+                if gears is not None:  # a gear model: the gear the input files are shaped for
+                    dtypes = {s.name: s.dtype for s in specs}
+                    shapes = gears.shapes(aisbench_io.gear_of_files(gears, dtypes, input_dirs))
+                    break
                 if isinstance(found, dict):
                     shapes = {k: tuple(int(d) for d in v) for k, v in found.items()}
                     break

@@ -14,6 +14,7 @@ from ascend_quant import render
 from ascend_quant.backends.base import Artifact, Backend, ConvertRequest
 from ascend_quant.config import BuildConfig, Precision, merge
 from ascend_quant.errors import UsageError
+from ascend_quant.gears import Gears, check_target
 from ascend_quant.progress import NULL_PROGRESS, Progress
 
 log = logging.getLogger("ascend_quant")
@@ -35,6 +36,7 @@ def make_request(
     name: str,
     calib_dirs: dict[str, Path],
     config_dir: Path | None,
+    gears: Gears | None = None,
 ) -> ConvertRequest:
     return ConvertRequest(
         model=model,
@@ -50,6 +52,7 @@ def make_request(
         preprocess=config.preprocess,
         calib_dirs=calib_dirs,
         config_dir=config_dir,
+        gears=gears,
     )
 
 
@@ -80,6 +83,7 @@ def render_job(
     om_dir: Path,
     name: str,
     int8_refused: str | None = None,
+    gears: Gears | None = None,
 ) -> dict[str, Path]:
     """Render the .cfg files and the runnable scripts for one soc into `config_dir`."""
     from ascend_quant.backends.atc import commands_for
@@ -114,6 +118,7 @@ def render_job(
             name=name,
             calib_dirs=calib_dirs,
             config_dir=config_dir,
+            gears=gears,
         )
         try:
             commands = commands_for(request, route)
@@ -121,6 +126,10 @@ def render_job(
             log.warning(f"{script} not written: {exc.message}")
             continue
         label = "FP16" if route == "fp16" else f"INT8, route {route}"
+        if gears is not None:
+            label += f", {gears.kind} gears {' '.join(gears.labels)}"
+            if route != "fp16":
+                label += f", calibrated at {gears.label(gears.calib_index)}"
         files[script] = render.render_script(
             commands,
             config_dir / script,
@@ -151,7 +160,16 @@ def convert_model(
     if precision not in ("fp16", "int8"):
         raise UsageError(f"--precision: '{precision}' is not fp16 or int8")
     get_soc(soc)
-    pre = preflight(model, out / "model", input_shape=config.input_shape, progress=progress)
+    pre = preflight(
+        model,
+        out / "model",
+        input_shape=config.input_shape,
+        progress=progress,
+        gears_config=config.gears,
+        input_format=config.atc.input_format,
+        extra_args=config.atc.extra_args,
+    )
+    check_gear_target(config, soc, pre.gears)
     if precision == "int8":
         reason = refuse_int8_reason(pre.summary)
         if reason:
@@ -177,6 +195,7 @@ def convert_model(
             config_dir=config_dir,
             om_dir=out / soc / "om",
             name=Path(model).stem,
+            gears=pre.gears,
         )
     request = make_request(
         config,
@@ -189,5 +208,33 @@ def convert_model(
         name=Path(model).stem,
         calib_dirs=calib_dirs,
         config_dir=config_dir,
+        gears=pre.gears,
     )
+    if pre.gears is not None and precision == "int8":
+        log.info(
+            f"INT8 calibrates at gear {pre.gears.label(pre.gears.calib_index)} "
+            f"(of {', '.join(pre.gears.labels)}); gears.calib_gear chooses another"
+        )
     return backend.convert(request, progress)
+
+
+def check_gear_target(config: BuildConfig, soc: str, gears: Gears | None) -> None:
+    """The soc- and AIPP-dependent gear rules, before any tool runs."""
+    from ascend_quant.soc import get_soc
+
+    info = get_soc(soc)
+    if gears is not None and len(gears) > info.max_gears:
+        raise UsageError(
+            f"{len(gears)} gears; atc allows at most {info.max_gears} for {soc} (E10001)",
+            hint="keep fewer gears",
+        )
+    check_target(
+        gears,
+        soc=soc,
+        shape_ranges=info.dynamic_shape_range,
+        aipp_enabled=config.aipp.enabled,
+        aipp_crop=config.aipp.crop,
+        aipp_src_size=config.aipp.src_image_size,
+        extra_args=config.atc.extra_args,
+        input_shape=config.input_shape,
+    )

@@ -22,8 +22,9 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ascend_quant.config import parse_input_shape
+from ascend_quant.config import GearsConfig, parse_input_shape
 from ascend_quant.errors import ModelError, UsageError, not_a_model_file
+from ascend_quant.gears import GearKind, Gears, chosen_kind, make_gears
 from ascend_quant.onnx_io import ORT_MAX_IR_VERSION, ort_ir_version, save_for_ort
 from ascend_quant.progress import NULL_PROGRESS, Progress
 from ascend_quant.quant.layers import name_nodes
@@ -77,6 +78,7 @@ class PreflightResult:
     simplified: bool
     declared_inputs: list[TensorSpec] = field(default_factory=list)  # before shapes were fixed
     pinned: dict[str, Any] = field(default_factory=dict)  # input -> the value folded in
+    gears: Gears | None = None  # input_shapes are then the calibration gear's shapes
 
 
 # ----------------------------------------------------------------------------------------------
@@ -466,6 +468,101 @@ def check_memory(
     return total
 
 
+def resolve_gears(
+    inputs: list[TensorSpec],
+    input_shape: str | None,
+    config: GearsConfig | None,
+    input_format: str = "NCHW",
+    extra_args: tuple[str, ...] = (),
+) -> Gears | None:
+    """The model's gears from the config, validated against its inputs (None: static)."""
+    if config is None:
+        chosen_kind(extra_args=extra_args)
+        return None
+    kind, values = chosen_kind(config.batch, config.image_size, config.dims, extra_args)
+    if kind is None:
+        return None
+    given = parse_input_shape(input_shape) if input_shape else {}
+    return make_gears(
+        kind,
+        values,
+        {t.name: t.shape for t in inputs},
+        given,
+        input_format=input_format,
+        image_inputs=config.inputs,
+        calib=config.calib_gear,
+    )
+
+
+def gear_dims_symbolic(model: onnx.ModelProto, gears: Gears) -> onnx.ModelProto:
+    """The model with every input's static dims fixed and its gear dims named `gear_<k>`,
+    so one graph serves every gear (atc's -1 dims) and nothing folds a gear dim away."""
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    names = _gear_dim_names(gears.kind, gears.template)
+    for value in input_values(fixed):
+        if value.name not in gears.template:
+            continue
+        dims = value.type.tensor_type.shape.dim
+        for i, (dim, want) in enumerate(zip(dims, gears.template[value.name])):
+            if want == -1:
+                dim.Clear()
+                dim.dim_param = names[value.name][i]
+            else:
+                dim.Clear()
+                dim.dim_value = int(want)
+    del fixed.graph.value_info[:]
+    return fixed
+
+
+def _gear_dim_names(
+    kind: GearKind, template: dict[str, tuple[int, ...]]
+) -> dict[str, dict[int, str]]:
+    """batch: every input's N is `gear_batch`; image size: `gear_h`/`gear_w`; dims: gear_d<k>."""
+    result: dict[str, dict[int, str]] = {}
+    k = 0
+    for name, dims in template.items():
+        result[name] = {}
+        per_input = 0
+        for i, d in enumerate(dims):
+            if d != -1:
+                continue
+            if kind == "batch":
+                result[name][i] = "gear_batch"
+            elif kind == "image_size":
+                result[name][i] = ("gear_h", "gear_w")[per_input]
+                per_input += 1
+            else:
+                result[name][i] = f"gear_d{k}"
+                k += 1
+    return result
+
+
+def _refuse_gear(
+    model: onnx.ModelProto,
+    gears: Gears | None,
+    gear_feeds: list[dict[str, np.ndarray]],
+    error: Exception,
+) -> None:
+    """A model that runs at some gears but not at others cannot be converted with them."""
+    if gears is None:
+        return
+    failed: list[tuple[str, str]] = []
+    for i, feeds in enumerate(gear_feeds):
+        try:
+            run_ort(model, feeds)
+        except Exception as exc:
+            failed.append((gears.label(i), str(exc).splitlines()[0][:200]))
+    if failed and len(failed) < len(gear_feeds):
+        label, why = failed[0]
+        raise UsageError(
+            f"the model does not run at gear {label} ({why})",
+            hint="a node fixes that dim (e.g. a Reshape to a constant size); re-export the "
+            "model with the dim dynamic, or drop the gear",
+        )
+    del error
+
+
 def _fmt_shape(shape: tuple[int | str, ...]) -> str:
     return "[" + ",".join(str(d) for d in shape) + "]"
 
@@ -521,14 +618,14 @@ def outputs_match(
 
 
 def _simplify(
-    model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]
+    model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None
 ) -> tuple[onnx.ModelProto | None, str | None]:
+    """onnxsim with the static shapes; `shapes=None` keeps the (gear) dims symbolic."""
     try:
         import onnxsim
 
-        simplified, ok = onnxsim.simplify(
-            model, overwrite_input_shapes={k: list(v) for k, v in shapes.items()}
-        )
+        overwrite = {k: list(v) for k, v in shapes.items()} if shapes is not None else None
+        simplified, ok = onnxsim.simplify(model, overwrite_input_shapes=overwrite)
     except Exception as exc:
         message = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
         return None, f"onnxsim failed ({type(exc).__name__}: {message})"
@@ -594,6 +691,9 @@ def preflight(
     simplify: bool = True,
     progress: Progress = NULL_PROGRESS,
     pinned: Mapping[str, Any] | None = None,
+    gears_config: GearsConfig | None = None,
+    input_format: str = "NCHW",
+    extra_args: tuple[str, ...] = (),
 ) -> PreflightResult:
     """Load, repair, check, fix shapes, simplify (verified on ORT) and write the model to convert.
 
@@ -633,15 +733,29 @@ def preflight(
                 "convert, calibrate or compare",
                 hint="export the model with its real inputs (not folded into constants)",
             )
-        shapes, shape_warnings = resolve_input_shapes(inputs, input_shape)
-        warnings += shape_warnings
-        check_memory(shapes, {t.name: t.dtype for t in inputs}, what=f"one sample for {stem}")
-        feeds = random_feeds(inputs, shapes)
-        reference: dict[str, np.ndarray] | None
+        gears = resolve_gears(inputs, input_shape, gears_config, input_format, extra_args)
+        if gears is None:
+            shapes, shape_warnings = resolve_input_shapes(inputs, input_shape)
+            warnings += shape_warnings
+            gear_shapes = [shapes]
+        else:
+            model, problem = _infer_shapes(gear_dims_symbolic(model, gears))
+            warnings += [problem] if problem else []
+            shapes = gears.calib_shapes
+            gear_shapes = [gears.shapes(i) for i in range(len(gears))]
+        dtypes = {t.name: t.dtype for t in inputs}
+        for gear_shape in gear_shapes:
+            check_memory(gear_shape, dtypes, what=f"one sample for {stem}")
+        # every gear runs once; the calibration gear's run is the reference for the rest
+        gear_feeds = [random_feeds(inputs, s) for s in gear_shapes]
+        calib_at = gears.calib_index if gears is not None else 0
+        references: list[dict[str, np.ndarray]] | None
         try:
-            reference = run_ort(model, feeds)
+            references = [run_ort(model, f) for f in gear_feeds]
+            reference: dict[str, np.ndarray] | None = references[calib_at]
         except Exception as exc:
-            reference = None
+            references = reference = None
+            _refuse_gear(model, gears, gear_feeds, exc)
             warnings.append(
                 f"ONNX Runtime cannot run the model ({str(exc).splitlines()[0][:200]}); output "
                 "shapes are the declared ones and simplification is not verified"
@@ -650,12 +764,17 @@ def preflight(
 
         final, simplified = model, False
         outputs = reference
-        if simplify and reference is not None:
-            candidate, problem = _simplify(model, shapes)
+        if simplify and references is not None:
+            candidate, problem = _simplify(model, shapes if gears is None else None)
             if candidate is not None:
                 try:
-                    checked = run_ort(candidate, feeds)
-                    ok, why = outputs_match(reference, checked)
+                    ok, why, checked = True, "", None
+                    for at, (f, want) in enumerate(zip(gear_feeds, references)):
+                        got = run_ort(candidate, f)
+                        checked = got if at == calib_at else checked
+                        ok, why = outputs_match(want, got)
+                        if not ok:
+                            break
                 except Exception as exc:
                     ok, why = False, f"it does not run on ONNX Runtime ({str(exc)[:160]})"
                 if ok:
@@ -703,6 +822,7 @@ def preflight(
             simplified=simplified,
             declared_inputs=inputs,
             pinned={name: value.tolist() for name, value in folded.items()},
+            gears=gears,
         )
         atomic_write_json(out_dir / f"{stem}.json", preflight_record(result))
         advance(1)
@@ -717,4 +837,5 @@ def preflight_record(result: PreflightResult) -> dict[str, Any]:
     record["input_shapes"] = {k: list(v) for k, v in result.input_shapes.items()}
     record["output_shapes"] = {k: list(v) for k, v in result.output_shapes.items()}
     record["int8_refused"] = refuse_int8_reason(result.summary)
+    record["gears"] = result.gears.record() if result.gears is not None else None
     return record

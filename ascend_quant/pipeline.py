@@ -41,9 +41,10 @@ from typing import Any, Literal
 from ascend_quant.backends.base import Backend, ConvertRequest
 from ascend_quant.config import BuildConfig, PreprocessConfig, to_mapping
 from ascend_quant.data.feeds import RANDOM_WARNING
-from ascend_quant.data.inputs import InputPlan, is_random, make_sets, plan_inputs
+from ascend_quant.data.inputs import InputPlan, at_gear, is_random, make_sets, plan_inputs
 from ascend_quant.errors import UsageError, not_a_model_file
 from ascend_quant.gates import GateFailure, verdict_line
+from ascend_quant.gears import Gears
 from ascend_quant.golden import MANIFEST, GoldenSet, record_golden
 from ascend_quant.progress import NULL_PROGRESS, Progress
 from ascend_quant.resources import templates_dir
@@ -137,6 +138,11 @@ class Preflighted:
     simplified: bool
     declared_inputs: tuple[TensorSpec, ...] = ()  # as exported: dynamic dims mark the batch
     pinned: dict[str, Any] = field(default_factory=dict)  # inputs folded in as constants
+    gears: dict[str, Any] | None = None  # Gears.record(); input_shapes are the calib gear's
+
+    @property
+    def gear_set(self) -> Gears | None:
+        return Gears.from_record(self.gears)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -155,6 +161,7 @@ class Preflighted:
                 for t in self.declared_inputs
             ],
             "pinned": dict(self.pinned),
+            "gears": self.gears,
         }
 
     @classmethod
@@ -175,6 +182,7 @@ class Preflighted:
                 for t in data.get("declared_inputs", [])
             ),
             pinned=dict(data.get("pinned", {})),
+            gears=data.get("gears"),
         )
 
 
@@ -184,13 +192,26 @@ class DataSets:
 
     dirs: dict[str, Path]
     sha256: str
+    by_gear: dict[str, dict[str, Path]] = field(default_factory=dict)  # gear label -> dirs
 
     def to_json(self) -> dict[str, Any]:
-        return {"dirs": {k: str(v) for k, v in self.dirs.items()}, "sha256": self.sha256}
+        return {
+            "dirs": {k: str(v) for k, v in self.dirs.items()},
+            "sha256": self.sha256,
+            "by_gear": {g: {k: str(v) for k, v in d.items()} for g, d in self.by_gear.items()},
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DataSets:
-        return cls({k: Path(v) for k, v in data["dirs"].items()}, data["sha256"])
+        by_gear = {
+            g: {k: Path(v) for k, v in d.items()} for g, d in data.get("by_gear", {}).items()
+        }
+        return cls({k: Path(v) for k, v in data["dirs"].items()}, data["sha256"], by_gear)
+
+    def gear_dirs(self, label: str | None) -> list[Path]:
+        """The sample folders (one per input) of gear `label`; the shared ones otherwise."""
+        dirs = self.by_gear.get(label, self.dirs) if label is not None else self.dirs
+        return [d / "samples" for d in dirs.values()]
 
 
 @dataclass
@@ -203,6 +224,7 @@ class Prepared:
     calib: DataSets | None = None
     eval: DataSets | None = None
     golden: GoldenSet | None = None  # FP32 outputs on the eval set
+    goldens: dict[str, GoldenSet] = field(default_factory=dict)  # gear models: per gear label
 
     @property
     def model(self) -> Preflighted:
@@ -320,6 +342,9 @@ def _preflight_key(ctx: BuildContext) -> dict[str, Any]:
         "source": ctx.source_sha256,
         "input_shape": ctx.config.input_shape,
         "pinned": _pinned(ctx),
+        "gears": to_mapping(ctx.config.gears),
+        "input_format": ctx.config.atc.input_format,
+        "extra_args": list(ctx.config.atc.extra_args),
     }
 
 
@@ -332,6 +357,9 @@ def _preflight_run(ctx: BuildContext) -> Outcome:
         input_shape=ctx.config.input_shape,
         progress=ctx.progress,
         pinned=_pinned(ctx),
+        gears_config=ctx.config.gears,
+        input_format=ctx.config.atc.input_format,
+        extra_args=ctx.config.atc.extra_args,
     )
     record = Preflighted(
         model_path=result.model_path,
@@ -346,6 +374,7 @@ def _preflight_run(ctx: BuildContext) -> Outcome:
         simplified=result.simplified,
         declared_inputs=tuple(result.declared_inputs),
         pinned=dict(result.pinned),
+        gears=result.gears.record() if result.gears is not None else None,
     )
     return Outcome(record.to_json(), [result.model_path])
 
@@ -389,7 +418,34 @@ def _calib_run(ctx: BuildContext) -> Outcome:
 
 
 def _eval_run(ctx: BuildContext) -> Outcome:
-    return _data_sets(ctx, "eval")
+    """The evaluation sets; for image-size and dims gears one per gear (images resized to the
+    gear, arrays given per gear). Batch gears share one: the samples fill every batch."""
+    gears = ctx.prepared.model.gear_set
+    if gears is None or gears.kind == "batch":
+        return _data_sets(ctx, "eval")
+    by_gear: dict[str, dict[str, str]] = {}
+    reused_all = True
+    for index, label in enumerate(gears.labels):
+        shapes = gears.shapes(index)
+        plans = [at_gear(p, shapes[p.spec.name], label) for p in ctx.prepared.inputs]
+        sets, reused = make_sets(
+            plans,
+            "eval",
+            ctx.workspace / "eval" / gears.dir_name(index),
+            ctx.config,
+            force=ctx.forced,
+            progress=ctx.progress,
+        )
+        by_gear[label] = {name: str(s.root) for name, s in sets.items()}
+        reused_all = reused_all and reused
+    sha = sha256_json(
+        {
+            label: {n: sha256_file(Path(d) / "manifest.json") for n, d in dirs.items()}
+            for label, dirs in by_gear.items()
+        }
+    )
+    dirs = by_gear[gears.label(gears.calib_index)]
+    return Outcome({"dirs": dirs, "sha256": sha, "by_gear": by_gear}, [], reused_all)
 
 
 def _calib_load(ctx: BuildContext, result: dict[str, Any]) -> None:
@@ -409,10 +465,30 @@ def _golden_key(ctx: BuildContext) -> dict[str, Any]:
         "source": ctx.source_sha256,
         "eval": ctx.prepared.eval_sets.sha256,
         "input_shapes": {k: list(v) for k, v in ctx.prepared.model.input_shapes.items()},
+        "gears": ctx.prepared.model.gears,
     }
 
 
 def _golden_run(ctx: BuildContext) -> Outcome:
+    pre = ctx.prepared.model
+    gears = pre.gear_set
+    if gears is not None:
+        # per gear; on the preflighted model, which keeps the gear dims symbolic (the source
+        # may declare them static) and was checked equal to the source at every gear
+        roots: dict[str, str] = {}
+        files: list[Path] = []
+        for index, label in enumerate(gears.labels):
+            golden = record_golden(
+                pre.model_path,
+                ctx.prepared.eval_sets.gear_dirs(label),
+                ctx.workspace / "golden" / gears.dir_name(index),
+                input_shapes=gears.shapes(index),
+                progress=ctx.progress,
+            )
+            roots[label] = str(golden.root)
+            files += [golden.root / MANIFEST]
+        calib_root = roots[gears.label(gears.calib_index)]
+        return Outcome({"root": calib_root, "by_gear": roots}, files)
     golden = record_golden(
         ctx.source,
         [d / "samples" for d in ctx.prepared.eval_sets.dirs.values()],
@@ -428,6 +504,9 @@ def _golden_run(ctx: BuildContext) -> Outcome:
 
 def _golden_load(ctx: BuildContext, result: dict[str, Any]) -> None:
     ctx.prepared.golden = GoldenSet.load(Path(result["root"]))
+    ctx.prepared.goldens = {
+        label: GoldenSet.load(Path(root)) for label, root in result.get("by_gear", {}).items()
+    }
 
 
 # --------------------------------------------------------------------------- per soc
@@ -464,9 +543,10 @@ def _config_key(ctx: BuildContext) -> dict[str, Any]:
 
 
 def _config_run(ctx: BuildContext) -> Outcome:
-    from ascend_quant.jobs import render_job
+    from ascend_quant.jobs import check_gear_target, render_job
 
     pre, work = ctx.prepared.model, ctx.soc
+    check_gear_target(ctx.config, work.soc, pre.gear_set)
     files = render_job(
         ctx.config,
         work.soc,
@@ -478,6 +558,7 @@ def _config_run(ctx: BuildContext) -> Outcome:
         om_dir=work.directory / "om",
         name=ctx.stem,
         int8_refused=pre.int8_refused,
+        gears=pre.gear_set,
     )
     return Outcome({k: str(v) for k, v in files.items()}, list(files.values()))
 
@@ -493,6 +574,7 @@ def _convert_key(precision: str) -> Callable[[BuildContext], dict[str, Any]]:
             "model": pre.model_sha256,
             "source": pre.source_sha256,
             "input_shapes": {k: list(v) for k, v in pre.input_shapes.items()},
+            "gears": pre.gears,
             "backend": ctx.backend_name,
             # FP16 reads the calib set only for its overflow check, and of the quant settings
             # only how many batches that check takes.
@@ -512,9 +594,10 @@ def _convert_key(precision: str) -> Callable[[BuildContext], dict[str, Any]]:
 
 def _convert_run(precision: str) -> Callable[[BuildContext], Outcome]:
     def run(ctx: BuildContext) -> Outcome:
-        from ascend_quant.jobs import make_request
+        from ascend_quant.jobs import check_gear_target, make_request
 
         pre, work = ctx.prepared.model, ctx.soc
+        check_gear_target(ctx.config, work.soc, pre.gear_set)
         request: ConvertRequest = make_request(
             ctx.config,
             model=pre.model_path,
@@ -526,6 +609,7 @@ def _convert_run(precision: str) -> Callable[[BuildContext], Outcome]:
             name=ctx.stem,
             calib_dirs=ctx.prepared.calib_sets.dirs,
             config_dir=work.directory / "configs",
+            gears=pre.gear_set,
         )
         artifact = ctx.backend.convert(request, ctx.progress)
         return Outcome(_converted(ctx, artifact.path), [artifact.path, artifact.manifest_path])
@@ -617,24 +701,34 @@ def _compare_key(ctx: BuildContext) -> dict[str, Any]:
 
 
 def _compare_run(ctx: BuildContext) -> Outcome:
-    from ascend_quant.compare import compare_models
+    from ascend_quant.compare import compare_models, merge_gears
     from ascend_quant.report import json_safe, save_json
 
     reports = ctx.soc.directory / "reports"
     pre = ctx.prepared.model
-    result = compare_models(
-        # with inputs pinned, the golden is the preflighted model (verified equal to the source)
-        pre.model_path if pre.pinned else ctx.source,
-        _oms(ctx),
-        [d / "samples" for d in ctx.prepared.eval_sets.dirs.values()],
-        reports / "compare",
-        thresholds=ctx.config.thresholds,
-        output_thresholds=ctx.config.output_thresholds,
-        calib_sources=[d / "samples" for d in ctx.prepared.calib_sets.dirs.values()],
-        progress=ctx.progress,
-        golden=ctx.prepared.golden,
-        accuracy=ctx.config.accuracy,
-    )
+    gears = pre.gear_set
+    # with inputs pinned or gears, the golden is the preflighted model (verified equal to the
+    # source); a gear model is compared at every gear and passes only if every gear passes
+    golden_model = pre.model_path if pre.pinned or gears is not None else ctx.source
+    labels: list[str | None] = list(gears.labels) if gears is not None else [None]
+    results = []
+    for index, label in enumerate(labels):
+        results.append(
+            compare_models(
+                golden_model,
+                _oms(ctx),
+                ctx.prepared.eval_sets.gear_dirs(label),
+                reports / "compare" / (gears.dir_name(index) if gears and label else ""),
+                thresholds=ctx.config.thresholds,
+                output_thresholds=ctx.config.output_thresholds,
+                calib_sources=[d / "samples" for d in ctx.prepared.calib_sets.dirs.values()],
+                progress=ctx.progress,
+                golden=ctx.prepared.goldens.get(label) if label else ctx.prepared.golden,
+                accuracy=ctx.config.accuracy,
+                gear=label,
+            )
+        )
+    result = results[0] if gears is None else merge_gears(results)
     data = json_safe(result)
     if is_random(ctx.prepared.inputs):
         data["warnings"] = [RANDOM_WARNING, *data.get("warnings", [])]

@@ -32,6 +32,7 @@ class SocInfo:
     first_layer_quantization: bool  # enable_first_layer_quantization (AIPP + first Conv2D)
     dynamic_shape_range: bool  # ranges such as 1~10 in --input_shape
     supported: bool = True  # False: listed in the source as reserved, not yet supported
+    max_gears: int = 100  # gears per dynamic option: (1,100] (Ascend950: (1,256], not listed)
     query: str = QUERY_NAME
     warning: str | None = None  # logged whenever this name is selected
 

@@ -96,3 +96,42 @@ def passthrough(shape: list[int], op: str = "Identity", **attrs: object) -> onnx
 
 def save(model: onnx.ModelProto, path: Path) -> Path:
     return save_for_ort(model, path)
+
+
+def text_recognizer(
+    classes: int = 12, height: int | str = 16, width: int | str = "W"
+) -> onnx.ModelProto:
+    """A CRNN-shaped text-line recognizer: image[1,1,H,W] -> Conv -> Relu -> mean over H ->
+    per-column Linear -> logits[1,W,classes]. Any H and W run, as OCR models need."""
+    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 1, height, width])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, width, classes])
+    inits = [
+        numpy_helper.from_array(_weights((8, 1, 3, 3), 12), "cw"),
+        numpy_helper.from_array(_weights((8,), 13, 0.1), "cb"),
+        numpy_helper.from_array(_weights((8, classes), 14), "fw"),
+        numpy_helper.from_array(np.array([2], dtype=np.int64), "h_axis"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["image", "cw", "cb"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("ReduceMean", ["r", "h_axis"], ["m"], name="pool_h", keepdims=0),
+        helper.make_node("Transpose", ["m"], ["t"], name="to_columns", perm=[0, 2, 1]),
+        helper.make_node("MatMul", ["t", "fw"], ["logits"], name="classifier"),
+    ]
+    return _model(nodes, [x], [y], inits, opset=18)
+
+
+def token_net(features: int = 4, seq: int | str = "seq") -> onnx.ModelProto:
+    """An ND model: tokens[1,seq,F] -> MatMul -> Relu -> MatMul -> out[1,seq,F]."""
+    x = helper.make_tensor_value_info("tokens", TensorProto.FLOAT, [1, seq, features])
+    y = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, seq, features])
+    inits = [
+        numpy_helper.from_array(_weights((features, 8), 15), "w1"),
+        numpy_helper.from_array(_weights((8, features), 16), "w2"),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["tokens", "w1"], ["h"], name="fc1"),
+        helper.make_node("Relu", ["h"], ["r"], name="relu"),
+        helper.make_node("MatMul", ["r", "w2"], ["out"], name="fc2"),
+    ]
+    return _model(nodes, [x], [y], inits)

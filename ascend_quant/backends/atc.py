@@ -23,11 +23,14 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ascend_quant.__about__ import __version__
+from ascend_quant.aisbench_io import gear_of_files
 from ascend_quant.backends import atc_argv
 from ascend_quant.backends.aisbench_summary import (
     compute_times,
@@ -50,6 +53,7 @@ from ascend_quant.backends.omfile import is_real_om, read_om_header
 from ascend_quant.backends.toolkit import Toolkit, discover
 from ascend_quant.config import BenchConfig
 from ascend_quant.errors import ToolchainError, UsageError, not_a_model_file
+from ascend_quant.gears import Gears
 from ascend_quant.progress import NULL_PROGRESS, Progress
 from ascend_quant.runners.aisbench import AisBenchRunner
 from ascend_quant.tensors import graph_io
@@ -385,10 +389,15 @@ class AtcBackend:
                 {
                     "name": i.name,
                     "dtype": i.dtype,
-                    "shape": list(request.input_shapes.get(i.name, i.shape)),
+                    "shape": list(
+                        (request.gears.template if request.gears else request.input_shapes).get(
+                            i.name, i.shape
+                        )
+                    ),
                 }
                 for i in inputs.values()
             ],
+            "gears": request.gears.record() if request.gears is not None else None,
             "outputs": _model_outputs(Path(request.model)),
             "aipp": request.aipp.enabled,
             "commands": records,
@@ -470,10 +479,14 @@ class AtcBackend:
         output_dir: Path,
         outfmt: str = "BIN",
         progress: Progress = NULL_PROGRESS,
+        gear: str | None = None,
     ) -> RunResult:
-        """One inference per input sample; outputs named `<input stem>_<k>.<fmt>` in output_dir."""
+        """One inference per input sample; outputs named `<input stem>_<k>.<fmt>` in output_dir.
+
+        A gear model runs at `gear`, or at the one gear whose input sizes the files have."""
         om = Path(om).absolute()  # the tool runs in output_dir: no path may be relative
         manifest = self._check_npu(om)
+        dym = gear_args(om, manifest, gear, input_dirs)
         output_dir = Path(output_dir).resolve()
         input_dirs = [Path(d).absolute() for d in input_dirs]
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -495,7 +508,7 @@ class AtcBackend:
                 "--loop", "1",
                 "--device", str(self.device),
             ]  # fmt: skip
-        _, argv = self._runner(om, args)
+        _, argv = self._runner(om, args + dym)
         log_file = output_dir / f"{tool}.log"
         log_file.unlink(missing_ok=True)
         with progress.task(f"{tool} {om.name}") as advance:
@@ -527,12 +540,22 @@ class AtcBackend:
         )
 
     def bench(
-        self, om: Path, config: BenchConfig, progress: Progress = NULL_PROGRESS
+        self,
+        om: Path,
+        config: BenchConfig,
+        progress: Progress = NULL_PROGRESS,
+        gear: str | None = None,
     ) -> BenchResult:
-        """ais_bench --loop/--warmup_count/--batchsize on pure (zero) data; msame as fallback."""
+        """ais_bench --loop/--warmup_count/--batchsize on pure (zero) data; msame as fallback.
+
+        A gear model is benchmarked at `gear` (its flag derived from the manifest)."""
         om = Path(om).absolute()  # the tool runs in a temporary directory
         manifest = self._check_npu(om)
         # ais_bench runs a fixed --loop: the time budget (duration_s) applies to the simulator.
+        dym = gear_args(om, manifest, gear)
+        gears = Gears.from_record(manifest.get("gears"))
+        if gears is not None and gears.kind == "batch" and config.batch_size is None:
+            config = replace(config, batch_size=int(dym[1]))
         batch = config.batch_size or _manifest_batch(manifest) or 1
         with tempfile.TemporaryDirectory(prefix="ascend-quant-bench-") as tmp:
             out = Path(tmp)
@@ -553,7 +576,7 @@ class AtcBackend:
                     "--loop", str(min(max(config.loop, 1), 100)),
                     "--device", str(config.device),
                 ]  # fmt: skip
-            _, argv = self._runner(om, args)
+            _, argv = self._runner(om, args + dym)
             with progress.task(f"{tool} {om.name}", total=None) as advance:
                 result = run_streaming(
                     argv, self.toolkit.env, out, out / f"{tool}.log", 3600.0, self.status
@@ -564,6 +587,8 @@ class AtcBackend:
                 error.message = error.message.split(" (log: ")[0]
                 raise error
             extra: dict[str, Any] = {"tool": tool, "argv": argv}
+            if gears is not None:
+                extra["gear"] = gears.label(gears.index(str(gear)))
             if tool == "ais_bench":
                 path = find_summary_json(out)
                 summary = load_summary_json(path) if path else parse_summary_text(result.output)
@@ -595,7 +620,42 @@ class AtcBackend:
             throughput=throughput,
             file_size_bytes=om.stat().st_size,
             extra=extra,
+            gear=extra.get("gear"),
         )
+
+
+def gear_args(
+    om: Path, manifest: dict[str, Any], gear: str | None, input_dirs: list[Path] | None = None
+) -> list[str]:
+    """ais_bench's gear flag for `gear`, derived from the manifest, so the benchmark always
+    asks for a gear the model was converted with (a wrong one is an error before ais_bench)."""
+    gears = Gears.from_record(manifest.get("gears"))
+    if gears is None:
+        if gear is not None:
+            raise UsageError(
+                f"{om.name} has no gears in its manifest (converted with static shapes); "
+                f"gear {gear} does not apply",
+                hint="drop --gear, or re-convert with --dynamic-batch/--dynamic-image-size/"
+                "--dynamic-dims",
+            )
+        if not manifest and read_om_header(om)["dynamic"]:
+            raise UsageError(
+                f"{om.name} is a dynamic model without the manifest (<stem>.json) that lists "
+                "its gears",
+                hint="keep the manifest beside the .om, or convert it with ascend-quant",
+            )
+        return []
+    if gear is None and input_dirs:
+        dtypes = {i["name"]: i.get("dtype", "float32") for i in manifest.get("inputs", [])}
+        index = gear_of_files(gears, dtypes, input_dirs)
+    elif gear is None:
+        raise UsageError(
+            f"{om.name} has {gears.kind} gears ({', '.join(gears.labels)}); say which to run",
+            hint=f"pass --gear, e.g. --gear {gears.label(gears.calib_index)}",
+        )
+    else:
+        index = gears.index(str(gear))
+    return gears.aisbench_args(index)
 
 
 def glob_escape(text: str) -> str:
@@ -611,7 +671,6 @@ def _manifest_batch(manifest: dict[str, Any]) -> int | None:
 
 
 def _stats_from_times(times: list[float]) -> LatencyStats:
-    import numpy as np
 
     arr = np.asarray(times, dtype=np.float64)
     p = {q: float(np.percentile(arr, q)) for q in (50, 90, 95, 99)}

@@ -32,6 +32,13 @@ from ascend_quant.config import (
 )
 from ascend_quant.data.calibset import CalibSet, batch_shape
 from ascend_quant.errors import UsageError, not_a_model_file
+from ascend_quant.gears import (
+    ATC_FLAGS,
+    EXCLUSIVE_ATC_FLAGS,
+    MAX_GEARS,
+    check_target,
+    chosen_kind,
+)
 from ascend_quant.tensors import TensorSpec, graph_io
 
 ROUTES = ("fp16", "atc", "amct")
@@ -83,8 +90,6 @@ INPUT_FORMATS = ("NCHW", "NHWC", "NCDHW", "ND")
 # Modes that ask for more precision than INT8 gives; atc refuses them with calibration (§3).
 HIGH_PRECISION_MODES = ("force_fp32", "cube_fp16in_fp32out", "must_keep_origin_dtype")
 HIGH_PRECISION_MODES_V2 = ("origin", "cube_fp16in_fp32out")
-DYNAMIC_FLAGS = ("dynamic_batch_size", "dynamic_image_size", "input_shape_range", "dynamic_dims")
-MAX_GEARS = 100
 
 # Rendered by render.py into request.config_dir, with exactly these names.
 SIMPLE_CONFIG = "simple_config.cfg"
@@ -197,18 +202,10 @@ def _config_file(request: ConvertRequest, name: str) -> Path:
 
 
 def atc_input_shape(request: ConvertRequest) -> str:
-    """--input_shape, with -1 where the dynamic gears need it (N; or H and W)."""
-    atc = request.atc
-    shapes: dict[str, tuple[int, ...]] = {}
-    for name, dims in request.input_shapes.items():
-        new = list(dims)
-        if atc.dynamic_batch_size and new:
-            new[0] = -1
-        if atc.dynamic_image_size and len(new) == 4:
-            h, w = (1, 2) if atc.input_format == "NHWC" else (2, 3)
-            new[h] = new[w] = -1
-        shapes[name] = tuple(new)
-    return format_input_shape(shapes)
+    """--input_shape: the static shapes, or with gears their template (-1 on the gear dims)."""
+    if request.gears is not None:
+        return request.gears.atc_input_shape()
+    return format_input_shape(request.input_shapes)
 
 
 def _small_channel(request: ConvertRequest, route: str) -> bool:
@@ -245,11 +242,8 @@ def atc_command(request: ConvertRequest, route: str, model: Path) -> list[str]:
         argv.append(f"--insert_op_conf={_config_file(request, AIPP_CONFIG)}")
     if _small_channel(request, route):
         argv.append("--enable_small_channel=1")
-    if atc.dynamic_batch_size:
-        argv.append(f"--dynamic_batch_size={','.join(map(str, atc.dynamic_batch_size))}")
-    if atc.dynamic_image_size:
-        gears = ";".join(f"{h},{w}" for h, w in atc.dynamic_image_size)
-        argv.append(f"--dynamic_image_size={gears}")
+    if request.gears is not None:
+        argv.append(request.gears.atc_flag())
     if atc.op_select_implmode:
         argv.append(f"--op_select_implmode={atc.op_select_implmode}")
     if atc.optypelist_for_implmode:
@@ -416,46 +410,64 @@ def check_flag_values(atc: AtcConfig) -> None:
 
 
 def check_exclusive(atc: AtcConfig) -> None:
-    """precision_mode vs precision_mode_v2, and atc's E10009 rule for the dynamic flags."""
+    """precision_mode vs precision_mode_v2; two dynamic options in extra_args (E10009)."""
     if atc.precision_mode and atc.precision_mode_v2:
         raise UsageError(
             "precision_mode and precision_mode_v2 cannot be used together",
             hint="keep one: --precision-mode-v2 is the recommended one",
         )
-    dynamic = [f for f in ("dynamic_batch_size", "dynamic_image_size") if getattr(atc, f)]
-    dynamic += [n for n in map(_flag_name, atc.extra_args) if n in DYNAMIC_FLAGS]
-    if len(dynamic) > 1:
-        raise UsageError(
-            "atc rejects " + " with ".join(f"--{d}" for d in dynamic) + " (E10009: "
-            "dynamic_batch_size, dynamic_image_size, input_shape_range and dynamic_dims are "
-            "mutually exclusive)",
-            hint="keep only one dynamic-shape option",
-        )
-    if atc.dynamic_batch_size:
-        gears = atc.dynamic_batch_size
-        if not 2 <= len(gears) <= MAX_GEARS or any(g <= 0 for g in gears):
+    chosen_kind(extra_args=atc.extra_args)
+
+
+def check_gears(request: ConvertRequest) -> None:
+    """The gears fit the request: one dynamic option (E10009), the soc, AIPP, the shapes."""
+    from ascend_quant.soc import get_soc
+
+    gears = request.gears
+    if gears is not None:
+        clashing = [n for n in map(_flag_name, request.atc.extra_args) if n in EXCLUSIVE_ATC_FLAGS]
+        if clashing:
             raise UsageError(
-                f"--dynamic-batch-size {','.join(map(str, gears))}: atc needs 2 to {MAX_GEARS} "
-                "positive batch sizes",
-                hint="e.g. --dynamic-batch-size 1,2,4,8",
+                f"atc rejects --{ATC_FLAGS[gears.kind]} with --{clashing[0]} (E10009: "
+                "dynamic_batch_size, dynamic_image_size, input_shape_range and dynamic_dims "
+                "are mutually exclusive)",
+                hint=f"drop --{clashing[0]} from the extra atc arguments",
             )
-        if len(set(gears)) != len(gears):
+        if gears.kind == "dims" and request.atc.input_format != "ND":
             raise UsageError(
-                "--dynamic-batch-size lists a batch size twice",
-                hint="list each batch size once, e.g. --dynamic-batch-size 1,2,4,8",
+                f"--dynamic-dims needs --input-format ND, not {request.atc.input_format}",
+                hint="add --input-format ND",
             )
-    if atc.dynamic_image_size:
-        gears_hw = atc.dynamic_image_size
-        if not 2 <= len(gears_hw) <= MAX_GEARS or any(v <= 0 for hw in gears_hw for v in hw):
-            raise UsageError(
-                f"--dynamic-image-size: atc needs 2 to {MAX_GEARS} positive h,w pairs",
-                hint='e.g. --dynamic-image-size "416,416;832,832"',
-            )
-        if atc.input_format not in ("NCHW", "NHWC"):
+        if gears.kind == "image_size" and request.atc.input_format not in ("NCHW", "NHWC"):
             raise UsageError(
                 "--dynamic-image-size needs --input-format NCHW or NHWC",
                 hint="drop --input-format or set it to NCHW",
             )
+        if set(gears.template) != set(request.input_shapes):
+            raise UsageError(
+                "the gears' input shapes name other inputs than the request "
+                f"({', '.join(gears.template)} vs {', '.join(request.input_shapes)})",
+                hint="run preflight again with the same --input-shape",
+            )
+    try:
+        info = get_soc(request.soc)
+        ranges, max_gears = info.dynamic_shape_range, info.max_gears
+    except UsageError:
+        ranges, max_gears = True, MAX_GEARS
+    if gears is not None and len(gears) > max_gears:
+        raise UsageError(
+            f"{len(gears)} gears; atc allows at most {max_gears} for {request.soc} (E10001)",
+            hint="keep fewer gears",
+        )
+    check_target(
+        gears,
+        soc=request.soc,
+        shape_ranges=ranges,
+        aipp_enabled=request.aipp.enabled,
+        aipp_crop=request.aipp.crop,
+        aipp_src_size=request.aipp.src_image_size,
+        extra_args=request.atc.extra_args,
+    )
 
 
 def _high_precision_ini(value: str) -> bool:
@@ -660,6 +672,7 @@ def precheck(
     check_toolkit_text(request)
     check_flag_values(atc)
     check_exclusive(atc)
+    check_gears(request)
     check_high_precision(atc, calibrating=route != "fp16")
     check_aipp(request)
     if not Path(request.model).is_file():

@@ -25,6 +25,7 @@ from ascend_quant.config import (
     PreprocessConfig,
     QuantConfig,
 )
+from ascend_quant.gears import Gears
 from ascend_quant.progress import NULL_PROGRESS, Progress
 from ascend_quant.runners.base import Runner
 from ascend_quant.runners.timing import LatencyStats
@@ -39,6 +40,7 @@ __all__ = [
     "RunResult",
     "Runner",
     "TensorSpec",
+    "manifest_gears",
     "run_to_files",
 ]
 
@@ -49,7 +51,7 @@ class ConvertRequest:
 
     model: Path  # the preflighted (simplified, repaired) ONNX model
     source_sha256: str  # sha256 of the user's original .onnx, recorded in the manifest
-    input_shapes: dict[str, tuple[int, ...]]  # resolved static shapes, atc --input_shape
+    input_shapes: dict[str, tuple[int, ...]]  # static shapes (with gears: the calibration gear)
     soc: str
     precision: Precision
     out_dir: Path  # .om and its manifest go here
@@ -60,6 +62,7 @@ class ConvertRequest:
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     calib_dirs: dict[str, Path] = field(default_factory=dict)  # input name -> calib set dir
     config_dir: Path | None = None  # rendered simple_config.cfg etc. (atc backend)
+    gears: Gears | None = None  # dynamic gears; atc --input_shape is gears.template then
 
     def __post_init__(self) -> None:
         """Every path absolute: atc runs in a directory of its own, and the rendered scripts
@@ -102,6 +105,7 @@ class BenchResult:
     throughput: float  # samples per second = 1000 * batch_size / mean latency
     file_size_bytes: int
     extra: dict[str, Any] = field(default_factory=dict)
+    gear: str | None = None  # the gear benchmarked (a gear model), e.g. "32x256"
 
 
 @dataclass(frozen=True)
@@ -134,11 +138,29 @@ class Backend(Protocol):
         output_dir: Path,
         outfmt: str = "BIN",
         progress: Progress = NULL_PROGRESS,
+        gear: str | None = None,
     ) -> RunResult: ...
 
     def bench(
-        self, om: Path, config: BenchConfig, progress: Progress = NULL_PROGRESS
+        self,
+        om: Path,
+        config: BenchConfig,
+        progress: Progress = NULL_PROGRESS,
+        gear: str | None = None,
     ) -> BenchResult: ...
+
+
+def manifest_gears(om: Path) -> Gears | None:
+    """The gears `om` was converted with, from its manifest (`<stem>.json` beside it): the one
+    record every run and benchmark derives its gear from, so they cannot disagree with atc."""
+    from ascend_quant.workspace import read_json
+
+    path = Path(om).with_suffix(".json")
+    try:
+        data = read_json(path)
+    except (OSError, ValueError):
+        return None
+    return Gears.from_record(data.get("gears")) if isinstance(data, dict) else None
 
 
 def run_to_files(

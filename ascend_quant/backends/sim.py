@@ -23,6 +23,7 @@ import numpy as np
 import onnx
 
 from ascend_quant.__about__ import __version__
+from ascend_quant.aisbench_io import gear_of_files
 from ascend_quant.backends.base import (
     Artifact,
     BenchResult,
@@ -34,10 +35,12 @@ from ascend_quant.backends.simfile import is_sim_om, read_sim_metadata, read_sim
 from ascend_quant.config import BenchConfig, QuantConfig, to_mapping
 from ascend_quant.data.calibset import CalibFeeds, CalibSet
 from ascend_quant.errors import UsageError, not_a_model_file
-from ascend_quant.model import random_feeds
+from ascend_quant.gears import Gears
+from ascend_quant.model import gear_dims_symbolic, random_feeds
 from ascend_quant.onnx_io import to_ort_bytes
 from ascend_quant.progress import NULL_PROGRESS, Progress
 from ascend_quant.quant.layers import tensor_map
+from ascend_quant.runners.geared import GearedRunner
 from ascend_quant.runners.ort import OrtRunner
 from ascend_quant.runners.timing import (
     interleaved_loop,
@@ -60,13 +63,16 @@ log = logging.getLogger("ascend_quant")
 Feeds = dict[str, np.ndarray]
 
 
-def open_runner(om_path: Path) -> OrtRunner:
-    """A simulated .om as a runner over its ONNX payload (its header is `.metadata`)."""
+def open_runner(om_path: Path) -> OrtRunner | GearedRunner:
+    """A simulated .om as a runner over its ONNX payload (its header is `.metadata`); a gear
+    model's runner accepts only its gears' shapes."""
     om_path = Path(om_path)
     if not om_path.is_file():
         raise not_a_model_file(om_path)
     metadata, onnx_bytes = read_sim_om(om_path)
-    return OrtRunner(onnx_bytes, name=om_path.name, metadata=metadata)
+    runner = OrtRunner(onnx_bytes, name=om_path.name, metadata=metadata)
+    gears = Gears.from_record(metadata.get("gears"))
+    return runner if gears is None else GearedRunner(runner, gears)
 
 
 # --------------------------------------------------------------------------- model preparation
@@ -92,11 +98,20 @@ def _fix_input_shapes(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]
 
 
 def calibration_feeds(
-    model: onnx.ModelProto, calib_dirs: dict[str, Path], batch_num: int | None = None
+    model: onnx.ModelProto,
+    calib_dirs: dict[str, Path],
+    batch_num: int | None = None,
+    shapes: dict[str, tuple[int, ...]] | None = None,
 ) -> tuple[Iterator[Feeds], int, dict[str, str]]:
-    """Feeds at the model's batch size from one calib set per input; (iterator, count, shas)."""
+    """Feeds at the model's batch size from one calib set per input; (iterator, count, shas).
+
+    `shapes` overrides the declared input shapes (a gear model calibrates at one gear)."""
+    specs = [
+        spec.with_shape(shapes[spec.name]) if shapes and spec.name in shapes else spec
+        for spec in graph_io(model)[0]
+    ]
     source = CalibFeeds(
-        graph_io(model)[0],
+        specs,
         {name: CalibSet.load(Path(d)) for name, d in calib_dirs.items()},
         batch_num,
     )
@@ -153,14 +168,23 @@ def build_sim_model(
         model = onnx.load(str(request.model))
     except Exception as exc:
         raise UsageError(f"cannot load ONNX model {request.model}: {exc}") from None
-    _fix_input_shapes(model, request.input_shapes)
+    calib_shapes: dict[str, tuple[int, ...]] | None = None
+    if request.gears is not None:
+        # gear dims stay symbolic (atc's -1): one graph runs every gear; calibration and the
+        # FP16 overflow check run at the calibration gear (request.input_shapes)
+        model = gear_dims_symbolic(model, request.gears)
+        calib_shapes = dict(request.input_shapes)
+    else:
+        _fix_input_shapes(model, request.input_shapes)
     original = fp32_model = model
     info: dict[str, Any] = {"timings": {}}
     quant = request.quant
     absmax: dict[str, float] | None = None
     cache: Path | None = None
     if request.calib_dirs:
-        _feeds, _total, shas = calibration_feeds(model, request.calib_dirs, quant.batch_num)
+        _feeds, _total, shas = calibration_feeds(
+            model, request.calib_dirs, quant.batch_num, calib_shapes
+        )
         cache = _absmax_cache(request, shas)
     if request.precision == "int8":
         from ascend_quant.quant.qdq import quantize_model
@@ -172,7 +196,9 @@ def build_sim_model(
                 "figures may differ from these",
                 ", ".join(ignored),
             )
-        feeds, total, shas = calibration_feeds(model, request.calib_dirs, quant.batch_num)
+        feeds, total, shas = calibration_feeds(
+            model, request.calib_dirs, quant.batch_num, calib_shapes
+        )
         started = time.perf_counter()
         result, ranges = quantize_model(
             model, quant, feeds, progress, total, absmax_of=activation_tensors(model)
@@ -205,7 +231,9 @@ def build_sim_model(
         if absmax is None:
             absmax = _read_absmax(cache)
         if absmax is None:
-            feeds, total, _shas = calibration_feeds(fp32_model, request.calib_dirs, quant.batch_num)
+            feeds, total, _shas = calibration_feeds(
+                fp32_model, request.calib_dirs, quant.batch_num, calib_shapes
+            )
             absmax = collect_pass(
                 fp32_model,
                 [],
@@ -219,7 +247,9 @@ def build_sim_model(
         candidates = overflow_candidates(sim, absmax)
         found: list[str] = []
         if candidates:
-            feeds, total, _shas = calibration_feeds(model, request.calib_dirs, quant.batch_num)
+            feeds, total, _shas = calibration_feeds(
+                model, request.calib_dirs, quant.batch_num, calib_shapes
+            )
             with progress.task(f"checking FP16 overflow ({len(candidates)} tensors)", total=total):
                 found = find_overflow(sim, feeds, names=candidates)
         overflow = weights_over + found
@@ -297,6 +327,7 @@ class SimBackend:
             "onnx_sha256": sha256_bytes(onnx_bytes),
             "inputs": inputs,
             "outputs": outputs,
+            "gears": request.gears.record() if request.gears is not None else None,
             **{k: v for k, v in info.items() if k != "timings"},
         }
         om = Path(request.out_dir) / f"{request.name}_{request.precision}.om"
@@ -318,6 +349,7 @@ class SimBackend:
             "input_shapes": {k: list(v) for k, v in request.input_shapes.items()},
             "inputs": inputs,
             "outputs": outputs,
+            "gears": request.gears.record() if request.gears is not None else None,
             "fp16_overflow": info["fp16_overflow"],
             "onnxruntime": _ort_version(),
             "timings": timings,
@@ -339,7 +371,7 @@ class SimBackend:
         atomic_write_json(artifact.manifest_path, manifest)
         return artifact
 
-    def open(self, om: Path) -> OrtRunner:
+    def open(self, om: Path) -> OrtRunner | GearedRunner:
         return open_runner(Path(om))  # read_sim_om says what a non-simulated file is
 
     @staticmethod
@@ -353,22 +385,48 @@ class SimBackend:
         output_dir: Path,
         outfmt: str = "BIN",
         progress: Progress = NULL_PROGRESS,
+        gear: str | None = None,
     ) -> RunResult:
-        return run_to_files(self.open(om), input_dirs, output_dir, outfmt, progress)
+        """Like ais_bench; a gear model runs at `gear`, or at the gear its input files fit."""
+        runner: OrtRunner | GearedRunner = self.open(om)
+        if isinstance(runner, GearedRunner):
+            dtypes = {s.name: s.dtype for s in runner.input_specs()}
+            runner = runner.at_gear(
+                gear if gear is not None else gear_of_files(runner.gears, dtypes, input_dirs)
+            )
+        elif gear is not None:
+            runner.close()
+            _gear_shapes(Path(om), runner, gear)  # raises: a static model has no gears
+        return run_to_files(runner, input_dirs, output_dir, outfmt, progress)
 
     def bench(
-        self, om: Path, config: BenchConfig, progress: Progress = NULL_PROGRESS
+        self,
+        om: Path,
+        config: BenchConfig,
+        progress: Progress = NULL_PROGRESS,
+        gear: str | None = None,
     ) -> BenchResult:
-        return self.bench_many([om], config, progress)[0]
+        return self.bench_many([om], config, progress, gear)[0]
 
     def bench_many(
-        self, oms: list[Path], config: BenchConfig, progress: Progress = NULL_PROGRESS
+        self,
+        oms: list[Path],
+        config: BenchConfig,
+        progress: Progress = NULL_PROGRESS,
+        gear: str | None = None,
     ) -> list[BenchResult]:
-        """Every model in alternating rounds (`interleaved_loop`), each on its own random input."""
+        """Every model in alternating rounds (`interleaved_loop`), each on its own random input;
+        gear models at `gear` (required for them, refused for static models)."""
         paths = [Path(om) for om in oms]
         with contextlib.ExitStack() as stack:
-            runners = [stack.enter_context(self.open(om)) for om in paths]
-            feeds = [random_feeds(r.input_specs()) for r in runners]
+            runners: list[OrtRunner | GearedRunner] = []
+            for om in paths:
+                runners.append(self.open(om))
+                stack.callback(runners[-1].close)
+            feeds = [
+                random_feeds(r.input_specs(), _gear_shapes(om, r, gear))
+                for om, r in zip(paths, runners)
+            ]
             steps = [functools.partial(r.infer, f) for r, f in zip(runners, feeds)]
             names = ", ".join(p.name for p in paths)
             with progress.task(f"benchmarking {names}", total=None) as advance:
@@ -396,6 +454,7 @@ class SimBackend:
                     latency_ms=stats,
                     throughput=1000.0 * batch / stats.mean if stats.mean > 0 else 0.0,
                     file_size_bytes=om.stat().st_size,
+                    gear=gear,
                     extra={
                         "onnxruntime": _ort_version(),
                         "cpu": platform.processor() or platform.machine(),
@@ -411,6 +470,28 @@ class SimBackend:
                 )
             )
         return results
+
+
+def _gear_shapes(
+    om: Path, runner: OrtRunner | GearedRunner, gear: str | None
+) -> dict[str, tuple[int, ...]] | None:
+    """The input shapes of `gear` for a gear model; None (declared shapes) for a static one."""
+    if not isinstance(runner, GearedRunner):
+        if gear is not None:
+            raise UsageError(
+                f"{om.name} has no gears (converted with static shapes); gear {gear} does not "
+                "apply",
+                hint="drop --gear, or re-convert with --dynamic-batch/--dynamic-image-size/"
+                "--dynamic-dims",
+            )
+        return None
+    if gear is None:
+        raise UsageError(
+            f"{om.name} has {runner.gears.kind} gears ({', '.join(runner.gears.labels)}); say "
+            "which to run",
+            hint=f"pass --gear, e.g. --gear {runner.gears.label(runner.gears.calib_index)}",
+        )
+    return runner.gears.shapes(runner.gears.index(gear))
 
 
 def copy_for_soc(om: Path, out_dir: Path, soc: str) -> Artifact:

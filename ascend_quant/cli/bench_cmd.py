@@ -29,12 +29,23 @@ def bench(
     out: Path | None = typer.Option(
         None, "--out", help="Also write the results to this JSON file."
     ),
+    gear: list[str] | None = typer.Option(
+        None, "--gear", help="Gear models: time this gear (repeat; default every gear)."
+    ),
     json_mode: bool = JSON_OPTION,
 ) -> None:
-    """Benchmark .om models with identical settings; speedup and size ratio against the first."""
+    """Benchmark .om models with identical settings; speedup and size ratio against the first
+    (per gear, for models converted with gears)."""
     config = merge(
         BenchConfig(),
-        given(warmup=warmup, loop=loop, duration_s=duration, device=device, batch_size=batch_size),
+        given(
+            warmup=warmup,
+            loop=loop,
+            duration_s=duration,
+            device=device,
+            batch_size=batch_size,
+            gears=list(gear) if gear else None,
+        ),
     )
     with progress_for(json_mode) as progress:
         table = bench_models(models, config, progress)
@@ -58,7 +69,9 @@ def stability_lines(table: BenchTable) -> list[str]:
         if row.speedup_rounds:
             low, high = min(row.speedup_rounds), max(row.speedup_rounds)
             lines.append(
-                f"{Path(row.result.model).name}: speedup {row.speedup:.2f}x, per round "
+                f"{Path(row.result.model).name}"
+                + (f" at {row.result.gear}" if row.result.gear else "")
+                + f": speedup {row.speedup:.2f}x, per round "
                 f"{low:.2f}x to {high:.2f}x over {len(row.speedup_rounds)} alternating rounds"
             )
     return lines
@@ -77,6 +90,8 @@ def bench_rich_table(table: BenchTable) -> Table:
         header = Path(r.model).name
         if r.precision:
             header += f"\n{r.precision}"
+        if r.gear:
+            header += f"\ngear {r.gear}"
         header += "\nsimulated on CPU" if r.simulated else f"\n{r.device}"
         grid.add_column(header, justify="right")
     stats = ("min", "mean", "median", "p90", "p95", "p99", "max")

@@ -10,7 +10,12 @@ from rich.table import Table
 
 from ascend_quant.bench import describe_settings
 from ascend_quant.cli.common import (
+    CALIB_GEAR_OPTION,
+    DYNAMIC_BATCH_OPTION,
+    DYNAMIC_DIMS_OPTION,
+    DYNAMIC_IMAGE_SIZE_OPTION,
     GATE_OPTION,
+    INPUT_FORMAT_OPTION,
     JSON_OPTION,
     METRIC_OPTION,
     OUTPUT_RANGE_OPTION,
@@ -19,6 +24,7 @@ from ascend_quant.cli.common import (
     accuracy_overrides,
     console,
     err_console,
+    gear_overrides,
     given,
     parse_floats,
     parse_size,
@@ -77,6 +83,11 @@ def build(
         False, "--analyze", help="Also rank layers by their own error (see `analyze`)."
     ),
     analyze_only: bool = typer.Option(False, "--analyze-only", hidden=True),
+    dynamic_batch: str = DYNAMIC_BATCH_OPTION,
+    dynamic_image_size: str = DYNAMIC_IMAGE_SIZE_OPTION,
+    dynamic_dims: str = DYNAMIC_DIMS_OPTION,
+    calib_gear: str = CALIB_GEAR_OPTION,
+    input_format: str = INPUT_FORMAT_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Preflight, calibrate, render configs, convert to FP16/INT8, benchmark, compare, report."""
@@ -103,12 +114,13 @@ def build(
             skip_layers=split_list(skip_layers),
             skip_layer_types=split_list(skip_layer_types),
         ),
-        atc=given(keep_dtype=split_list(keep_dtype)),
+        atc=given(keep_dtype=split_list(keep_dtype), input_format=input_format),
         thresholds=given(cosine_min=cosine_min),
         accuracy=accuracy_overrides(
             task=task, output_range=output_range, gates=gate, metric=metric, strict=strict
         ),
         bench=given(loop=loop, warmup=warmup),
+        gears=gear_overrides(dynamic_batch, dynamic_image_size, dynamic_dims, calib_gear),
     )
     overrides = {k: v for k, v in overrides.items() if v != {}}
     config = load_build_config(config_file, overrides)
@@ -151,9 +163,11 @@ def _print_summary(result: BuildResult) -> None:
     for soc in result.socs:
         simulated = " (simulated on CPU)" if result.simulated else ""
         table = Table(title=f"{result.model.name} on {soc.soc}{simulated}")
-        for column in SUMMARY_COLUMNS:
+        rows = summary_rows(soc.bench, soc.compare, soc.artifacts)
+        geared = bool(soc.compare.get("gears"))
+        for column in GEAR_COLUMNS if geared else SUMMARY_COLUMNS:
             table.add_column(column, no_wrap=True)
-        for row in summary_rows(soc.bench, soc.compare, soc.artifacts):
+        for row in rows:
             table.add_row(*row)
         console.print(table)
         if result.simulated:
@@ -163,7 +177,11 @@ def _print_summary(result: BuildResult) -> None:
         for line in task_lines(soc.compare):
             console.print(line, soft_wrap=True, markup=False)
         for precision, path in soc.artifacts.items():
-            console.print(f"{precision}: {path}", soft_wrap=True)
+            size = Path(path).stat().st_size if geared and Path(path).is_file() else None
+            console.print(
+                f"{precision}: {path}" + (f" ({size / 1e6:.3f} MB)" if size else ""),
+                soft_wrap=True,
+            )
         console.print(f"report: {soc.reports.get('html', '')}", soft_wrap=True)
     style = "bold green" if result.passed else "bold red"
     console.print(styled((result.verdict, style)), soft_wrap=True)
@@ -238,8 +256,10 @@ def bench_notes(bench: dict[str, Any]) -> list[str]:
     for row in bench.get("rows", []):
         rounds = row.get("speedup_rounds")
         if rounds:
+            gear = row["result"].get("gear")
             lines.append(
-                f"{Path(row['result']['model']).name}: speedup {row['speedup']:.2f}x, per round "
+                f"{Path(row['result']['model']).name}{f' at {gear}' if gear else ''}: "
+                f"speedup {row['speedup']:.2f}x, per round "
                 f"{min(rounds):.2f}x to {max(rounds):.2f}x over {len(rounds)} alternating rounds"
             )
     return lines
@@ -263,27 +283,43 @@ def _lowest_psnr(candidate: dict[str, Any]) -> str:
     return f"{min(numbers):.1f}" if numbers else "-"
 
 
+GEAR_COLUMNS = (SUMMARY_COLUMNS[0], "gear", *SUMMARY_COLUMNS[2:])
+
+
 def summary_rows(
     bench: dict[str, Any], compare: dict[str, Any], artifacts: dict[str, str]
 ) -> list[tuple[str, ...]]:
-    """One row per precision from bench.json and compare.json."""
+    """One row per precision from bench.json and compare.json, in `SUMMARY_COLUMNS`; for gear
+    models one per gear and precision, in `GEAR_COLUMNS` (the size is the same at every gear)."""
     rows: list[tuple[str, ...]] = []
-    bench_by_model = {Path(r["result"]["model"]).name: r for r in bench.get("rows", [])}
-    compare_by_model = {Path(c["model"]).name: c for c in compare.get("candidates", [])}
-    for precision, path in artifacts.items():
-        name = Path(path).name
-        row = bench_by_model.get(name)
-        c = compare_by_model.get(name, {})
-        size = row["result"]["file_size_bytes"] if row else None
-        rows.append(
-            (
-                precision,
-                f"{size / 1e6:.3f} MB" if size else "-",
-                f"{row['result']['latency_ms']['mean']:.2f}" if row else "-",
-                f"{row['speedup'] or 1.0:.2f}x" if row else "-",
-                _cell(c.get("cosine_min"), ".6f"),
-                _lowest_psnr(c),
-                ("PASSED" if c.get("passed") else "FAILED") if c else "-",
-            )
-        )
+    gears: list[str | None] = list(compare.get("gears") or []) or [None]
+    bench_by_model = {
+        (Path(r["result"]["model"]).name, r["result"].get("gear")): r for r in bench.get("rows", [])
+    }
+    compare_by_model = {
+        (Path(c["model"]).name, c.get("gear")): c for c in compare.get("candidates", [])
+    }
+    for gear in gears:  # gear-major: FP16 and INT8 of one gear side by side
+        for precision, path in artifacts.items():
+            name = Path(path).name
+            row = bench_by_model.get((name, gear))
+            c = compare_by_model.get((name, gear), {})
+            full = _summary_row(precision, gear, row, c)
+            rows.append(full[:2] + full[3:] if gear is not None else full[:1] + full[2:])
     return rows
+
+
+def _summary_row(
+    precision: str, gear: str | None, row: dict[str, Any] | None, c: dict[str, Any]
+) -> tuple[str, ...]:
+    size = row["result"]["file_size_bytes"] if row else None
+    return (
+        precision,
+        gear or "-",
+        f"{size / 1e6:.3f} MB" if size else "-",
+        f"{row['result']['latency_ms']['mean']:.2f}" if row else "-",
+        f"{row['speedup'] or 1.0:.2f}x" if row else "-",
+        _cell(c.get("cosine_min"), ".6f"),
+        _lowest_psnr(c),
+        ("PASSED" if c.get("passed") else "FAILED") if c else "-",
+    )

@@ -15,6 +15,7 @@ from rich.text import Text
 from ascend_quant.config import to_mapping
 from ascend_quant.errors import UsageError
 from ascend_quant.gates import parse_gate
+from ascend_quant.gears import parse_gear_list
 from ascend_quant.progress import LineProgress, Progress, RichProgress
 
 # Data goes to stdout, everything meant for a person's eyes (progress, warnings) to stderr.
@@ -141,3 +142,39 @@ def accuracy_overrides(
 def given(**options: Any) -> dict[str, Any]:
     """Only the options the user actually set (None means 'not given'), for config merging."""
     return {key: value for key, value in options.items() if value is not None}
+
+
+DYNAMIC_BATCH_OPTION = typer.Option(
+    None, "--dynamic-batch", help="Batch gears (atc --dynamic_batch_size), e.g. 1,4,8."
+)
+DYNAMIC_IMAGE_SIZE_OPTION = typer.Option(
+    None, "--dynamic-image-size", help='H,W gears (atc --dynamic_image_size), e.g. "32,128;32,256".'
+)
+DYNAMIC_DIMS_OPTION = typer.Option(
+    None,
+    "--dynamic-dims",
+    help='Gears for the -1 dims of --input-shape (atc --dynamic_dims, ND), e.g. "16;32;64".',
+)
+CALIB_GEAR_OPTION = typer.Option(
+    None, "--calib-gear", help="The gear INT8 calibrates at (default: the largest), e.g. 32,256."
+)
+INPUT_FORMAT_OPTION = typer.Option(
+    None, "--input-format", help="atc --input_format: NCHW (default), NHWC, NCDHW or ND."
+)
+
+
+def gear_overrides(
+    batch: str | None, image_size: str | None, dims: str | None, calib_gear: str | None
+) -> dict[str, Any]:
+    """The [gears] overrides from the gear flags (only those given)."""
+    values = given(
+        batch=parse_gear_list(batch, "batch"),
+        image_size=parse_gear_list(image_size, "image_size"),
+        dims=parse_gear_list(dims, "dims"),
+        calib_gear=calib_gear,
+    )
+    if "batch" in values:
+        values["batch"] = [v[0] for v in values["batch"]]
+    return {
+        k: [list(x) for x in v] if k in ("image_size", "dims") else v for k, v in values.items()
+    }

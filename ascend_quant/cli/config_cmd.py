@@ -11,8 +11,14 @@ import typer
 from rich.table import Table
 
 from ascend_quant.cli.common import (
+    CALIB_GEAR_OPTION,
+    DYNAMIC_BATCH_OPTION,
+    DYNAMIC_DIMS_OPTION,
+    DYNAMIC_IMAGE_SIZE_OPTION,
+    INPUT_FORMAT_OPTION,
     JSON_OPTION,
     console,
+    gear_overrides,
     given,
     print_json,
     progress_for,
@@ -26,7 +32,7 @@ from ascend_quant.config import (
     to_mapping,
 )
 from ascend_quant.errors import UsageError
-from ascend_quant.jobs import follow_calib_batch, render_job
+from ascend_quant.jobs import check_gear_target, follow_calib_batch, render_job
 
 log = logging.getLogger("ascend_quant")
 
@@ -86,7 +92,15 @@ def flag_overrides(**flags: Any) -> dict[str, Any]:
         "quant": quant,
         "calib": given(batch=flags.get("calib_batch")),
         "aipp": given(enabled=flags.get("aipp")),
-        "atc": given(keep_dtype=split_list(flags.get("keep_dtype"))),
+        "atc": given(
+            keep_dtype=split_list(flags.get("keep_dtype")), input_format=flags.get("input_format")
+        ),
+        "gears": gear_overrides(
+            flags.get("dynamic_batch"),
+            flags.get("dynamic_image_size"),
+            flags.get("dynamic_dims"),
+            flags.get("calib_gear"),
+        ),
     }
     overrides.update({k: v for k, v in sections.items() if v})
     return overrides
@@ -163,8 +177,17 @@ def render_all(
         get_soc(soc)
     with progress_for(False) as progress:
         pre = model_mod.preflight(
-            model, out / "model", config.input_shape, simplify=simplify, progress=progress
+            model,
+            out / "model",
+            config.input_shape,
+            simplify=simplify,
+            progress=progress,
+            gears_config=config.gears,
+            input_format=config.atc.input_format,
+            extra_args=config.atc.extra_args,
         )
+    for soc in config.socs:
+        check_gear_target(config, soc, pre.gears)
     calib_dirs = _calib_dirs(calib, list(pre.input_shapes))
     config = follow_calib_batch(config, calib_dirs)
     refused = model_mod.refuse_int8_reason(pre.summary)
@@ -182,6 +205,7 @@ def render_all(
             om_dir=soc_out / "om",
             name=Path(model).stem,
             int8_refused=refused,
+            gears=pre.gears,
         )
     return written
 
@@ -235,6 +259,11 @@ def config(
         None, "--calib", help="Calib set directory (NAME=DIR per input for several inputs)."
     ),
     no_simplify: bool = typer.Option(False, "--no-simplify", help="Do not run onnxsim."),
+    dynamic_batch: str | None = DYNAMIC_BATCH_OPTION,
+    dynamic_image_size: str | None = DYNAMIC_IMAGE_SIZE_OPTION,
+    dynamic_dims: str | None = DYNAMIC_DIMS_OPTION,
+    calib_gear: str | None = CALIB_GEAR_OPTION,
+    input_format: str | None = INPUT_FORMAT_OPTION,
 ) -> None:
     """Render quant_config.json, the .cfg files and the atc/amct scripts for one model and soc."""
     overrides = flag_overrides(
@@ -255,6 +284,11 @@ def config(
         aipp=aipp,
         input_shape=input_shape,
         templates=str(templates) if templates is not None else None,
+        dynamic_batch=dynamic_batch,
+        dynamic_image_size=dynamic_image_size,
+        dynamic_dims=dynamic_dims,
+        calib_gear=calib_gear,
+        input_format=input_format,
     )
     effective = effective_config(config_file, overrides)
     if show:

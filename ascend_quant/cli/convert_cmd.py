@@ -10,9 +10,15 @@ from typing import Any
 import typer
 
 from ascend_quant.cli.common import (
+    CALIB_GEAR_OPTION,
+    DYNAMIC_BATCH_OPTION,
+    DYNAMIC_DIMS_OPTION,
+    DYNAMIC_IMAGE_SIZE_OPTION,
+    INPUT_FORMAT_OPTION,
     JSON_OPTION,
     console,
     err_console,
+    gear_overrides,
     given,
     print_json,
     progress_for,
@@ -22,34 +28,6 @@ from ascend_quant.config import load_build_config
 from ascend_quant.errors import UsageError
 from ascend_quant.jobs import convert_model
 from ascend_quant.progress import NULL_PROGRESS, Progress
-
-
-def parse_int_list(text: str | None, what: str) -> tuple[int, ...] | None:
-    """'1,2,4' -> (1, 2, 4)."""
-    if text is None:
-        return None
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise UsageError(
-            f"{what}: '{text}' is not a comma-separated list of whole numbers"
-        ) from None
-
-
-def parse_hw_list(text: str | None) -> tuple[tuple[int, int], ...] | None:
-    """'416,416;832,832' -> ((416, 416), (832, 832)), atc's --dynamic_image_size syntax."""
-    if text is None:
-        return None
-    pairs = []
-    for part in filter(None, (p.strip() for p in text.split(";"))):
-        values = parse_int_list(part, "--dynamic-image-size") or ()
-        if len(values) != 2:
-            raise UsageError(
-                f"--dynamic-image-size: '{part}' is not h,w",
-                hint='e.g. --dynamic-image-size "416,416;832,832"',
-            )
-        pairs.append((values[0], values[1]))
-    return tuple(pairs)
 
 
 def calib_dirs_by_input(text: str | None) -> dict[str, Path]:
@@ -106,12 +84,11 @@ def convert(
         None, "--precision-mode-v2", help="atc --precision_mode_v2."
     ),
     output_type: str = typer.Option(None, "--output-type", help="atc --output_type, e.g. FP32."),
-    dynamic_batch_size: str = typer.Option(
-        None, "--dynamic-batch-size", help="Batch gears, e.g. 1,2,4,8."
-    ),
-    dynamic_image_size: str = typer.Option(
-        None, "--dynamic-image-size", help='h,w gears, e.g. "416,416;832,832".'
-    ),
+    dynamic_batch: str = DYNAMIC_BATCH_OPTION,
+    dynamic_image_size: str = DYNAMIC_IMAGE_SIZE_OPTION,
+    dynamic_dims: str = DYNAMIC_DIMS_OPTION,
+    calib_gear: str = CALIB_GEAR_OPTION,
+    input_format: str = INPUT_FORMAT_OPTION,
     aipp: bool = typer.Option(None, "--aipp/--no-aipp", help="Static AIPP (uint8 NHWC input)."),
     log_level: str = typer.Option(None, "--log", help="atc --log: debug|info|warning|error|null."),
     config_file: Path = typer.Option(None, "--config", help="ascend-quant.toml."),
@@ -124,15 +101,15 @@ def convert(
         precision_mode=precision_mode,
         precision_mode_v2=precision_mode_v2,
         output_type=output_type,
-        dynamic_batch_size=parse_int_list(dynamic_batch_size, "--dynamic-batch-size"),
-        dynamic_image_size=parse_hw_list(dynamic_image_size),
+        input_format=input_format,
         log=log_level,
     )
     overrides: dict[str, Any] = given(backend=backend, input_shape=input_shape)
     if atc:
-        overrides["atc"] = {k: list(v) if isinstance(v, tuple) else v for k, v in atc.items()}
-        if "dynamic_image_size" in atc:
-            overrides["atc"]["dynamic_image_size"] = [list(p) for p in atc["dynamic_image_size"]]
+        overrides["atc"] = atc
+    gears = gear_overrides(dynamic_batch, dynamic_image_size, dynamic_dims, calib_gear)
+    if gears:
+        overrides["gears"] = gears
     if aipp is not None:
         overrides["aipp"] = {"enabled": aipp}
     config = load_build_config(config_file, overrides)

@@ -383,3 +383,24 @@ def describe(plans: Sequence[InputPlan]) -> list[dict[str, Any]]:
         }
         for p in plans
     ]
+
+
+def at_gear(plan: InputPlan, shape: tuple[int, ...], label: str) -> InputPlan:
+    """`plan` for one gear of a gear model: its concrete shape, images resized to it, and array
+    sources given per gear (`{gear}` in a path becomes the label; a folder with a sub-folder
+    named like the gear uses that sub-folder)."""
+    spec = plan.spec.with_shape(tuple(shape))
+    preprocess = plan.preprocess
+    if plan.kind == "image" and preprocess is not None:
+        preprocess = image_preprocess(spec, replace(preprocess, size=None))
+    sources = plan.eval
+    if plan.kind == "array":
+        sources = tuple(_gear_source(source, label) for source in plan.eval)
+    return replace(plan, spec=spec, preprocess=preprocess, eval=sources)
+
+
+def _gear_source(source: str, label: str) -> str:
+    if "{gear}" in source:
+        return source.replace("{gear}", label)
+    folder = Path(source) / label
+    return str(folder) if folder.is_dir() else source

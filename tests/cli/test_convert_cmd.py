@@ -61,7 +61,7 @@ def test_options_reach_atc(fakes, conv_model: Path, tmp_path: Path) -> None:
         "mixed_float16",
         "--output-type",
         "FP16",
-        "--dynamic-batch-size",
+        "--dynamic-batch",
         "1,2,4",
         "--log",
         "info",
@@ -186,7 +186,7 @@ def test_bad_dynamic_image_size(fakes, conv_model: Path, tmp_path: Path) -> None
         "--out",
         str(tmp_path / "b"),
     )
-    assert "is not h,w" in _error(result, UsageError, 2).message
+    assert "is not H,W" in _error(result, UsageError, 2).message
 
 
 def test_exit_codes_through_main(fakes, conv_model: Path, tmp_path: Path, capsys) -> None:

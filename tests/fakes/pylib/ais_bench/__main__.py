@@ -50,6 +50,65 @@ def line(name, block):
     )
 
 
+GIVEN = {"dynamic_batch_size": "dymBatch", "dynamic_image_size": "dymHW", "dynamic_dims": "dymDims"}
+
+
+def gear_shapes(args, info):
+    """({input: shape at the chosen gear}, error). A gear model needs its gear flag and one of
+    its gears; a static model refuses gear flags (AISBench #422)."""
+    flag = info.get("gear_flag")
+    gears = info.get("gears") or []
+    chosen = {
+        "dymBatch": [args.dymBatch] if args.dymBatch else None,
+        "dymHW": [int(v) for v in args.dymHW.split(",")] if args.dymHW else None,
+        "dymDims": args.dymDims,
+    }
+    given = [k for k, v in chosen.items() if v]
+    for name in given:
+        if flag is None or GIVEN[flag] != name:
+            wanted = {v: k for k, v in GIVEN.items()}[name]
+            return {}, f"the {wanted} parameter is not specified for model conversion"
+    if flag is None:
+        return {}, None
+    if not given:
+        return {}, (
+            f"the model was converted with --{flag}; pass --{GIVEN[flag]} with one of its "
+            f"gears {gears}"
+        )
+    templates = {i["name"]: i["shape"] for i in info["inputs"]}
+    if flag == "dynamic_dims":
+        shapes = {}
+        for part in args.dymDims.split(";"):
+            name, _, dims = part.rpartition(":")
+            shapes[name] = [int(d) for d in dims.split(",")]
+        for name, template in templates.items():
+            got = shapes.get(name)
+            if (
+                got is None
+                or len(got) != len(template)
+                or any(t != -1 and t != g for t, g in zip(template, got))
+            ):
+                return {}, f"dymDims {args.dymDims} does not fit the model's inputs {templates}"
+        values = [g for name in templates for t, g in zip(templates[name], shapes[name]) if t == -1]
+        if values not in gears:
+            return {}, f"dymDims {args.dymDims} is not one of the model's gears {gears}"
+        return shapes, None
+    value = chosen[GIVEN[flag]]
+    if value not in gears:
+        return {}, f"{GIVEN[flag]} {value} is not one of the model's gears {gears}"
+    shapes = {}
+    for name, template in templates.items():
+        filled, k = [], 0
+        for d in template:
+            if d == -1:
+                filled.append(value[k])
+                k += 1
+            else:
+                filled.append(d)
+        shapes[name] = filled
+    return shapes, None
+
+
 def fail(text):
     emit(f"[ERROR] {text}")
     return 1
@@ -69,6 +128,8 @@ def main():
     p.add_argument("--display_all_summary", type=int, default=0)
     p.add_argument("--batchsize", type=float, default=None)
     p.add_argument("--dymBatch", type=int, default=0)
+    p.add_argument("--dymHW", default=None)
+    p.add_argument("--dymDims", default=None)
     p.add_argument("--pure_data_type", default="zero", choices=["zero", "random"])
     args = p.parse_args()
     if args.loop < 1:
@@ -95,10 +156,13 @@ def main():
             f"socVersion={info['soc']}"
         )
         return fail("load model from file failed")
-    if args.dymBatch and not any("dynamic_batch_size" in a for a in info.get("argv", [])):
-        emit("[ERROR] the dynamic_batch_size parameter is not specified for model conversion")
+    shapes, error = gear_shapes(args, info)
+    if error:
+        emit(f"[ERROR] {error}")
         return fail("ACL: invalid parameter")
     inputs, outputs = info["inputs"], info["outputs"]
+    for spec in inputs:
+        spec["shape"] = shapes.get(spec["name"], spec["shape"])
     first = inputs[0]["shape"][:1] or [1]
     batch = first[0] if isinstance(first[0], int) and first[0] > 0 else 1
     samples = []  # list of (stem, infiles)
@@ -151,9 +215,10 @@ def main():
         outfiles = []
         if out_dir is not None:
             for k, spec in enumerate(outputs):
-                count = math.prod(
-                    max(int(d), 1) if isinstance(d, int) else 1 for d in spec["shape"]
-                )
+                dims = [max(int(d), 1) if isinstance(d, int) else 1 for d in spec["shape"]]
+                if args.dymBatch and spec["shape"] and not isinstance(spec["shape"][0], int):
+                    dims[0] = args.dymBatch
+                count = math.prod(dims)
                 path = os.path.join(out_dir, f"{stem}_{k}.{args.outfmt.lower()}")
                 with open(path, "wb") as handle:
                     handle.write(
