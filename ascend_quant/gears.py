@@ -475,3 +475,111 @@ def check_target(
             "src_image_size must be 0",
             hint="set aipp.crop = false and leave aipp.src_image_size unset",
         )
+
+
+# ---------------------------------------------------------------- suggesting gears from data
+
+
+def round_up(value: int, multiple: int) -> int:
+    return max(multiple, -(-int(value) // multiple) * multiple)
+
+
+def histogram(values: Sequence[int], multiple: int) -> dict[int, int]:
+    """How many values fall in each gear-sized bucket (each value rounded up to `multiple`)."""
+    counts: dict[int, int] = {}
+    for value in values:
+        bucket = round_up(value, multiple)
+        counts[bucket] = counts.get(bucket, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def suggest(values: Sequence[int], multiple: int = 32, count: int = 4) -> list[int]:
+    """Up to `count` gear values covering `values`: the quantiles (1/count ... 1) of the values
+    rounded up to `multiple`, so every value fits a gear at most one step of padding away and
+    the largest value is always covered. (The ATC docs suggest multiples of 16 or 32 for OCR.)"""
+    if not values:
+        return []
+    rounded = sorted(round_up(v, multiple) for v in values)
+    picks = [rounded[min(len(rounded) - 1, math.ceil(len(rounded) * (i + 1) / count) - 1)]
+             for i in range(count)]  # fmt: skip
+    return sorted(set(picks))
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """Gears suggested for one input from its data, and the histogram behind them."""
+
+    input: str
+    kind: GearKind
+    values: tuple[tuple[int, ...], ...]
+    measured: str  # what the histogram counts, e.g. "width at height 32"
+    histogram: dict[int, int]  # bucket (rounded up to the multiple) -> samples
+
+    def flag(self) -> str:
+        text = ";".join(",".join(map(str, v)) for v in self.values)
+        if self.kind == "batch":
+            text = ",".join(str(v[0]) for v in self.values)
+        return f'{CLI_FLAGS[self.kind]} "{text}"'
+
+
+def propose_image_gears(
+    name: str,
+    declared: Sequence[int | str],
+    sizes: Sequence[tuple[int, int]],
+    layout: str = "NCHW",
+    multiple: int = 32,
+    count: int = 4,
+) -> Proposal | None:
+    """Image-size gears for a 4-D input whose H and/or W the graph leaves dynamic, from the
+    images' (height, width): a fixed height keeps each image's aspect ratio (a text line of
+    height 32 and width w*32/h), the dynamic side is rounded up to `multiple`."""
+    if len(declared) != 4 or not sizes:
+        return None
+    h_axis, w_axis = (1, 2) if layout == "NHWC" else (2, 3)
+    dim_h, dim_w = declared[h_axis], declared[w_axis]
+    fixed_h = dim_h if isinstance(dim_h, int) else None
+    fixed_w = dim_w if isinstance(dim_w, int) else None
+    if fixed_h is not None and fixed_w is None:
+        widths = [max(1, round(w * fixed_h / h)) for h, w in sizes if h > 0]
+        picks = suggest(widths, multiple, count)
+        values = tuple((int(fixed_h), w) for w in picks)
+        measured, hist = f"width at height {fixed_h}", histogram(widths, multiple)
+    elif fixed_w is not None and fixed_h is None:
+        heights = [max(1, round(h * fixed_w / w)) for h, w in sizes if w > 0]
+        picks = suggest(heights, multiple, count)
+        values = tuple((h, int(fixed_w)) for h in picks)
+        measured, hist = f"height at width {fixed_w}", histogram(heights, multiple)
+    elif fixed_h is None and fixed_w is None:
+        pairs = sorted(
+            ((round_up(h, multiple), round_up(w, multiple)) for h, w in sizes),
+            key=lambda p: (p[0] * p[1], p),
+        )
+        picks_hw = [pairs[min(len(pairs) - 1, math.ceil(len(pairs) * (i + 1) / count) - 1)]
+                    for i in range(count)]  # fmt: skip
+        values = tuple(dict.fromkeys(picks_hw))
+        measured, hist = "pixels (H*W)", histogram([h * w for h, w in pairs], multiple * multiple)
+    else:
+        return None
+    if len(values) < MIN_GEARS:
+        return None  # the data has one size: a static shape fits it
+    return Proposal(name, "image_size", values, measured, hist)
+
+
+def propose_dims_gears(
+    name: str,
+    declared: Sequence[int | str],
+    shapes: Sequence[Sequence[int]],
+    multiple: int = 16,
+    count: int = 4,
+) -> Proposal | None:
+    """Dims gears for an input with one dynamic dim (besides a dynamic batch dim 0), from
+    the lengths of that dim in the data (e.g. token or frame counts), rounded up to `multiple`."""
+    dynamic = [i for i, d in enumerate(declared) if not isinstance(d, int) and i != 0]
+    if len(dynamic) != 1 or not shapes:
+        return None
+    axis = dynamic[0]
+    lengths = [int(s[axis]) for s in shapes if len(s) == len(declared)]
+    values = tuple((v,) for v in suggest(lengths, multiple, count))
+    if len(values) < MIN_GEARS:
+        return None
+    return Proposal(name, "dims", values, f"dim {axis} length", histogram(lengths, multiple))

@@ -206,3 +206,31 @@ def test_preflight_refuses_a_gear_the_graph_cannot_run(tmp_path) -> None:
     with pytest.raises(UsageError, match="does not run at gear bs4") as info:
         preflight(path, tmp_path / "out", gears_config=GearsConfig(batch=(1, 4)))
     assert "re-export" in (info.value.hint or "")
+
+
+# ------------------------------------------------------------------ suggesting gears
+
+
+def test_suggest_rounds_up_and_covers_the_largest() -> None:
+    from ascend_quant.gears import histogram, suggest
+
+    widths = [90, 100, 150, 200, 200, 250]
+    assert histogram(widths, 32) == {96: 1, 128: 1, 160: 1, 224: 2, 256: 1}
+    assert suggest(widths, 32, 4) == [128, 160, 224, 256]
+    assert suggest(widths, 16, 2) == [160, 256]
+    assert suggest([], 32) == []
+
+
+def test_propose_text_line_widths() -> None:
+    from ascend_quant.gears import propose_dims_gears, propose_image_gears
+
+    sizes = [(32, 100), (32, 150), (64, 400), (32, 250), (32, 90), (48, 300)]
+    proposal = propose_image_gears("image", (1, 1, 32, "W"), sizes)
+    assert proposal is not None and proposal.kind == "image_size"
+    assert proposal.values == ((32, 128), (32, 160), (32, 224), (32, 256))
+    assert proposal.flag() == '--dynamic-image-size "32,128;32,160;32,224;32,256"'
+    assert proposal.measured == "width at height 32"
+    assert propose_image_gears("image", (1, 1, 32, 100), sizes) is None  # nothing dynamic
+    assert propose_image_gears("image", (1, 1, 32, "W"), [(32, 100)] * 3) is None  # one size
+    dims = propose_dims_gears("tokens", (1, "seq", 4), [(1, n, 4) for n in (5, 12, 20, 31)])
+    assert dims is not None and dims.values == ((16,), (32,)) and dims.kind == "dims"

@@ -6,11 +6,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import typer
 from rich.table import Table
 
 from ascend_quant.cli.common import JSON_OPTION, console, print_json, progress_for
-from ascend_quant.model import PreflightResult, preflight, preflight_record
+from ascend_quant.config import GearsConfig
+from ascend_quant.errors import UsageError
+from ascend_quant.gears import MIN_GEARS, Proposal, propose_dims_gears, propose_image_gears
+from ascend_quant.model import PreflightResult, load_model, preflight, preflight_record
+from ascend_quant.tensors import TensorSpec, graph_io
 
 
 def _shape(shape: tuple[int | str, ...]) -> str:
@@ -94,6 +99,79 @@ def _describe_om(path: Path, json_output: bool) -> None:
     console.print(table)
 
 
+def dynamic_dims(inputs: list[TensorSpec]) -> dict[str, list[tuple[int, str]]]:
+    """Each input's dims the graph leaves dynamic: (index, symbolic name)."""
+    return {
+        t.name: [(i, str(d)) for i, d in enumerate(t.shape) if not isinstance(d, int)]
+        for t in inputs
+        if any(not isinstance(d, int) for d in t.shape)
+    }
+
+
+def propose(
+    inputs: list[TensorSpec],
+    sources: list[str],
+    layout: str,
+    multiple: int | None,
+    count: int,
+) -> list[Proposal]:
+    """Gears for the dynamic inputs from the data: image sizes for 4-D inputs (a width
+    histogram for text lines), .npy/.bin lengths for the others."""
+    from ascend_quant.data.images import discover, image_sizes
+
+    found = []
+    dynamic = dynamic_dims(inputs)
+    for spec in inputs:
+        if spec.name not in dynamic:
+            continue
+        if spec.rank == 4:
+            sizes = image_sizes(discover(sources))
+            proposal = propose_image_gears(
+                spec.name, spec.shape, sizes, layout, multiple or 32, count
+            )
+        else:
+            shapes = [
+                np.load(p, mmap_mode="r", allow_pickle=False).shape for p in _array_files(sources)
+            ]
+            proposal = propose_dims_gears(spec.name, spec.shape, shapes, multiple or 16, count)
+        if proposal is not None:
+            found.append(proposal)
+    return found
+
+
+def _array_files(sources: list[str]) -> list[Path]:
+    files: list[Path] = []
+    for source in sources:
+        path = Path(source)
+        files += sorted(path.glob("*.npy")) if path.is_dir() else [path]
+    return [f for f in files if f.suffix == ".npy" and f.is_file()]
+
+
+def _print_gears(inputs: list[TensorSpec], proposals: list[Proposal]) -> None:
+    dynamic = dynamic_dims(inputs)
+    if not dynamic:
+        return
+    table = Table(title="dynamic dims", title_justify="left")
+    for column in ("input", "declared shape", "dynamic dims"):
+        table.add_column(column)
+    for spec in inputs:
+        if spec.name in dynamic:
+            dims = ", ".join(f"{i} ('{d}')" for i, d in dynamic[spec.name])
+            table.add_row(spec.name, _shape(spec.shape), dims)
+    console.print(table)
+    for proposal in proposals:
+        console.print(f"{proposal.input}: {proposal.measured} (rounded up), samples per bucket:")
+        most = max(proposal.histogram.values())
+        for bucket, n in proposal.histogram.items():
+            console.print(f"  {bucket:>6} {'#' * max(1, round(30 * n / most))} {n}")
+        console.print(f"suggested: {proposal.flag()}", soft_wrap=True)
+    if not proposals:
+        console.print(
+            "gears: pass --calib with sample images or .npy files to get suggested gears "
+            "(--dynamic-batch / --dynamic-image-size / --dynamic-dims)"
+        )
+
+
 def inspect(
     model: Path = typer.Argument(..., help="The .onnx model (or an .om to describe)."),
     input_shape: str | None = typer.Option(
@@ -104,11 +182,38 @@ def inspect(
     out: Path | None = typer.Option(
         None, "--out", help="Keep the preflighted model and its summary JSON in this directory."
     ),
+    calib: list[str] | None = typer.Option(
+        None, "--calib", help="Sample images or .npy files: suggest gears for dynamic dims."
+    ),
+    gear_multiple: int | None = typer.Option(
+        None, "--gear-multiple", help="Round suggested gears up to this (32 images, 16 dims)."
+    ),
+    gear_count: int = typer.Option(4, "--gear-count", help="Gears to suggest (at most)."),
+    layout: str = typer.Option("NCHW", "--layout", help="NCHW or NHWC, for image inputs."),
 ) -> None:
-    """Check, repair and summarise an ONNX model: inputs, ops, quantizable layers, warnings."""
+    """Check, repair and summarise an ONNX model: inputs, ops, quantizable layers, warnings;
+    which dims are dynamic, and gears for them from sample data (--calib)."""
     if model.suffix.lower() == ".om":
         _describe_om(model, json_output)
         return
+    if gear_count < MIN_GEARS or (gear_multiple is not None and gear_multiple < 1):
+        raise UsageError(
+            f"--gear-count must be at least {MIN_GEARS} and --gear-multiple positive",
+            hint="e.g. --gear-count 4 --gear-multiple 32",
+        )
+    inputs, _ = graph_io(load_model(model))
+    proposals = propose(inputs, list(calib), layout, gear_multiple, gear_count) if calib else []
+    gears_config = None
+    input_format = "NCHW"
+    if proposals and input_shape is None:
+        # preflight then runs the model at every suggested gear (a gear it cannot run is an error)
+        first = proposals[0]
+        if first.kind == "image_size":
+            gears_config = GearsConfig(image_size=first.values, inputs=(first.input,))  # type: ignore[arg-type]
+        else:
+            gears_config, input_format = GearsConfig(dims=first.values), "ND"
+    if not json_output:
+        _print_gears(inputs, proposals)
     with progress_for(json_output) as progress, tempfile.TemporaryDirectory() as tmp:
         result = preflight(
             model,
@@ -116,11 +221,27 @@ def inspect(
             input_shape=input_shape,
             simplify=not no_simplify,
             progress=progress,
+            gears_config=gears_config,
+            input_format=input_format,
         )
         if json_output:
             record = preflight_record(result)
             if out is None:
                 record["model_path"] = None  # the temporary copy is gone
+            record["dynamic_dims"] = {
+                k: [{"dim": i, "name": d} for i, d in v] for k, v in dynamic_dims(inputs).items()
+            }
+            record["suggested_gears"] = [
+                {
+                    "input": p.input,
+                    "kind": p.kind,
+                    "values": [list(v) for v in p.values],
+                    "flag": p.flag(),
+                    "measured": p.measured,
+                    "histogram": p.histogram,
+                }
+                for p in proposals
+            ]
             print_json(record)
         else:
             _print_result(result, kept=out is not None)

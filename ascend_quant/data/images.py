@@ -585,3 +585,18 @@ def make_calib_set(
         }
         atomic_write_json(tmp / MANIFEST, manifest)
     return CalibSet.load(out_dir), False
+
+
+def image_sizes(paths: Sequence[Path]) -> list[tuple[int, int]]:
+    """(height, width) of each image, read from its header (no decoding), EXIF rotation
+    applied; unreadable files are skipped (suggesting gears must not fail on one bad file)."""
+    sizes = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                width, height = image.size
+                orientation = image.getexif().get(0x0112, 1)
+        except (OSError, ValueError):
+            continue
+        sizes.append((width, height) if orientation in (5, 6, 7, 8) else (height, width))
+    return sizes

@@ -69,3 +69,24 @@ def test_toml_gears(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     script = (tmp_path / "c" / "atc_fp16.sh").read_text()
     assert "'--dynamic_image_size=32,64;32,128'" in script
     assert "--input_shape=image:1,1,-1,-1" in script
+
+
+def test_inspect_suggests_width_gears(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from PIL import Image
+
+    model = tiny_models.save(tiny_models.text_recognizer(height=32), tmp_path / "ocr.onnx")
+    lines = tmp_path / "lines"
+    lines.mkdir()
+    for i, (h, w) in enumerate([(32, 100), (32, 150), (64, 400), (32, 250), (32, 90)]):
+        Image.new("L", (w, h), color=200).save(lines / f"line{i}.png")
+    code, out, err = run_cli(capsys, "inspect", str(model), "--calib", str(lines))
+    assert code == 0, err
+    assert "3 ('W')" in out and "width at height 32" in out
+    assert 'suggested: --dynamic-image-size "32,128;32,160;32,224;32,256"' in out
+    code, out, err = run_cli(capsys, "inspect", str(model), "--calib", str(lines), "--json")
+    record = json.loads(out)
+    assert record["dynamic_dims"] == {"image": [{"dim": 3, "name": "W"}]}
+    assert record["suggested_gears"][0]["values"][-1] == [32, 256]
+    assert record["gears"]["labels"] == ["32x128", "32x160", "32x224", "32x256"]
