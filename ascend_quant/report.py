@@ -227,7 +227,8 @@ def latency_plot(bench: dict[str, Any]) -> dict[str, Any]:
         y = top + i * row_h
         bars.append(
             {
-                "label": Path(str(row["result"]["model"])).name,
+                "label": Path(str(row["result"]["model"])).name
+                + (f" @ {row['result']['gear']}" if row["result"].get("gear") else ""),
                 "y": y,
                 "mid": y + row_h / 2 - 4,
                 "x0": label_w,
@@ -357,8 +358,8 @@ def _accuracy_tables(compare: dict[str, Any]) -> list[dict[str, Any]]:
                  "columns": [], "rows": {}},
             )  # fmt: skip
             table["columns"].append(
-                {"name": cand["name"], "passed": out["passed"], "notes": out["notes"],
-                 "failures": out["failures"]}
+                {"name": cand["name"] + (f" @ {cand['gear']}" if cand.get("gear") else ""),
+                 "passed": out["passed"], "notes": out["notes"], "failures": out["failures"]}
             )  # fmt: skip
             for key, value in out["metrics"].items():
                 row = table["rows"].setdefault(

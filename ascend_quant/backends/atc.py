@@ -56,6 +56,7 @@ from ascend_quant.errors import ToolchainError, UsageError, not_a_model_file
 from ascend_quant.gears import Gears
 from ascend_quant.progress import NULL_PROGRESS, Progress
 from ascend_quant.runners.aisbench import AisBenchRunner
+from ascend_quant.runners.geared import GearedRunner
 from ascend_quant.tensors import graph_io
 from ascend_quant.workspace import atomic_write_json, read_json, sha256_file
 
@@ -69,6 +70,8 @@ MISSING_TOOLKIT_HINT = (
 )
 _OS_ARCH_RE = r"_[a-z]+_(?:aarch64|x86_64|arm64|x86)"
 _KILL_GRACE_S = 5.0
+# InferSession.infer's mode for each gear kind (the gear itself comes from the feeds' shapes)
+INFER_MODES = {"batch": "dymbatch", "image_size": "dymhw", "dims": "dymdims"}
 
 
 # ---------------------------------------------------------------- running a tool
@@ -456,10 +459,14 @@ class AtcBackend:
             )
         return manifest
 
-    def open(self, om: Path) -> AisBenchRunner:
+    def open(self, om: Path) -> AisBenchRunner | GearedRunner:
         """The .om on this host's NPU through ais_bench's Python API (checked like `run`)."""
-        self._check_npu(Path(om))
-        return AisBenchRunner(Path(om), device=self.device)
+        manifest = self._check_npu(Path(om))
+        gears = Gears.from_record(manifest.get("gears"))
+        if gears is None:
+            return AisBenchRunner(Path(om), device=self.device)
+        runner = AisBenchRunner(Path(om), device=self.device, mode=INFER_MODES[gears.kind])
+        return GearedRunner(runner, gears)  # refuses shapes outside the gears before ACL
 
     @staticmethod
     def can_open(om: Path) -> bool:

@@ -46,7 +46,9 @@ def _specs(descs: Sequence[Any]) -> list[TensorSpec]:
 class AisBenchRunner(Runner):
     """An .om loaded on NPU `device` through ais_bench's `InferSession`."""
 
-    def __init__(self, om: Path, device: int = 0, name: str = "") -> None:
+    def __init__(self, om: Path, device: int = 0, name: str = "", mode: str = "static") -> None:
+        """`mode`: InferSession's inference mode, "static", or for a gear model "dymbatch",
+        "dymhw" or "dymdims" (the gear is then taken from the feeds' shapes)."""
         om = Path(om)
         if not om.is_file():
             raise not_a_model_file(om)
@@ -64,6 +66,7 @@ class AisBenchRunner(Runner):
                 hint="check `npu-smi info` and that the .om was built for this soc",
             ) from None
         self.name = name or om.name
+        self.mode = mode
         self._inputs = _specs(self._session.get_inputs())
         self._outputs = _specs(self._session.get_outputs())
         self.last_latency_ms = 0.0
@@ -85,7 +88,7 @@ class AisBenchRunner(Runner):
         if self._session is None:
             raise UsageError(f"{self.name} is closed")
         ordered = [np.ascontiguousarray(feeds[s.name]) for s in self._inputs]
-        values = self._session.infer(ordered, mode="static")
+        values = self._session.infer(ordered, mode=self.mode)
         return {s.name: np.asarray(v) for s, v in zip(self._outputs, values)}
 
     def close(self) -> None:
