@@ -162,3 +162,21 @@ def test_verdict_holds_only_if_every_gear_passes() -> None:
     assert not merged.passed and merged.gears == ["32x128", "32x512"]
     assert merged.verdict == "FAILED: m_int8 at 32x512 logits cosine 0.9 < 0.99"
     assert merge_gears([_result("32x128", True), _result("32x512", True)]).passed
+
+
+@pytest.mark.slow
+def test_run_picks_or_takes_the_gear(ocr_build, tmp_path: Path) -> None:
+    from ascend_quant.cli.run_cmd import run_model
+
+    result, _ = ocr_build
+    om = Path(result.socs[0].artifacts["int8"])
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    np.zeros((1, 1, 16, 64), np.float32).tofile(inputs / "a.bin")
+    run = run_model(om, [inputs], tmp_path / "out")
+    assert np.fromfile(run.outputs[0][0], np.float32).size == 64 * 12  # the 16x64 gear
+    with pytest.raises(UsageError, match="not a multiple of file size"):  # 16x32: half
+        run_model(om, [inputs], tmp_path / "out2", gear="16x32")
+    np.zeros((1, 1, 16, 40), np.float32).tofile(inputs / "a.bin")
+    with pytest.raises(UsageError, match="fit none of the model's image_size gears"):
+        run_model(om, [inputs], tmp_path / "out3")

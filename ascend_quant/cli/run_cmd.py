@@ -15,9 +15,15 @@ from ascend_quant.errors import UsageError
 
 
 def run_model(
-    model: Path, inputs: list[Path], output: Path, outfmt: str = "BIN", backend: str = "auto"
+    model: Path,
+    inputs: list[Path],
+    output: Path,
+    outfmt: str = "BIN",
+    backend: str = "auto",
+    gear: str | None = None,
 ) -> RunResult:
-    """Run `model` on the input dirs with the backend that can execute it (or the one asked)."""
+    """Run `model` on the input dirs with the backend that can execute it (or the one asked);
+    a gear model at `gear`, or at the gear the input files are shaped for."""
     chosen = backend_for_om(model)
     if backend != "auto" and backend != chosen.name:
         get_backend(backend)  # an unknown name is reported as such
@@ -26,6 +32,8 @@ def run_model(
             f"--backend {backend} cannot run it",
             hint=f"use --backend {chosen.name} or --backend auto",
         )
+    if gear is not None:
+        return chosen.run(model, inputs, output, outfmt, gear=gear)
     return chosen.run(model, inputs, output, outfmt)
 
 
@@ -37,6 +45,9 @@ def run(
     output: Path = typer.Option(..., "--output", "-o", help="Directory for the output files."),
     outfmt: str = typer.Option("BIN", "--outfmt", help=f"Output format: {', '.join(OUTFMTS)}."),
     backend: str = typer.Option("auto", "--backend", help="auto, atc or sim."),
+    gear: str | None = typer.Option(
+        None, "--gear", help="Gear models: the gear to run (default: the one the inputs fit)."
+    ),
     json_mode: bool = JSON_OPTION,
 ) -> None:
     """Run a model over input files; outputs are named as ais_bench names them."""
@@ -47,7 +58,7 @@ def run(
     if not inputs:
         raise UsageError("--input is empty", hint="pass one directory per model input")
     with progress_for(json_mode):
-        result = run_model(model, inputs, output, outfmt, backend)
+        result = run_model(model, inputs, output, outfmt, backend, gear)
     latencies = result.latencies_ms
     summary = {
         "model": str(model),
