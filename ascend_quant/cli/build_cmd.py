@@ -8,6 +8,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from ascend_quant.backends.base import manifest_gears
 from ascend_quant.bench import describe_settings
 from ascend_quant.cli.common import (
     CALIB_GEAR_OPTION,
@@ -176,6 +177,13 @@ def _print_summary(result: BuildResult) -> None:
             console.print(line, soft_wrap=True)
         for line in task_lines(soc.compare):
             console.print(line, soft_wrap=True, markup=False)
+        if geared and "int8" in soc.artifacts:
+            gears = manifest_gears(Path(soc.artifacts["int8"]))
+            if gears is not None:
+                console.print(
+                    f"int8 calibrated at gear {gears.label(gears.calib_index)} "
+                    "(--calib-gear chooses another)"
+                )
         for precision, path in soc.artifacts.items():
             size = Path(path).stat().st_size if geared and Path(path).is_file() else None
             console.print(
