@@ -386,7 +386,7 @@ def _preflight_load(ctx: BuildContext, result: dict[str, Any]) -> None:
         TensorSpec(name, pre.input_dtypes.get(name, "float32"), tuple(shape))
         for name, shape in pre.input_shapes.items()
     ]
-    ctx.prepared.inputs = plan_inputs(declared, pre.input_shapes, ctx.config)
+    ctx.prepared.inputs = plan_inputs(declared, pre.input_shapes, ctx.config, list(pre.pinned))
     ctx.prepared.preprocess = {
         p.spec.name: p.preprocess for p in ctx.prepared.inputs if p.preprocess is not None
     }
@@ -460,9 +460,17 @@ def _self_cached(ctx: BuildContext) -> None:
     return None
 
 
+def _golden_model(ctx: BuildContext) -> Path:
+    """The FP32 reference: the user's model, or with inputs pinned the preflighted model
+    (verified equal to it) since the pinned inputs are no longer fed."""
+    pre = ctx.prepared.model
+    return pre.model_path if pre.pinned else ctx.source
+
+
 def _golden_key(ctx: BuildContext) -> dict[str, Any]:
     return {
         "source": ctx.source_sha256,
+        "pinned": dict(ctx.prepared.model.pinned),
         "eval": ctx.prepared.eval_sets.sha256,
         "input_shapes": {k: list(v) for k, v in ctx.prepared.model.input_shapes.items()},
         "gears": ctx.prepared.model.gears,
@@ -490,7 +498,7 @@ def _golden_run(ctx: BuildContext) -> Outcome:
         calib_root = roots[gears.label(gears.calib_index)]
         return Outcome({"root": calib_root, "by_gear": roots}, files)
     golden = record_golden(
-        ctx.source,
+        _golden_model(ctx),
         [d / "samples" for d in ctx.prepared.eval_sets.dirs.values()],
         ctx.workspace / "golden",
         input_shapes=ctx.prepared.model.input_shapes,

@@ -94,6 +94,119 @@ def passthrough(shape: list[int], op: str = "Identity", **attrs: object) -> onnx
     return _model([helper.make_node(op, ["input"], ["output"], name="op", **attrs)], [x], [y], [])
 
 
+def _init(name: str, array: np.ndarray) -> onnx.TensorProto:
+    return numpy_helper.from_array(array, name)
+
+
+def unet_like(timestep: int = TensorProto.FLOAT, hw: int = 8, tokens: int = 7) -> onnx.ModelProto:
+    """sample[1,4,H,W], timestep[] (float or int64), encoder_hidden_states[1,T,16] -> out[1,4,H,W].
+
+    A conv, a time embedding (Cast -> MatMul -> Sin added per channel) and cross-attention whose
+    keys and values are MatMuls of the text embedding: the shape of a diffusion UNet block.
+    """
+    c = 8
+    inputs = [
+        helper.make_tensor_value_info("sample", TensorProto.FLOAT, [1, 4, hw, hw]),
+        helper.make_tensor_value_info("timestep", timestep, []),
+        helper.make_tensor_value_info("encoder_hidden_states", TensorProto.FLOAT, [1, tokens, 16]),
+    ]
+    out = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 4, hw, hw])
+    inits = [
+        _init("w_in", _weights((c, 4, 3, 3), 1)),
+        _init("b_in", _weights((c,), 2, 0.1)),
+        _init("w_t", _weights((1, c), 3, 0.01)),
+        _init("t_shape", np.array([1, 1], np.int64)),
+        _init("tc_shape", np.array([1, c, 1, 1], np.int64)),
+        _init("seq_shape", np.array([1, c, hw * hw], np.int64)),
+        _init("img_shape", np.array([1, c, hw, hw], np.int64)),
+        _init("w_q", _weights((c, c), 4)),
+        _init("w_k", _weights((16, c), 5)),
+        _init("w_v", _weights((16, c), 6)),
+        _init("w_out", _weights((4, c, 3, 3), 7)),
+        _init("b_out", _weights((4,), 8, 0.1)),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["sample", "w_in", "b_in"], ["h"], pads=[1, 1, 1, 1]),
+        helper.make_node("Cast", ["timestep"], ["t_f"], to=TensorProto.FLOAT),
+        helper.make_node("Reshape", ["t_f", "t_shape"], ["t_2d"]),
+        helper.make_node("MatMul", ["t_2d", "w_t"], ["t_emb"]),
+        helper.make_node("Sin", ["t_emb"], ["t_sin"]),
+        helper.make_node("Reshape", ["t_sin", "tc_shape"], ["t_c"]),
+        helper.make_node("Add", ["h", "t_c"], ["h_t"]),
+        helper.make_node("Relu", ["h_t"], ["h_r"]),
+        helper.make_node("Reshape", ["h_r", "seq_shape"], ["h_seq"]),
+        helper.make_node("Transpose", ["h_seq"], ["x"], perm=[0, 2, 1]),
+        helper.make_node("MatMul", ["x", "w_q"], ["q"]),
+        helper.make_node("MatMul", ["encoder_hidden_states", "w_k"], ["k"]),
+        helper.make_node("MatMul", ["encoder_hidden_states", "w_v"], ["v"]),
+        helper.make_node("Transpose", ["k"], ["k_t"], perm=[0, 2, 1]),
+        helper.make_node("MatMul", ["q", "k_t"], ["scores"]),
+        helper.make_node("Softmax", ["scores"], ["attn"], axis=-1),
+        helper.make_node("MatMul", ["attn", "v"], ["ctx"]),
+        helper.make_node("Add", ["x", "ctx"], ["x_res"]),
+        helper.make_node("Transpose", ["x_res"], ["x_back"], perm=[0, 2, 1]),
+        helper.make_node("Reshape", ["x_back", "img_shape"], ["h_img"]),
+        helper.make_node("Conv", ["h_img", "w_out", "b_out"], ["out"], pads=[1, 1, 1, 1]),
+    ]
+    return _model(nodes, inputs, [out], inits)
+
+
+def vad_like(frame: int = 32, hidden: int = 16) -> onnx.ModelProto:
+    """input[N,frame], state[2,N,hidden] (dim 0 is NOT the batch), sr[] int64 ->
+    output[N,hidden], stateN[2,N,hidden]: a voice-activity model's inputs."""
+    inputs = [
+        helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", frame]),
+        helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, "N", hidden]),
+        helper.make_tensor_value_info("sr", TensorProto.INT64, []),
+    ]
+    outputs = [
+        helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", hidden]),
+        helper.make_tensor_value_info("stateN", TensorProto.FLOAT, [2, "N", hidden]),
+    ]
+    inits = [
+        _init("w_in", _weights((frame, hidden), 11)),
+        _init("w_h", _weights((hidden, hidden), 12)),
+        _init("axes0", np.array([0], np.int64)),
+        _init("sr_scale", np.array(1.0 / 16000, np.float32)),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["input", "w_in"], ["x"]),
+        helper.make_node("ReduceMean", ["state"], ["s_mean"], axes=[0], keepdims=0),
+        helper.make_node("MatMul", ["s_mean", "w_h"], ["s_h"]),
+        helper.make_node("Cast", ["sr"], ["sr_f"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["sr_f", "sr_scale"], ["sr_n"]),
+        helper.make_node("Add", ["x", "s_h"], ["xs"]),
+        helper.make_node("Mul", ["xs", "sr_n"], ["xs_sr"]),
+        helper.make_node("Tanh", ["xs_sr"], ["output"]),
+        helper.make_node("Unsqueeze", ["output", "axes0"], ["o1"]),
+        helper.make_node("Add", ["state", "o1"], ["stateN"]),
+    ]
+    return _model(nodes, inputs, outputs, inits)
+
+
+def image_and_vector(hw: int = 16, cond: int = 8) -> onnx.ModelProto:
+    """image[1,3,H,W] + cond[1,8] -> logits[1,10]: an image input beside an array input."""
+    inputs = [
+        helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, hw, hw]),
+        helper.make_tensor_value_info("cond", TensorProto.FLOAT, [1, cond]),
+    ]
+    out = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])
+    inits = [
+        _init("w_c", _weights((8, 3, 3, 3), 21)),
+        _init("w_g", _weights((10, 8 + cond), 22)),
+        _init("b_g", _weights((10,), 23, 0.1)),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["image", "w_c"], ["f"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["f"], ["f_r"]),
+        helper.make_node("GlobalAveragePool", ["f_r"], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["flat"]),
+        helper.make_node("Concat", ["flat", "cond"], ["both"], axis=1),
+        helper.make_node("Gemm", ["both", "w_g", "b_g"], ["logits"], transB=1),
+    ]
+    return _model(nodes, inputs, [out], inits)
+
+
 def save(model: onnx.ModelProto, path: Path) -> Path:
     return save_for_ort(model, path)
 

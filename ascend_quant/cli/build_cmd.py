@@ -24,9 +24,11 @@ from ascend_quant.cli.common import (
     TASK_OPTION,
     accuracy_overrides,
     console,
+    data_sources,
     err_console,
     gear_overrides,
     given,
+    input_overrides,
     parse_floats,
     parse_size,
     print_json,
@@ -47,8 +49,15 @@ def build(
     out: Path = typer.Option(None, "--out", help="Workspace (default build/<model-stem>/)."),
     config_file: Path = typer.Option(None, "--config", help="ascend-quant.toml project file."),
     input_shape: str = typer.Option(None, "--input-shape", help='atc syntax: "in:1,3,224,224".'),
-    calib: list[str] = typer.Option(None, "--calib", help="Calibration images (dir, glob, list)."),
-    eval_images: list[str] = typer.Option(None, "--eval", help="Evaluation images (held apart)."),
+    calib: list[str] = typer.Option(
+        None,
+        "--calib",
+        help="Calibration data: NAME=SOURCE per input (images or .npy/.bin/.npz), SOURCE for "
+        "every input, or 'random' (data-free trial). Repeatable.",
+    ),
+    eval_images: list[str] = typer.Option(
+        None, "--eval", help="Evaluation data, held apart: NAME=SOURCE or SOURCE. Repeatable."
+    ),
     calib_batch: int = typer.Option(None, "--calib-batch", help="Calibration batch N."),
     limit: int = typer.Option(None, "--limit", help="Use at most this many calibration images."),
     color: str = typer.Option(None, "--color", help="rgb | bgr | gray."),
@@ -58,6 +67,11 @@ def build(
     scale: float = typer.Option(None, "--scale", help="Pixel scale (default 1/255)."),
     layout: str = typer.Option(None, "--layout", help="NCHW | NHWC."),
     size: str = typer.Option(None, "--size", help="HxW, when the model does not fix it."),
+    resample: str = typer.Option(
+        None, "--resample", help="nearest, bilinear, bicubic, lanczos, box or hamming."
+    ),
+    pad_value: int = typer.Option(None, "--pad-value", help="Letterbox/pad fill, 0-255."),
+    dtype: str = typer.Option(None, "--dtype", help="Image sample dtype (default: the input's)."),
     algorithm: str = typer.Option(None, "--algorithm", help="ifmr|hfmg|minmax|percentile|entropy"),
     activation_offset: bool = typer.Option(
         None, "--activation-offset/--no-activation-offset", help="Asymmetric activations."
@@ -92,13 +106,16 @@ def build(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Preflight, calibrate, render configs, convert to FP16/INT8, benchmark, compare, report."""
+    calib_unnamed, calib_named = data_sources(calib, "--calib")
+    eval_unnamed, eval_named = data_sources(eval_images, "--eval")
     overrides: dict[str, Any] = given(
         socs=tuple(soc) if soc else None,
         backend=backend,
         out=str(out) if out else None,
         input_shape=input_shape,
-        eval_sources=tuple(eval_images) if eval_images else None,
-        calib=given(sources=tuple(calib) if calib else None, batch=calib_batch, limit=limit),
+        eval_sources=eval_unnamed or None,
+        calib=given(sources=calib_unnamed or None, batch=calib_batch, limit=limit),
+        inputs=input_overrides(calib_named, eval_named) or None,
         preprocess=given(
             color=color,
             resize=resize,
@@ -107,6 +124,9 @@ def build(
             scale=scale,
             layout=layout,
             size=parse_size(size),
+            resample=resample,
+            pad_value=pad_value,
+            dtype=dtype,
         ),
         quant=given(
             algorithm=algorithm,

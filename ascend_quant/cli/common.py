@@ -6,6 +6,7 @@ import contextlib
 import json
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -178,3 +179,38 @@ def gear_overrides(
     return {
         k: [list(x) for x in v] if k in ("image_size", "dims") else v for k, v in values.items()
     }
+
+
+def data_sources(
+    items: list[str] | None, flag: str
+) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
+    """`--calib NAME=SOURCE` / `--calib SOURCE` items -> (unnamed sources, {input: sources}).
+
+    An item is named when it has a `=` whose left side is not a path (no `/`) and the item is
+    not itself an existing path; a repeated NAME collects several sources.
+    """
+    unnamed: list[str] = []
+    named: dict[str, tuple[str, ...]] = {}
+    for item in items or []:
+        name, sep, source = item.partition("=")
+        if sep and name and "/" not in name and not Path(item).exists():
+            if not source:
+                raise UsageError(
+                    f"{flag} {item}: no source after '='", hint=f"write {flag} NAME=DIR"
+                )
+            named[name] = (*named.get(name, ()), source)
+        else:
+            unnamed.append(item)
+    return tuple(unnamed), named
+
+
+def input_overrides(
+    calib: dict[str, tuple[str, ...]], evals: dict[str, tuple[str, ...]]
+) -> dict[str, dict[str, Any]]:
+    """{input: {"calib": ..., "eval": ...}} for the `inputs` section of the config."""
+    inputs: dict[str, dict[str, Any]] = {}
+    for name, sources in calib.items():
+        inputs.setdefault(name, {})["calib"] = sources
+    for name, sources in evals.items():
+        inputs.setdefault(name, {})["eval"] = sources
+    return inputs

@@ -15,8 +15,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ascend_quant.config import BuildConfig, CalibConfig, InputConfig, PreprocessConfig, merge
 from ascend_quant.data import arrays, images
 from ascend_quant.data.calibset import MANIFEST, CalibFeeds, CalibSet, write_samples
@@ -47,46 +45,14 @@ class InputPlan:
     value_range: tuple[float, float] | None = None
 
 
-# --------------------------------------------------------------------------- pinned inputs
+# --------------------------------------------------------------------------- planning
 
 
-def pinned_values(declared: Sequence[TensorSpec], config: BuildConfig) -> dict[str, np.ndarray]:
-    """The inputs `[inputs.NAME] value = ...` pins, as arrays of the input's dtype and shape."""
-    check_names(declared, config)
-    by_name = {s.name: s for s in declared}
-    pinned: dict[str, np.ndarray] = {}
-    for name, settings in config.inputs.items():
-        if settings.value is None:
-            continue
-        spec = by_name[name]
-        try:
-            value = np.array(settings.value, dtype=spec.dtype)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise UsageError(
-                f"[inputs.{name}] value = {settings.value!r} is not a {spec.dtype} ({exc})",
-                hint=f"write a number or nested list that fits {spec.dtype}",
-            ) from None
-        if not spec.is_static:
-            raise UsageError(
-                f"[inputs.{name}] value: input '{name}' has dynamic dims {list(spec.shape)}",
-                hint=f'give its shape with --input-shape "{name}:..."',
-            )
-        shape = tuple(int(d) for d in spec.shape)
-        if value.shape != shape:
-            if value.size != 1:
-                raise UsageError(
-                    f"[inputs.{name}] value has shape {list(value.shape)}, the input is "
-                    f"{list(shape)}",
-                    hint="give one number (it fills the input) or a list of the input's shape",
-                )
-            value = np.full(shape, value.reshape(()), dtype=spec.dtype)
-        pinned[name] = value
-    return pinned
-
-
-def check_names(declared: Sequence[TensorSpec], config: BuildConfig) -> None:
+def check_names(
+    declared: Sequence[TensorSpec], config: BuildConfig, pinned: Sequence[str] = ()
+) -> None:
     """Every `[inputs.NAME]` (and NAME= of --calib/--eval) names a model input."""
-    names = [s.name for s in declared]
+    names = [s.name for s in declared] + list(pinned)
     for name in config.inputs:
         if name not in names:
             match = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
@@ -94,9 +60,6 @@ def check_names(declared: Sequence[TensorSpec], config: BuildConfig) -> None:
                 f"'{name}' is not an input of the model (its inputs: {', '.join(names)})",
                 hint=f"did you mean '{match[0]}'?" if match else "use the model's input names",
             )
-
-
-# --------------------------------------------------------------------------- planning
 
 
 def _looks_like_arrays(sources: Sequence[str], name: str) -> bool:
@@ -134,10 +97,12 @@ def plan_inputs(
     declared: Sequence[TensorSpec],
     shapes: Mapping[str, tuple[int, ...]],
     config: BuildConfig,
+    pinned: Sequence[str] = (),
 ) -> list[InputPlan]:
     """Plan every input that is not pinned. `declared`: the graph's inputs as exported (their
-    dynamic dims say where the batch is); `shapes`: the resolved static shapes."""
-    check_names(declared, config)
+    dynamic dims say where the batch is); `shapes`: the resolved static shapes; `pinned`: the
+    inputs already folded into the model."""
+    check_names(declared, config, pinned)
     plans = []
     for spec in declared:
         settings = config.inputs.get(spec.name, InputConfig())
@@ -304,7 +269,15 @@ def make_sets(
             )
         sets[name] = calib_set
         reused_all = reused_all and reused
-    CalibFeeds([p.spec for p in plans], sets)  # every input gives the same number of feeds
+    try:  # every input must give the same number of feeds
+        CalibFeeds([p.spec for p in plans], sets)
+    except UsageError as exc:
+        what = "calibration" if calib_mode else "evaluation"
+        raise UsageError(
+            f"{what} data: {exc.message}",
+            hint="samples are paired by position across inputs; give every input the same "
+            "count (the bundled held-apart photos are 4)",
+        ) from None
     return sets, reused_all
 
 
