@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ascend_quant import render
 from ascend_quant.backends.base import Artifact, Backend, ConvertRequest
 from ascend_quant.config import BuildConfig, Precision, merge
+from ascend_quant.data.feeds import RANDOM_WARNING
+from ascend_quant.data.inputs import is_random, make_sets, plan_inputs
 from ascend_quant.errors import UsageError
 from ascend_quant.gears import Gears, check_target
 from ascend_quant.progress import NULL_PROGRESS, Progress
+
+if TYPE_CHECKING:  # model imports onnx; the CLI imports this module at start-up
+    from ascend_quant.model import PreflightResult
 
 log = logging.getLogger("ascend_quant")
 
@@ -140,6 +146,17 @@ def render_job(
     return files
 
 
+def make_calib_dirs(
+    pre: PreflightResult, config: BuildConfig, out: Path, progress: Progress = NULL_PROGRESS
+) -> dict[str, Path]:
+    """Calib sets at `out/<input>/` from the sources in `config` (`--calib NAME=SOURCE`)."""
+    plans = plan_inputs(pre.declared_inputs, pre.input_shapes, config, list(pre.pinned))
+    if is_random(plans):
+        log.warning(RANDOM_WARNING)
+    sets, _ = make_sets(plans, "calib", out, config, progress=progress)
+    return {name: calib_set.root for name, calib_set in sets.items()}
+
+
 def convert_model(
     model: Path,
     config: BuildConfig,
@@ -160,6 +177,7 @@ def convert_model(
     if precision not in ("fp16", "int8"):
         raise UsageError(f"--precision: '{precision}' is not fp16 or int8")
     get_soc(soc)
+    pinned = {n: s.value for n, s in config.inputs.items() if s.value is not None}
     pre = preflight(
         model,
         out / "model",
@@ -168,8 +186,11 @@ def convert_model(
         gears_config=config.gears,
         input_format=config.atc.input_format,
         extra_args=config.atc.extra_args,
+        pinned=pinned,
     )
     check_gear_target(config, soc, pre.gears)
+    if not calib_dirs and (config.calib.sources or any(s.calib for s in config.inputs.values())):
+        calib_dirs = make_calib_dirs(pre, config, out / "calib", progress)
     if precision == "int8":
         reason = refuse_int8_reason(pre.summary)
         if reason:

@@ -40,6 +40,7 @@ from typing import Any, Literal
 
 from ascend_quant.backends.base import Backend, ConvertRequest
 from ascend_quant.config import BuildConfig, PreprocessConfig, to_mapping
+from ascend_quant.data.calibset import CalibSet, shared_feeds
 from ascend_quant.data.feeds import RANDOM_WARNING
 from ascend_quant.data.inputs import InputPlan, at_gear, is_random, make_sets, plan_inputs
 from ascend_quant.errors import UsageError, not_a_model_file
@@ -709,10 +710,12 @@ def _compare_key(ctx: BuildContext) -> dict[str, Any]:
 
 
 def _compare_run(ctx: BuildContext) -> Outcome:
-    from ascend_quant.compare import compare_models, merge_gears
+    from ascend_quant.compare import OPTIMISTIC_WARNING, compare_models, merge_gears
     from ascend_quant.report import json_safe, save_json
 
     reports = ctx.soc.directory / "reports"
+    calib_dirs = ctx.prepared.calib_sets.dirs
+    multi = len(calib_dirs) > 1  # several inputs: overlap is judged per feed below
     pre = ctx.prepared.model
     gears = pre.gear_set
     # with inputs pinned or gears, the golden is the preflighted model (verified equal to the
@@ -729,7 +732,7 @@ def _compare_run(ctx: BuildContext) -> Outcome:
                 reports / "compare" / (gears.dir_name(index) if gears and label else ""),
                 thresholds=ctx.config.thresholds,
                 output_thresholds=ctx.config.output_thresholds,
-                calib_sources=[d / "samples" for d in ctx.prepared.calib_sets.dirs.values()],
+                calib_sources=None if multi else [d / "samples" for d in calib_dirs.values()],
                 progress=ctx.progress,
                 golden=ctx.prepared.goldens.get(label) if label else ctx.prepared.golden,
                 accuracy=ctx.config.accuracy,
@@ -738,6 +741,13 @@ def _compare_run(ctx: BuildContext) -> Outcome:
         )
     result = results[0] if gears is None else merge_gears(results)
     data = json_safe(result)
+    if multi:
+        eval_sets = [CalibSet.load(d) for d in ctx.prepared.eval_sets.dirs.values()]
+        shared = shared_feeds(eval_sets, [CalibSet.load(d) for d in calib_dirs.values()])
+        if shared:
+            warning = OPTIMISTIC_WARNING.format(n=shared, total=len(eval_sets[0]))
+            log.warning(warning)
+            data["warnings"] = [*data.get("warnings", []), warning]
     if is_random(ctx.prepared.inputs):
         data["warnings"] = [RANDOM_WARNING, *data.get("warnings", [])]
     return Outcome(data, [save_json(reports / "compare.json", data)])

@@ -11,14 +11,18 @@ from rich.table import Table
 from ascend_quant.cli.common import (
     JSON_OPTION,
     console,
+    data_sources,
     given,
+    input_overrides,
     parse_floats,
     parse_size,
     print_json,
     progress_for,
 )
-from ascend_quant.config import load_build_config
+from ascend_quant.config import load_build_config, parse_input_shape
 from ascend_quant.data.images import make_calib_set
+from ascend_quant.data.inputs import model_data_sets
+from ascend_quant.errors import UsageError
 
 
 def calib(
@@ -58,6 +62,15 @@ def calib(
         None, "--skip-bad/--no-skip-bad", help="Skip unusable images with a warning."
     ),
     info: bool = typer.Option(False, "--info", help="Also write a ModelZoo-style samples.info."),
+    data: list[str] = typer.Option(
+        [],
+        "--calib",
+        help="Per-input data with --model: NAME=SOURCE (images, .npy/.bin/.npz folders, list "
+        "files) or 'random'; writes OUT/<NAME>/ for every model input. Repeatable.",
+    ),
+    input_shape: str | None = typer.Option(
+        None, "--input-shape", help='Shapes of dynamic inputs, atc syntax "x:1,4,64,64".'
+    ),
     config_file: Path | None = typer.Option(
         None, "--config", help="Project file (ascend-quant.toml); flags override it."
     ),
@@ -86,6 +99,9 @@ def calib(
             skip_bad=skip_bad,
         ),
     }
+    if data:
+        _per_input(data, sources, model, input_shape, config_file, overrides, out, json_out)
+        return
     config = load_build_config(config_file, overrides)
     with progress_for(json_out) as progress:
         calib_set, reused = make_calib_set(
@@ -133,3 +149,63 @@ def calib(
     console.print(table)
     state = "reused (inputs and parameters unchanged)" if reused else "written"
     console.print(f"calib set {state}: {calib_set.root}")
+
+
+def _per_input(
+    data: list[str],
+    sources: list[str] | None,
+    model: Path | None,
+    input_shape: str | None,
+    config_file: Path | None,
+    overrides: dict[str, Any],
+    out: Path,
+    json_out: bool,
+) -> None:
+    """`--calib NAME=SOURCE ...`: one set per model input under OUT, planned as `build` does."""
+    if model is None:
+        raise UsageError(
+            "--calib NAME=SOURCE needs the model", hint="pass --model m.onnx to read its inputs"
+        )
+    if sources:
+        raise UsageError(
+            "give the data once: image SOURCES or --calib NAME=SOURCE",
+            hint="with several inputs, name each: --calib NAME=SOURCE",
+        )
+    unnamed, named = data_sources(data, "--calib")
+    overrides["calib"]["sources"] = unnamed or None
+    overrides["calib"] = {k: v for k, v in overrides["calib"].items() if v is not None}
+    overrides["inputs"] = input_overrides(named, {})
+    config = load_build_config(config_file, overrides)
+    shapes = parse_input_shape(input_shape) if input_shape else None
+    with progress_for(json_out) as progress:
+        sets = model_data_sets(model, config, "calib", out, shapes, progress)
+    rows = [
+        {
+            "input_name": name,
+            "out": str(calib_set.root),
+            "kind": calib_set.kind,
+            "count": len(calib_set),
+            "shape": list(calib_set.sample_shape),
+            "dtype": calib_set.dtype,
+            "batch_dim": calib_set.batch_dim,
+            "batch": calib_set.batch,
+        }
+        for name, calib_set in sets.items()
+    ]
+    if json_out:
+        print_json(rows)
+        return
+    table = Table()
+    for column in ("input", "kind", "samples", "shape", "dtype", "batch dim", "set"):
+        table.add_column(column)
+    for name, calib_set in sets.items():
+        table.add_row(
+            name,
+            calib_set.kind,
+            str(len(calib_set)),
+            str(list(calib_set.sample_shape)),
+            calib_set.dtype,
+            "none" if calib_set.batch_dim is None else str(calib_set.batch_dim),
+            str(calib_set.root),
+        )
+    console.print(table)

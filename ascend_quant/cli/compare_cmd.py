@@ -19,7 +19,9 @@ from ascend_quant.cli.common import (
     TASK_OPTION,
     accuracy_overrides,
     console,
+    data_sources,
     given,
+    input_overrides,
     print_json,
     progress_for,
     styled,
@@ -28,10 +30,12 @@ from ascend_quant.compare import THRESHOLD_METRICS, CompareResult, compare_model
 from ascend_quant.config import (
     AccuracyConfig,
     Thresholds,
+    load_build_config,
     merge,
     parse_input_shape,
     to_mapping,
 )
+from ascend_quant.data.inputs import model_data_sets
 from ascend_quant.errors import EXIT_THRESHOLD, UsageError
 from ascend_quant.gates import limits_by_metric
 from ascend_quant.report import environment_info, json_safe, save_json, write_report
@@ -73,11 +77,21 @@ def parse_threshold_overrides(items: list[str], base: Thresholds) -> dict[str, T
 def compare(
     model: Path = typer.Argument(..., help="The original FP32 ONNX model (the golden)."),
     candidates: list[Path] = typer.Argument(..., help="One or more converted .om files."),
-    input: str = typer.Option(
-        ...,
+    input: str | None = typer.Option(
+        None,
         "--input",
         "-i",
-        help="Evaluation inputs: one directory of .bin/.npy per model input, comma-separated.",
+        help="Evaluation inputs as ais_bench reads them: one directory of .bin/.npy per model "
+        "input, comma-separated, in input order.",
+    ),
+    evals: list[str] = typer.Option(
+        [],
+        "--eval",
+        help="Evaluation data instead of --input: NAME=SOURCE per input (images, .npy/.bin/.npz "
+        "folders, list files) or SOURCE for every input; prepared as for `build`. Repeatable.",
+    ),
+    config_file: Path | None = typer.Option(
+        None, "--config", help="ascend-quant.toml: [inputs.NAME] tables and image preprocessing."
     ),
     out: Path = typer.Option(Path("compare-out"), "--out", "-o", help="Output directory."),
     cosine_min: float | None = typer.Option(None, "--cosine-min", help="Default 0.99."),
@@ -93,7 +107,9 @@ def compare(
         [], "--threshold", help="Per-output override OUTPUT:metric=value (repeatable)."
     ),
     calib: list[str] = typer.Option(
-        [], "--calib", help="Calibration inputs (dirs); warns when they are the evaluation inputs."
+        [],
+        "--calib",
+        help="Calibration data (dirs, or NAME=DIR); warns when it is the evaluation data.",
     ),
     input_shape: str | None = typer.Option(
         None,
@@ -120,7 +136,15 @@ def compare(
         ),
     )
     overrides = parse_threshold_overrides(threshold, thresholds)
-    calib_paths = [Path(p) for item in calib for p in item.split(",") if p]
+    unnamed, named = data_sources(calib, "--calib")
+    calib_paths = [Path(p) for item in unnamed for p in item.split(",") if p]
+    calib_paths += [Path(p) for sources in named.values() for p in sources]
+    shapes = parse_input_shape(input_shape) if input_shape else None
+    if (input is None) == (not evals):
+        raise UsageError(
+            "give the evaluation data once: --input DIRS or --eval NAME=SOURCE",
+            hint="--input takes ais_bench folders; --eval prepares data as build does",
+        )
     accuracy = merge(
         AccuracyConfig(),
         accuracy_overrides(
@@ -128,16 +152,29 @@ def compare(
         ),
     )
     with progress_for(json_mode) as progress:
+        if input is not None:
+            input_dirs = parse_input_arg(input)
+        else:
+            eval_unnamed, eval_named = data_sources(evals, "--eval")
+            eval_config = load_build_config(
+                config_file,
+                given(
+                    eval_sources=eval_unnamed or None,
+                    inputs=input_overrides({}, eval_named) or None,
+                ),
+            )
+            sets = model_data_sets(model, eval_config, "eval", out / "eval", shapes, progress)
+            input_dirs = [calib_set.samples_dir for calib_set in sets.values()]
         result = compare_models(
             model,
             candidates,
-            parse_input_arg(input),
+            input_dirs,
             out,
             thresholds=thresholds,
             output_thresholds=overrides,
             calib_sources=calib_paths or None,
             progress=progress,
-            input_shapes=parse_input_shape(input_shape) if input_shape else None,
+            input_shapes=shapes,
             accuracy=accuracy,
         )
     written = [save_json(out / "compare.json", result)]
@@ -149,7 +186,7 @@ def compare(
                 "thresholds": to_mapping(thresholds),
                 "output_thresholds": to_mapping(overrides),
                 "accuracy": to_mapping(accuracy),
-                "inputs": input,
+                "inputs": input or list(evals),
                 "calib": [str(p) for p in calib_paths],
             },
             bench=None,

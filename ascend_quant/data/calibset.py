@@ -439,3 +439,18 @@ def _same_but_batch(calib: CalibSet, shape: tuple[int, ...]) -> bool:
         i == calib.batch_dim or want == -1 or want == have
         for i, (have, want) in enumerate(zip(sample, shape))
     )
+
+
+def shared_feeds(eval_sets: Sequence[CalibSet], calib_sets: Sequence[CalibSet]) -> int:
+    """How many evaluation feeds are calibration feeds: sample k of every input identical.
+
+    Per feed, not per file: a timestep or a pinned-like scalar repeats across sets by design,
+    so one equal input does not make a feed seen in calibration.
+    """
+
+    def feeds(sets: Sequence[CalibSet]) -> list[tuple[str, ...]]:
+        columns = [[str(e["sha256"]) for e in s.manifest["samples"]] for s in sets]
+        return list(zip(*columns))
+
+    seen = set(feeds(calib_sets))
+    return sum(1 for feed in feeds(eval_sets) if feed in seen)

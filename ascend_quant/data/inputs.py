@@ -21,7 +21,7 @@ from ascend_quant.data.calibset import MANIFEST, CalibFeeds, CalibSet, write_sam
 from ascend_quant.data.feeds import RANDOM_WARNING, random_samples
 from ascend_quant.errors import UsageError
 from ascend_quant.progress import NULL_PROGRESS, Progress
-from ascend_quant.tensors import TensorSpec
+from ascend_quant.tensors import TensorSpec, graph_io
 from ascend_quant.workspace import read_json, safe_name, sha256_json
 
 log = logging.getLogger("ascend_quant")
@@ -377,3 +377,35 @@ def _gear_source(source: str, label: str) -> str:
         return source.replace("{gear}", label)
     folder = Path(source) / label
     return str(folder) if folder.is_dir() else source
+
+
+def model_data_sets(
+    model: Path,
+    config: BuildConfig,
+    which: str,
+    out: Path,
+    shapes: Mapping[str, tuple[int, ...]] | None = None,
+    progress: Progress = NULL_PROGRESS,
+) -> dict[str, CalibSet]:
+    """`which` ("calib" or "eval") sets for every input of an ONNX file at `out/<input>/`, from
+    the sources in `config`; for `calib` and `compare`, which have no preflight."""
+    import onnx  # heavy: only these commands need the graph here
+
+    try:
+        proto = onnx.load(str(model), load_external_data=False)
+    except Exception as exc:
+        raise UsageError(f"{model}: not a loadable ONNX model ({exc})") from None
+    declared = graph_io(proto)[0]
+    resolved = dict(shapes or {})
+    for spec in declared:
+        if spec.name in resolved:
+            continue
+        if not spec.is_static:
+            raise UsageError(
+                f"input '{spec.name}' has dynamic dims {list(spec.shape)}",
+                hint=f'give its shape: --input-shape "{spec.name}:..."',
+            )
+        resolved[spec.name] = tuple(int(d) for d in spec.shape)
+    plans = plan_inputs(declared, resolved, config)
+    sets, _ = make_sets(plans, which, out, config, progress=progress)
+    return sets

@@ -1,0 +1,66 @@
+"""`--calib NAME=SOURCE` / `--eval NAME=SOURCE` on calib, convert and compare."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tiny_models
+from clirun import run_cli
+from onnx import TensorProto
+
+
+def _data(root: Path, seed: int, count: int = 4) -> list[str]:
+    rng = np.random.default_rng(seed)
+    shapes = {"sample": (1, 4, 8, 8), "encoder_hidden_states": (1, 7, 16)}
+    for name, shape in shapes.items():
+        (root / name).mkdir(parents=True)
+        for i in range(count):
+            np.save(root / name / f"{i}.npy", rng.standard_normal(shape).astype(np.float32))
+    (root / "timestep").mkdir()
+    for i in range(count):
+        np.save(root / "timestep" / f"{i}.npy", np.array(100 * i, np.int64))
+    return [f"{name}={root / name}" for name in ("sample", "timestep", "encoder_hidden_states")]
+
+
+@pytest.mark.slow
+def test_calib_convert_compare_take_named_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tiny_models.save(tiny_models.unet_like(TensorProto.INT64), tmp_path / "unet.onnx")
+    calib = _data(tmp_path / "calib", 0)
+    flags = [a for item in calib for a in ("--calib", item)]
+    code, out, err = run_cli(
+        capsys, "calib", "--model", str(model), *flags, "--out", str(tmp_path / "sets"), "--json"
+    )
+    assert code == 0, err
+    rows = {r["input_name"]: r for r in json.loads(out)}
+    assert rows["timestep"]["shape"] == [] and rows["timestep"]["dtype"] == "int64"
+    assert rows["sample"]["batch_dim"] is None and rows["sample"]["count"] == 4
+
+    code, out, err = run_cli(
+        capsys, "convert", str(model), "--backend", "sim", "--precision", "int8",
+        *flags, "--out", str(tmp_path / "conv"), "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    om = Path(json.loads(out)["path"])
+    assert json.loads(out)["details"]["quantized_layers"] > 0
+
+    evals = _data(tmp_path / "eval", 1, count=3)
+    eval_flags = [a for item in evals for a in ("--eval", item)]
+    code, out, err = run_cli(
+        capsys, "compare", str(model), str(om), *eval_flags, "--out", str(tmp_path / "cmp"),
+        "--calib", str(tmp_path / "calib"), "--json",
+    )  # fmt: skip
+    assert code in (0, 1), err
+    result = json.loads(out)
+    assert result["candidates"][0]["outputs"][0]["samples"] == 3
+
+    code, _out, err = run_cli(capsys, "compare", str(model), str(om), "--out", str(tmp_path / "x"))
+    assert code == 2 and "--input DIRS or --eval" in err
+    code, _out, err = run_cli(
+        capsys, "calib", "--calib", "sample=/nope", "--out", str(tmp_path / "y")
+    )
+    assert code == 2 and "needs the model" in err
