@@ -278,12 +278,20 @@ def _plan_bin(path: Path, size: int, spec: TensorSpec, batch_dim: int | None) ->
     if sample_bytes and batch_dim is not None and size % sample_bytes == 0 and size:
         count = size // sample_bytes
         return ArrayFile(path, None, batch_shape(want, batch_dim, count), dtype, False, 0, count)
+    hint = (
+        "raw .bin files are headerless little-endian arrays of the input's dtype; "
+        "a 2x gap usually means float16/float32 were mixed up (.npy files say their dtype)"
+    )
+    if batch_dim is None and size and sample_bytes % size == 0:
+        hint = (
+            f"the file holds 1/{sample_bytes // size} of the input: if a dim of it counts "
+            f"samples, mark it: [inputs.{spec.name}] batch_dim = <dim>"
+        )
     raise _bad(
         spec,
         f"{path} has {size} bytes; a {spec.dtype} {list(want)} sample is {sample_bytes} bytes"
         + ("" if batch_dim is None else " (or a multiple of it)"),
-        hint="raw .bin files are headerless little-endian arrays of the input's dtype; "
-        "a 2x gap usually means float16/float32 were mixed up (.npy files say their dtype)",
+        hint=hint,
     )
 
 
