@@ -39,7 +39,7 @@ from ascend_quant.data.calibset import (
 )
 from ascend_quant.errors import UsageError
 from ascend_quant.tensors import TensorSpec
-from ascend_quant.workspace import read_json, sha256_file, sha256_json
+from ascend_quant.workspace import read_json, safe_name, sha256_file, sha256_json
 
 ARRAY_SUFFIXES = (".npy", ".bin", ".npz")
 LIST_SUFFIXES = (".txt", ".lst", ".list")
@@ -102,8 +102,9 @@ def _expand(source: str, base: Path, spec: TensorSpec, depth: int) -> list[Path]
             raise _bad(spec, f"no .npy/.bin/.npz files match {path}")
         return files
     if path.is_dir():
-        if (path / spec.name).is_dir() and not (path / MANIFEST).is_file():
-            return _expand(str(path / spec.name), base, spec, depth)
+        own = path / safe_name(spec.name)  # a folder per input, as the Recorder writes
+        if own.is_dir() and not (path / MANIFEST).is_file():
+            return _expand(str(own), base, spec, depth)
         if (path / MANIFEST).is_file():
             calib_set = CalibSet.load(path)
             if calib_set.dtype != spec.dtype:

@@ -72,7 +72,8 @@ def _looks_like_arrays(sources: Sequence[str], name: str) -> bool:
                 "kind", "image"
             ) != "image":
                 return True
-            root = path / name if (path / name).is_dir() else path
+            own = path / safe_name(name)
+            root = own if own.is_dir() else path
             if any(p.suffix.lower() in _ARRAY_SUFFIXES for p in root.iterdir()):
                 return True
     return False
@@ -88,8 +89,9 @@ def _image_shaped(spec: TensorSpec, layout: str) -> bool:
 def _default_sources(config: BuildConfig, name: str, which: str) -> tuple[str, ...]:
     """The sources given without a name; a folder holding a subfolder per input gives its own."""
     given = config.calib.sources if which == "calib" else config.eval_sources
-    if len(given) == 1 and given[0] != RANDOM and (Path(given[0]) / name).is_dir():
-        return (str(Path(given[0]) / name),)
+    own = Path(given[0]) / safe_name(name) if len(given) == 1 else None
+    if own is not None and given[0] != RANDOM and own.is_dir():
+        return (str(own),)
     return tuple(given)
 
 
