@@ -215,13 +215,16 @@ def read_model_input(model: Path, name: str | None) -> tuple[TensorSpec, str]:
     if len(dims) != 4:
         raise UsageError(
             f"input '{chosen.name}' has shape {list(dims)}, not a 4-D image tensor",
-            hint="calib makes image tensors (N,C,H,W or N,H,W,C)",
+            hint=f"images make 4-D tensors; give this input arrays: "
+            f"--calib {chosen.name}=DIR of .npy files (with --model)",
         )
     if chosen.dtype not in _DTYPES:
         elem = NUMPY_TO_ONNX.get(chosen.dtype, 0)
         raise UsageError(
-            f"input '{chosen.name}' has element type {onnx_type_name(elem)}; calib writes "
-            + ", ".join(_DTYPES)
+            f"input '{chosen.name}' has element type {onnx_type_name(elem)}; images are written "
+            + "as "
+            + ", ".join(_DTYPES),
+            hint=f"give this input arrays: --calib {chosen.name}=DIR of .npy files (with --model)",
         )
     a, c = dims[1], dims[3]
     if a in (1, 3) and c not in (1, 3):
@@ -264,7 +267,8 @@ def resolve(
             changes["color"] = "rgb"
         elif c not in (1, 3):
             raise UsageError(
-                f"input '{spec.name}' has {c} channels; calib makes 1 (gray) or 3 (rgb/bgr)"
+                f"input '{spec.name}' has {c} channels; images give 1 (gray) or 3 (rgb/bgr)",
+                hint=f"for other data (e.g. latents) pass arrays: --calib {spec.name}=DIR",
             )
     if isinstance(h, int) and isinstance(w, int):
         if preprocess.size is not None and preprocess.size != (h, w):
