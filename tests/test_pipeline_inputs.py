@@ -182,6 +182,8 @@ def test_random_calibration_is_loud_and_marked(
     assert "RANDOM" in caplog.text
     manifest = json.loads((tmp_path / "ws" / "calib" / "timestep" / "manifest.json").read_text())
     assert manifest["kind"] == "random" and manifest["count"] == 4
+    om = json.loads((tmp_path / "ws" / "Ascend310P3" / "om" / "unet_int8.json").read_text())
+    assert set(om["calib_kinds"].values()) == {"random"}
     assert any("RANDOM" in w for w in result.socs[0].compare["warnings"])
     html = Path(result.socs[0].reports["html"]).read_text()
     assert "RANDOM data" in html

@@ -210,6 +210,8 @@ def build_sim_model(
         model = result.model
         info.update(
             calib_manifest_sha256=shas,
+            # "image" | "array" | "recorded" | "random": random data makes the figures meaningless
+            calib_kinds={n: CalibSet.load(Path(d)).kind for n, d in request.calib_dirs.items()},
             calibration_batches=total,
             algorithm=quant.algorithm,
             algorithm_params=_algorithm_params(quant),
@@ -358,6 +360,7 @@ class SimBackend:
             manifest.update(
                 calib_manifest_sha256=info["calib_manifest_sha256"],
                 calibration_batches=info["calibration_batches"],
+                calib_kinds=info["calib_kinds"],
                 algorithm=info["algorithm"],
                 algorithm_params=info["algorithm_params"],
                 quantized_layers=info["quantized_layers"],

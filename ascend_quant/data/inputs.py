@@ -21,7 +21,7 @@ from ascend_quant.data.calibset import MANIFEST, CalibFeeds, CalibSet, write_sam
 from ascend_quant.data.feeds import RANDOM_WARNING, random_samples
 from ascend_quant.errors import UsageError
 from ascend_quant.progress import NULL_PROGRESS, Progress
-from ascend_quant.tensors import TensorSpec, graph_io
+from ascend_quant.tensors import InputProfile, TensorSpec, graph_io
 from ascend_quant.workspace import read_json, safe_name, sha256_json
 
 log = logging.getLogger("ascend_quant")
@@ -43,6 +43,11 @@ class InputPlan:
     calib: tuple[str, ...]  # sources; ("random",) for random data; () for the default
     eval: tuple[str, ...]
     value_range: tuple[float, float] | None = None
+
+    @property
+    def profile(self) -> InputProfile:
+        """The input as the rest of the spine sees it (gears are the converter's business)."""
+        return InputProfile(self.spec, batch_dim=self.batch_dim)
 
 
 # --------------------------------------------------------------------------- planning
