@@ -2,7 +2,8 @@
 
 The golden is the original ONNX model in FP32 on ONNX Runtime; each candidate .om runs through
 its backend's `run`, which writes ais_bench-named output files. Golden and candidates read the
-same input files through the same `aisbench_io` conventions, so they see identical tensors.
+same inputs through `calibset.iter_eval_feeds` (calib sets joined along each input's batch dim,
+plain files by `aisbench_io`'s conventions), so they see identical tensors.
 
 Per candidate and output, the metrics of `metrics.py` and of the output's task (`tasks.py`) are
 computed over all samples at once and per sample. Gates (`gates.py`: msit's thresholds, the
@@ -26,6 +27,7 @@ import numpy as np
 
 from ascend_quant import aisbench_io, backends, metrics, tasks
 from ascend_quant.config import AccuracyConfig, Thresholds
+from ascend_quant.data.calibset import iter_eval_feeds
 from ascend_quant.errors import UsageError, not_a_model_file
 from ascend_quant.gates import Extremes, Gate, GateFailure, judge, merge_gates, verdict_line
 from ascend_quant.golden import GoldenSet, golden_runner, resolve_inputs, write_golden
@@ -429,7 +431,7 @@ def compare_models(
         stems = golden.stems
         lo, hi = golden.lo, golden.hi
         first_feeds: dict[str, np.ndarray] = next(
-            (feeds for _stem, feeds in aisbench_io.iter_feeds(input_dirs, specs)), {}
+            (feeds for _stem, feeds in iter_eval_feeds(input_dirs, specs)), {}
         )
         first_outs = golden.read(stems[0]) if stems else []
         # The real shapes (the model may declare dynamic output dims).
@@ -477,7 +479,7 @@ def compare_models(
             kinds, [r[0] for r in ranges], golden_specs, specs, first_feeds, first_outs, work
         )
         # The inputs again, sample by sample: checked for degenerate data and given to the hook.
-        feeds = aisbench_io.iter_feeds(input_dirs, specs)
+        feeds = iter_eval_feeds(input_dirs, specs)
         with progress.task("comparing outputs", total=len(stems) * len(candidates)) as advance:
             for i, stem in enumerate(stems):
                 gold = golden.read(stem)

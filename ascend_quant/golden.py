@@ -20,6 +20,7 @@ import numpy as np
 import onnx
 
 from ascend_quant import aisbench_io
+from ascend_quant.data.calibset import iter_eval_feeds
 from ascend_quant.errors import UsageError
 from ascend_quant.gears import Gears
 from ascend_quant.progress import NULL_PROGRESS, Progress
@@ -101,7 +102,7 @@ def write_golden(
     dtypes: list[str] = []
     with atomic_directory(Path(root)) as work:
         with progress.task("golden FP32 (ONNX Runtime)", total=None) as advance:
-            for stem, feeds in aisbench_io.iter_feeds(list(input_dirs), specs):
+            for stem, feeds in iter_eval_feeds(list(input_dirs), specs):
                 result = runner.infer(feeds)
                 outs = [np.asarray(result[name]) for name in names]
                 if not stems:

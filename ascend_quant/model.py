@@ -23,6 +23,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ascend_quant.config import GearsConfig, parse_input_shape
+from ascend_quant.data.feeds import check_feeds
 from ascend_quant.errors import ModelError, UsageError, not_a_model_file
 from ascend_quant.gears import GearKind, Gears, chosen_kind, make_gears
 from ascend_quant.onnx_io import ORT_MAX_IR_VERSION, ort_ir_version, save_for_ort
@@ -567,27 +568,6 @@ def _fmt_shape(shape: tuple[int | str, ...]) -> str:
     return "[" + ",".join(str(d) for d in shape) + "]"
 
 
-def random_feeds(
-    specs: list[TensorSpec], shapes: dict[str, tuple[int, ...]] | None = None, seed: int = 0
-) -> dict[str, np.ndarray]:
-    """Seeded inputs: floats uniform in [0, 1) (image-like); bools random; integers zero (safe
-    as indices). Shapes come from `shapes`, else from the spec with dynamic dims set to 1."""
-    rng = np.random.default_rng(seed)
-    feeds: dict[str, np.ndarray] = {}
-    for spec in specs:
-        shape = (shapes or {}).get(spec.name) or tuple(
-            d if isinstance(d, int) and d > 0 else 1 for d in spec.shape
-        )
-        dtype = np.dtype(spec.dtype) if spec.dtype in np.sctypeDict else np.dtype("float32")
-        if dtype.kind == "f":
-            feeds[spec.name] = rng.random(shape, dtype=np.float32).astype(dtype)
-        elif dtype.kind == "b":
-            feeds[spec.name] = rng.integers(0, 2, shape).astype(bool)
-        else:
-            feeds[spec.name] = np.zeros(shape, dtype=dtype)
-    return feeds
-
-
 def run_ort(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Run `model` once on the CPU with ONNX Runtime; name -> output array."""
     return run_once(model, feeds)
@@ -747,7 +727,7 @@ def preflight(
         for gear_shape in gear_shapes:
             check_memory(gear_shape, dtypes, what=f"one sample for {stem}")
         # every gear runs once; the calibration gear's run is the reference for the rest
-        gear_feeds = [random_feeds(inputs, s) for s in gear_shapes]
+        gear_feeds = [check_feeds(inputs, s) for s in gear_shapes]
         calib_at = gears.calib_index if gears is not None else 0
         references: list[dict[str, np.ndarray]] | None
         try:

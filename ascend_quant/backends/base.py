@@ -25,6 +25,7 @@ from ascend_quant.config import (
     PreprocessConfig,
     QuantConfig,
 )
+from ascend_quant.data.calibset import iter_eval_feeds
 from ascend_quant.gears import Gears
 from ascend_quant.progress import NULL_PROGRESS, Progress
 from ascend_quant.runners.base import Runner
@@ -182,7 +183,7 @@ def run_to_files(
     latencies: list[float] = []
     specs = runner.output_specs()
     with runner, progress.task(f"running {runner.name}") as advance:
-        for stem, feeds in aisbench_io.iter_feeds(input_dirs, runner.input_specs()):
+        for stem, feeds in iter_eval_feeds(input_dirs, runner.input_specs()):
             result = runner.infer(feeds)
             latencies.append(runner.last_latency_ms)
             paths = []

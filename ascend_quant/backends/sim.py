@@ -34,9 +34,10 @@ from ascend_quant.backends.base import (
 from ascend_quant.backends.simfile import is_sim_om, read_sim_metadata, read_sim_om, write_sim_om
 from ascend_quant.config import BenchConfig, QuantConfig, to_mapping
 from ascend_quant.data.calibset import CalibFeeds, CalibSet
+from ascend_quant.data.feeds import check_feeds
 from ascend_quant.errors import UsageError, not_a_model_file
 from ascend_quant.gears import Gears
-from ascend_quant.model import gear_dims_symbolic, random_feeds
+from ascend_quant.model import gear_dims_symbolic
 from ascend_quant.onnx_io import to_ort_bytes
 from ascend_quant.progress import NULL_PROGRESS, Progress
 from ascend_quant.quant.layers import tensor_map
@@ -427,7 +428,7 @@ class SimBackend:
                 runners.append(self.open(om))
                 stack.callback(runners[-1].close)
             feeds = [
-                random_feeds(r.input_specs(), _gear_shapes(om, r, gear))
+                check_feeds(r.input_specs(), _gear_shapes(om, r, gear))
                 for om, r in zip(paths, runners)
             ]
             steps = [functools.partial(r.infer, f) for r, f in zip(runners, feeds)]

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from ascend_quant import aisbench_io
 from ascend_quant.data.feeds import Feeds
 from ascend_quant.errors import UsageError
 from ascend_quant.tensors import TensorSpec
@@ -373,7 +374,7 @@ class CalibFeeds:
                     f"{list(shape)}",
                     hint="re-create the calib set with the model's input size and dtype",
                 )
-            group = self._group(spec.name)
+            group = self.samples_per_feed(spec.name)
             counts[spec.name] = (
                 len(calib.batch_files) if group == calib.batch else math.ceil(len(calib) / group)
             )
@@ -386,7 +387,7 @@ class CalibFeeds:
         total = next(iter(counts.values())) if counts else 0
         self._total = total if limit is None else min(total, limit)
 
-    def _group(self, name: str) -> int:
+    def samples_per_feed(self, name: str) -> int:
         """Samples per feed for `name`: the model's size at the set's batch dim (1 if none)."""
         calib = self._sets[name]
         spec = next(s for s in self.specs if s.name == name)
@@ -400,7 +401,7 @@ class CalibFeeds:
 
     def _stream(self, name: str) -> Iterator[np.ndarray]:
         calib = self._sets[name]
-        group_size = self._group(name)
+        group_size = self.samples_per_feed(name)
         if group_size == calib.batch:
             yield from calib.iter_batches()
             return
@@ -454,3 +455,34 @@ def shared_feeds(eval_sets: Sequence[CalibSet], calib_sets: Sequence[CalibSet]) 
 
     seen = set(feeds(calib_sets))
     return sum(1 for feed in feeds(eval_sets) if feed in seen)
+
+
+def set_root(path: Path) -> Path | None:
+    """The calib set `path` is (its root or its `samples/` folder), or None for plain files."""
+    path = Path(path)
+    for root in (path, path.parent):
+        if (root / MANIFEST).is_file() and (root / SAMPLES_DIR).is_dir():
+            return root
+    return None
+
+
+def iter_eval_feeds(
+    input_paths: Sequence[Path], specs: Sequence[TensorSpec]
+) -> Iterator[tuple[str, Feeds]]:
+    """(output stem, feeds) per inference at the model's batch: the one way sets become feeds.
+
+    Calib sets (their roots or `samples/` folders) go through `CalibFeeds`, which joins samples
+    along each input's own batch dim; plain ais_bench files fall back to `aisbench_io.iter_feeds`
+    (bytes joined, right only for dim 0). The stem is the first input's first sample of the
+    feed, as ais_bench names its outputs.
+    """
+    roots = [set_root(p) for p in input_paths]
+    if not roots or any(r is None for r in roots) or len(roots) != len(specs):
+        yield from aisbench_io.iter_feeds(input_paths, specs)
+        return
+    sets = {s.name: CalibSet.load(r) for s, r in zip(specs, roots) if r is not None}
+    source = CalibFeeds(specs, sets)
+    first = sets[specs[0].name]
+    step = source.samples_per_feed(specs[0].name)
+    for index, feeds in enumerate(source):
+        yield first.sample_files[(index * step) % len(first)].stem, feeds

@@ -108,6 +108,22 @@ class RandomFeeds:
             yield {name: next(it) for name, it in streams.items()}
 
 
+def check_feeds(
+    specs: Sequence[TensorSpec], shapes: Mapping[str, tuple[int, ...]] | None = None, seed: int = 0
+) -> Feeds:
+    """One seeded feed to check a model runs (preflight, benchmarks): `random_samples` with range
+    [0, 1), so floats are image-like, integers zero (safe as indices) and bools fair coins.
+    Shapes come from `shapes`, else from the spec with dynamic dims set to 1."""
+    feeds: Feeds = {}
+    for spec in specs:
+        shape = (shapes or {}).get(spec.name) or tuple(
+            d if isinstance(d, int) and d > 0 else 1 for d in spec.shape
+        )
+        dtype = spec.dtype if spec.dtype in np.sctypeDict else "float32"
+        feeds[spec.name] = next(random_samples(spec.name, tuple(shape), dtype, 1, seed, (0, 1)))
+    return feeds
+
+
 def random_feeds(
     specs: Sequence[TensorSpec],
     count: int = 1,
