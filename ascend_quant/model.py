@@ -568,6 +568,16 @@ def _fmt_shape(shape: tuple[int | str, ...]) -> str:
     return "[" + ",".join(str(d) for d in shape) + "]"
 
 
+def save_pinned(model_path: Path, values: Mapping[str, Any], out: Path) -> Path:
+    """`model_path` with `values` folded in (`pin_inputs`), saved to `out` for ORT: the FP32
+    reference of a model converted with those inputs pinned, which no longer feeds them."""
+    try:
+        proto = onnx.load(str(model_path))
+    except Exception as exc:
+        raise UsageError(f"{model_path}: not a loadable ONNX model ({exc})") from None
+    return save_for_ort(pin_inputs(proto, values)[0], out)
+
+
 def run_ort(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Run `model` once on the CPU with ONNX Runtime; name -> output array."""
     return run_once(model, feeds)

@@ -38,6 +38,7 @@ from ascend_quant.config import (
 from ascend_quant.data.inputs import model_data_sets
 from ascend_quant.errors import EXIT_THRESHOLD, UsageError
 from ascend_quant.gates import limits_by_metric
+from ascend_quant.model import save_pinned
 from ascend_quant.report import environment_info, json_safe, save_json, write_report
 
 # Accepted spellings in --threshold OUTPUT:metric=value.
@@ -91,7 +92,9 @@ def compare(
         "folders, list files) or SOURCE for every input; prepared as for `build`. Repeatable.",
     ),
     config_file: Path | None = typer.Option(
-        None, "--config", help="ascend-quant.toml: [inputs.NAME] tables and image preprocessing."
+        None,
+        "--config",
+        help="ascend-quant.toml: [inputs.NAME] tables (value = pins it, as build does).",
     ),
     out: Path = typer.Option(Path("compare-out"), "--out", "-o", help="Output directory."),
     cosine_min: float | None = typer.Option(None, "--cosine-min", help="Default 0.99."),
@@ -152,6 +155,7 @@ def compare(
         ),
     )
     with progress_for(json_mode) as progress:
+        golden_model = model
         if input is not None:
             input_dirs = parse_input_arg(input)
         else:
@@ -164,9 +168,12 @@ def compare(
                 ),
             )
             sets = model_data_sets(model, eval_config, "eval", out / "eval", shapes, progress)
+            pinned = {n: s.value for n, s in eval_config.inputs.items() if s.value is not None}
+            if pinned:  # the .om was converted with these folded in: so is the golden
+                golden_model = save_pinned(model, pinned, out / "eval" / "pinned.onnx")
             input_dirs = [calib_set.samples_dir for calib_set in sets.values()]
         result = compare_models(
-            model,
+            golden_model,
             candidates,
             input_dirs,
             out,

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import tiny_models
 from clirun import run_cli
-from onnx import TensorProto
+from onnx import TensorProto, helper
+
+from ascend_quant.model import pin_inputs
 
 
 def _data(root: Path, seed: int, count: int = 4) -> list[str]:
@@ -64,3 +66,38 @@ def test_calib_convert_compare_take_named_data(
         capsys, "calib", "--calib", "sample=/nope", "--out", str(tmp_path / "y")
     )
     assert code == 2 and "needs the model" in err
+
+
+@pytest.mark.slow
+def test_compare_eval_takes_pinned_values_like_build(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`[inputs.sr] value` needs no eval data: the golden is the model with the value folded in,
+    as the .om was converted."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    sr = helper.make_tensor_value_info("sr", TensorProto.INT64, [])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    nodes = [
+        helper.make_node("Cast", ["sr"], ["srf"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["x", "srf"], ["y"]),
+    ]
+    graph = helper.make_graph(nodes, "vad", [x, sr], [y])
+    source = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = tiny_models.save(source, tmp_path / "vad.onnx")
+    pinned = tiny_models.save(pin_inputs(source, {"sr": 3})[0], tmp_path / "vad_pinned.onnx")
+    code, out, err = run_cli(
+        capsys, "convert", str(pinned), "--backend", "sim", "--out", str(tmp_path / "c"), "--json"
+    )
+    assert code == 0, err
+    om = json.loads(out)["path"]
+    (tmp_path / "x").mkdir()
+    for i in range(3):
+        np.save(tmp_path / "x" / f"{i}.npy", np.full((1, 4), i + 1, np.float32))
+    (tmp_path / "q.toml").write_text("[inputs.sr]\nvalue = 3\n")
+    code, out, err = run_cli(
+        capsys, "compare", str(model), om, "--eval", f"x={tmp_path / 'x'}",
+        "--config", str(tmp_path / "q.toml"), "--out", str(tmp_path / "cmp"), "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["passed"] and result["candidates"][0]["outputs"][0]["samples"] == 3
