@@ -101,6 +101,30 @@ for _name, _command in (
     app.command(_name)(_interruptible(_command))
 
 
+def _is_click_error(exc: Exception) -> bool:
+    """Click's own errors (bad option, missing argument, Abort); Typer may vendor Click, so
+    they are recognised by their class names rather than imported."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(names & {"ClickException", "Abort"})
+
+
+def _print_click_error(exc: Exception) -> None:
+    """A usage error as `error:` + `hint:` and exit 2; `ascend-quant` alone shows the help."""
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        exc.show()  # type: ignore[attr-defined]
+        sys.exit(EXIT_USAGE)
+    if type(exc).__name__ == "Abort":
+        _print_error("aborted", "nothing was changed")
+        sys.exit(EXIT_INTERRUPTED)
+    message = exc.format_message()  # type: ignore[attr-defined]
+    command = " ".join(a for a in sys.argv[1:2] if not a.startswith("-"))
+    _print_error(
+        message.strip().replace("\n", " "),
+        f"see `ascend-quant {command + ' ' if command else ''}--help`",
+    )
+    sys.exit(getattr(exc, "exit_code", EXIT_USAGE) or EXIT_USAGE)
+
+
 def _print_error(message: str, hint: str | None) -> None:
     """`error:` and `hint:` lines; the message and hint are printed literally."""
     err_console.print(styled(("error:", "red"), " ", message))
@@ -134,7 +158,10 @@ def main(argv: list[str] | None = None) -> None:
     if "--debug" in sys.argv[1:]:
         _state["debug"] = True
     try:
-        app()
+        # Not standalone: Click's usage errors come back here and print as `error:` + `hint:`
+        # like every other bad input, instead of in a box.
+        result = app(standalone_mode=False)
+        sys.exit(result if isinstance(result, int) else 0)
     except AscendQuantError as exc:
         if _state["debug"]:
             traceback.print_exc()
@@ -152,7 +179,10 @@ def main(argv: list[str] | None = None) -> None:
             traceback.print_exc()
         _print_error(str(exc), _os_error_hint(exc))
         sys.exit(EXIT_USAGE)
-    except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug
+    except Exception as exc:
+        if _is_click_error(exc):
+            _print_click_error(exc)
+        # a bug: say so in one line, keep the traceback for --debug
         if _state["debug"]:
             traceback.print_exc()
         _print_error(

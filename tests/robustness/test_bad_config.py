@@ -150,3 +150,19 @@ def test_any_number_is_a_config_or_a_usage_error(
     assert math.isfinite(config.thresholds.cosine_min)
     assert 0 < ifmr.search_range_start < ifmr.search_range_end and ifmr.search_step > 0
     assert config.quant.hfmg.num_of_bins >= 2
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["build"], "Missing argument"),
+        (["build", "m.onnx", "--bogus"], "No such option: --bogus"),
+        (["bench", "--loop", "x", "m.om"], "Invalid value for '--loop'"),
+    ],
+)
+def test_click_usage_errors_print_error_and_hint(
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    """Typer's own usage errors take the same form as ours: no box, `error:` + `hint:`."""
+    err = refused(capsys, *args)
+    assert message in err and "--help" in err
