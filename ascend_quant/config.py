@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
 import re
 import sys
@@ -21,7 +22,7 @@ from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 from ascend_quant.errors import UsageError
 from ascend_quant.gates import Gate
 from ascend_quant.tasks import TaskChoice, TaskOptions
-from ascend_quant.workspace import read_user_file
+from ascend_quant.workspace import atomic_write_text, read_user_file
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -39,6 +40,7 @@ Int8Route = Literal["auto", "atc", "amct"]
 FlagDialect = Literal["documented", "sample"]
 Precision = Literal["fp16", "int8"]
 InputKind = Literal["auto", "image", "array"]
+TuneStrategy = Literal["calibration", "float"]
 
 # Algorithms the real toolkit implements; the others exist only in the simulator, for comparison.
 TOOLKIT_ALGORITHMS = ("ifmr", "hfmg")
@@ -476,6 +478,42 @@ class InputConfig:
 
 
 @dataclass(frozen=True)
+class TuneConfig:
+    """`build --tune`: when a precision fails its gates, search for the cheapest configuration
+    that passes (analysis/tune.py): per-layer calibration first, then layers kept in float."""
+
+    enabled: bool = False
+    budget: int | str | None = None  # trials (40), or wall time ("300s", "5m"); None: no limit
+    max_float: float = 0.5  # most share of quantizable MACs the search may keep in float
+    strategies: tuple[TuneStrategy, ...] = ("calibration", "float")
+    precisions: tuple[Precision, ...] = ("int8", "fp16")  # which failing builds to tune
+    clip_min: float = 1e-3  # layers clipping more than this share of values get calibration
+
+
+def parse_budget(budget: int | str | None) -> tuple[int | None, float | None]:
+    """`--tune-budget`: (trials, seconds); "40" is trials, "300s", "5m", "1h" are wall time."""
+    if budget is None:
+        return None, None
+    text = str(budget).strip().lower()
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    try:
+        if text and text[-1] in units:
+            seconds = float(text[:-1]) * units[text[-1]]
+            if seconds > 0:
+                return None, seconds
+        else:
+            trials = int(text)
+            if trials > 0:
+                return trials, None
+    except ValueError:
+        pass
+    raise UsageError(
+        f"tune budget '{budget}' is not a number of trials or a time",
+        hint="e.g. --tune-budget 40 (trials) or --tune-budget 300s (or 5m, 1h)",
+    )
+
+
+@dataclass(frozen=True)
 class BuildConfig:
     """Everything `build` needs; each stage takes the sections it reads."""
 
@@ -497,6 +535,7 @@ class BuildConfig:
     output_thresholds: dict[str, Thresholds] = field(default_factory=dict)
     inputs: dict[str, InputConfig] = field(default_factory=dict)  # per model input
     accuracy: AccuracyConfig = field(default_factory=AccuracyConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
 
 T = TypeVar("T")
@@ -683,3 +722,57 @@ def parse_input_shape(text: str) -> dict[str, tuple[int, ...]]:
 
 def format_input_shape(shapes: dict[str, tuple[int, ...]]) -> str:
     return ";".join(f"{name}:{','.join(map(str, dims))}" for name, dims in shapes.items())
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.fullmatch(key) else json.dumps(key, ensure_ascii=False)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        inner = ", ".join(
+            f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items() if v is not None
+        )
+        return "{ " + inner + " }" if inner else "{}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
+
+
+def to_toml(data: dict[str, Any], prefix: str = "") -> str:
+    """TOML text for a config mapping; unset (None) values are shown as comments."""
+    lines: list[str] = []
+    tables = {k: v for k, v in data.items() if isinstance(v, dict)}
+    for key, value in data.items():
+        if key in tables:
+            continue
+        name = _toml_key(key)
+        lines.append(f"# {name} = (unset)" if value is None else f"{name} = {_toml_value(value)}")
+    for key, value in tables.items():
+        name = f"{prefix}.{_toml_key(key)}" if prefix else _toml_key(key)
+        body = to_toml(value, name)
+        lines.append("")
+        lines.append(f"[{name}]")
+        if body:
+            lines.append(body)
+    return "\n".join(lines).strip("\n")
+
+
+def write_project_settings(path: Path, settings: dict[str, Any]) -> Path:
+    """Merge `settings` into a project file (`ascend-quant.toml`, created when missing).
+
+    Keys the settings name are replaced, everything else in the file is kept (comments are
+    not: the file is rewritten). The result is read back through `BuildConfig` before the
+    atomic write, so a written file always loads.
+    """
+    path = Path(path)
+    data = load_project_file(path) if path.exists() else {}
+    _deep_update(data, settings)
+    text = to_toml(data) + "\n"
+    from_mapping(BuildConfig, tomllib.loads(text))
+    return atomic_write_text(path, text)

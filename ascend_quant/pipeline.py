@@ -38,6 +38,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from ascend_quant.analysis.trials import tuned_settings
 from ascend_quant.backends.base import Backend, ConvertRequest
 from ascend_quant.config import BuildConfig, PreprocessConfig, to_mapping
 from ascend_quant.data.calibset import CalibSet, shared_feeds
@@ -66,7 +67,7 @@ from ascend_quant.workspace import (
 log = logging.getLogger("ascend_quant")
 
 # The `--from` names, in build order; a stage re-runs when its phase is at or after the one given.
-STAGES = ("preflight", "calib", "config", "convert", "bench", "compare", "report")
+STAGES = ("preflight", "calib", "tune", "config", "convert", "bench", "compare", "report")
 PRECISIONS = ("fp16", "int8")
 Analyze = Literal["off", "on", "only"]
 
@@ -90,6 +91,8 @@ class SocResult:
     reports: dict[str, str]  # name -> path
     passed: bool
     analysis: dict[str, Any] = field(default_factory=dict)  # analysis.json (build --analyze)
+    tune: dict[str, Any] = field(default_factory=dict)  # precision -> summary (build --tune)
+    settings: dict[str, Any] = field(default_factory=dict)  # what --tune set, as config keys
 
 
 @dataclass(frozen=True)
@@ -259,11 +262,15 @@ class SocWork:
     compare: dict[str, Any] = field(default_factory=dict)
     analysis: dict[str, Any] = field(default_factory=dict)
     reports: dict[str, str] = field(default_factory=dict)
+    tune: dict[str, Any] = field(default_factory=dict)  # precision -> summary; tune.json path
 
 
 @dataclass
 class BuildContext:
-    """Everything a stage may read: the settings, the backend and the earlier stages' records."""
+    """Everything a stage may read: the settings, the backend and the earlier stages' records.
+
+    `config` is the user's config, or for one soc after `tune`, that config with the tuned
+    settings applied (every later stage then renders, converts and judges the tuned model)."""
 
     config: BuildConfig
     source: Path  # the user's .onnx
@@ -588,6 +595,7 @@ def _convert_key(precision: str) -> Callable[[BuildContext], dict[str, Any]]:
             # FP16 reads the calib set only for its overflow check, and of the quant settings
             # only how many batches that check takes.
             "calib": ctx.prepared.calib_sets.sha256,
+            "keep_dtype": list(ctx.config.atc.keep_dtype),  # the simulator keeps them FP32
         }
         if precision == "int8":
             data["quant"] = to_mapping(ctx.config.quant)
@@ -775,6 +783,7 @@ def _report_key(ctx: BuildContext) -> dict[str, Any]:
         "compare": sha256_json(ctx.soc.compare),
         "analysis": sha256_json(ctx.soc.analysis),
         "config": to_mapping(ctx.config),
+        "tune": sha256_json(ctx.soc.tune),
     }
 
 
@@ -797,6 +806,7 @@ def _report_run(ctx: BuildContext) -> Outcome:
         compare=work.compare,
         title=f"{ctx.stem} on {work.soc}",
         analysis=work.analysis or None,
+        tune=read_json(Path(work.tune["tune_json"])) if work.tune else None,
     )
     return Outcome({k: str(v) for k, v in paths.items()}, list(paths.values()))
 
@@ -865,6 +875,65 @@ def _analyze_load(ctx: BuildContext, result: dict[str, Any]) -> None:
     ctx.soc.analysis = dict(result)
 
 
+def _tune_applies(ctx: BuildContext) -> bool:
+    return ctx.config.tune.enabled
+
+
+def _tune_key(ctx: BuildContext) -> dict[str, Any]:
+    pre = ctx.prepared.model
+    data: dict[str, Any] = {
+        "model": pre.model_sha256,
+        "source": pre.source_sha256,
+        "int8_refused": pre.int8_refused,
+        "calib": ctx.prepared.calib_sets.sha256,
+        "eval": ctx.prepared.eval_sets.sha256,
+        "backend": ctx.backend_name,
+        "config": {k: v for k, v in to_mapping(ctx.config).items() if k not in ("bench", "out")},
+    }
+    if not ctx.simulated:
+        data.update(soc=ctx.soc.soc, **_toolkit_settings(ctx))
+    return data
+
+
+def _tune_run(ctx: BuildContext) -> Outcome:
+    from ascend_quant.analysis.tuning import run_for_build
+
+    pre, work = ctx.prepared.model, ctx.soc
+    summary, outputs = run_for_build(
+        ctx.config,
+        backend=ctx.backend,
+        renders_configs=not ctx.simulated,
+        source=ctx.source,
+        model=pre.model_path,
+        source_sha256=pre.source_sha256,
+        input_shapes=pre.input_shapes,
+        soc=work.soc,
+        calib_dirs=ctx.prepared.calib_sets.dirs,
+        eval_dirs=ctx.prepared.eval_sets.dirs,
+        precisions=("fp16",) if pre.int8_refused else ("fp16", "int8"),
+        out_dir=work.directory / "tune",
+        cache_dir=ctx.workspace / ".tune-cache" / ("sim" if ctx.simulated else work.soc),
+        cache_context={
+            "model": pre.model_sha256,
+            "source": pre.source_sha256,
+            "calib": ctx.prepared.calib_sets.sha256,
+            "eval": ctx.prepared.eval_sets.sha256,
+            "backend": ctx.backend_name,
+            **({} if ctx.simulated else {"soc": work.soc, **_toolkit_settings(ctx)}),
+        },
+        progress=ctx.progress,
+        golden=ctx.prepared.golden,
+    )
+    return Outcome(summary, outputs)
+
+
+def _tune_load(ctx: BuildContext, result: dict[str, Any]) -> None:
+    from ascend_quant.analysis.tuning import tuned_config
+
+    ctx.soc.tune = dict(result)
+    ctx.config = tuned_config(ctx.config, result)
+
+
 # --------------------------------------------------------------------------- the table
 
 PIPELINE: tuple[Stage, ...] = (
@@ -872,6 +941,7 @@ PIPELINE: tuple[Stage, ...] = (
     Stage("calib", "calib", False, _self_cached, _calib_run, _calib_load),
     Stage("eval", "calib", False, _self_cached, _eval_run, _eval_load),
     Stage("golden", "compare", False, _golden_key, _golden_run, _golden_load, applies=_measures),
+    Stage("tune", "tune", True, _tune_key, _tune_run, _tune_load, applies=_tune_applies),
     Stage("config", "config", True, _config_key, _config_run, _config_load),
     # INT8 first: its calibration pass records the FP32 statistics the FP16 overflow check reads.
     Stage(
@@ -1096,6 +1166,7 @@ def build(
         soc_results = []
         for soc in config.socs:
             ctx.work = SocWork(soc, workspace / soc)
+            ctx.config = config  # `tune` may have changed it for the previous soc
             for stage in PIPELINE:
                 if stage.per_soc:
                     runner.run(stage)
@@ -1110,6 +1181,8 @@ def build(
                     reports=work.reports,
                     passed=bool(work.compare.get("passed", False)),
                     analysis=work.analysis,
+                    tune=dict(work.tune.get("precisions", {})),
+                    settings=tuned_settings(ctx.config) if work.tune else {},
                 )
             )
     return BuildResult(

@@ -339,6 +339,123 @@ def _num(value: Any) -> float:
     return float(value) if value is not None else math.nan
 
 
+# --- tuning ------------------------------------------------------------------------------------
+
+
+def _tune_metric(trials: list[dict[str, Any]]) -> str:
+    """Cosine when every trial has it (what users read), else the worst gate margin."""
+    has = all((t.get("metrics") or {}).get("cosine") is not None for t in trials)
+    return "cosine" if has and trials else "margin"
+
+
+def _tune_value(trial: dict[str, Any], metric: str) -> float:
+    value = trial.get("margin") if metric == "margin" else (trial.get("metrics") or {})[metric]
+    return _num(value)
+
+
+def tune_plot(path: list[dict[str, Any]], chosen: int | None, threshold: float | None) -> Any:
+    """Geometry of the accuracy-cost path: one point per trial, joined in search order."""
+    metric = _tune_metric(path)
+    values = [_tune_value(t, metric) for t in path]
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return None
+    left, right, top, bottom = 70, 620, 26, 246
+    lo, hi = min(finite), max(finite)
+    if threshold is not None and math.isfinite(threshold):
+        lo, hi = min(lo, threshold), max(hi, threshold)
+    span = (hi - lo) or 1.0
+    lo, hi = lo - 0.05 * span, hi + 0.05 * span
+    cost_top = max([float(t["cost"]) for t in path] + [0.01]) * 1.1
+
+    def x(cost: float) -> float:
+        return round(left + (right - left) * cost / cost_top, 2)
+
+    def y(value: float) -> float:
+        value = value if math.isfinite(value) else lo
+        return round(bottom - (bottom - top) * (value - lo) / (hi - lo), 2)
+
+    points = [
+        {
+            "x": x(float(t["cost"])),
+            "y": y(v),
+            "passed": bool(t["passed"]),
+            "index": t["index"],
+            "chosen": t["index"] == chosen,
+        }
+        for t, v in zip(path, values)
+    ]
+    return {
+        "width": right + 30,
+        "height": bottom + 26,
+        "left": left,
+        "right": right,
+        "bottom": bottom,
+        "metric": metric,
+        "path": " ".join(f"{p['x']},{p['y']}" for p in points),
+        "points": points,
+        "xticks": [
+            {"x": x(cost_top * f / 4), "label": f"{100 * cost_top * f / 4:.0f}%"} for f in range(5)
+        ],
+        "yticks": [
+            {"y": y(lo + (hi - lo) * f / 4), "label": f"{lo + (hi - lo) * f / 4:.4g}"}
+            for f in range(5)
+        ],
+        "threshold_y": y(threshold)
+        if threshold is not None and metric == "cosine"
+        else (y(0.0) if metric == "margin" else None),
+        "threshold_label": f"{threshold:g}"
+        if threshold is not None and metric == "cosine"
+        else "margin 0",
+    }
+
+
+def tune_sections(tune: dict[str, Any] | None, config: dict[str, Any]) -> list[dict[str, Any]]:
+    """One section per tuned precision of `tune.json`: the chosen config, its cost, the path."""
+    if not tune:
+        return []
+    threshold = (config.get("thresholds") or {}).get("cosine_min")
+    sections = []
+    for precision, found in tune.get("precisions", {}).items():
+        path = found.get("path", [])
+        best = found.get("best") or {}
+        metric = _tune_metric(path)
+        delta = found.get("delta", {})
+        sections.append(
+            {
+                "precision": precision,
+                "passed": found["passed"],
+                "message": found["message"],
+                "stop": found["stop"],
+                "floats": delta.get("floats", []),
+                "overrides": [
+                    f"{k}: {v}" for k, v in delta.get("override_layer_configs", {}).items()
+                ],
+                "cost": float(found.get("cost", 0.0)),
+                "params": found.get("params"),
+                "trials": found.get("trials", len(path)),
+                "evaluated": found.get("evaluated", len(path)),
+                "metric": metric,
+                "plot": tune_plot(path, best.get("index"), threshold) if len(path) > 1 else None,
+                "rows": [
+                    {
+                        "index": t["index"],
+                        "phase": t["phase"],
+                        "floats": ", ".join(t["delta"]["floats"]),
+                        "overrides": ", ".join(t["delta"]["override_layer_configs"]),
+                        "cost": f"{100 * float(t['cost']):.1f}%",
+                        "metric": _show(_tune_value(t, metric)),
+                        "passed": t["passed"],
+                        "verdict": t.get("verdict") or ("PASSED" if t["passed"] else "FAILED"),
+                        "cached": t["cached"],
+                    }
+                    for t in path
+                ],
+            }
+        )
+    return sections
+
+
 # --- the report --------------------------------------------------------------------------------
 
 
@@ -456,6 +573,7 @@ def render_html(
     generated: str,
     templates: Path | None = None,
     analysis: dict[str, Any] | None = None,
+    tune: dict[str, Any] | None = None,
 ) -> str:
     """The report page as a string (see `write_report`)."""
     bench_map = json_safe(bench) if bench is not None else None
@@ -485,6 +603,7 @@ def render_html(
         "accuracy": _accuracy_tables(compare_map) if compare_map else [],
         "panels": panels,
         "analysis": analysis_view(json_safe(analysis)) if analysis else None,
+        "tune": tune_sections(tune, config),
     }
     # The same immutable sandbox and plain values as the toolkit configs, HTML-escaped.
     return render_template(REPORT_TEMPLATE, context, templates, autoescape=True)
@@ -500,6 +619,7 @@ def write_report(
     title: str,
     templates: Path | None = None,
     analysis: dict[str, Any] | None = None,
+    tune: dict[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Write `report.json` and a self-contained `report.html` into `out_dir`, atomically.
 
@@ -518,6 +638,8 @@ def write_report(
     }
     if analysis:
         data["analysis"] = analysis
+    if tune:
+        data["tune"] = tune
     html = render_html(
         environment=environment,
         config=config,
@@ -527,6 +649,7 @@ def write_report(
         generated=generated,
         templates=templates,
         analysis=analysis,
+        tune=tune,
     )
     json_path = save_json(out_dir / "report.json", data)
     html_path = atomic_write_text(out_dir / "report.html", html)

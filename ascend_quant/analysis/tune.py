@@ -9,14 +9,16 @@ this order by default:
    activations were clipped, keeping INT8. The option names are opaque here; the caller maps
    them to settings the real toolkit can express. Trying one option on every clipped layer costs
    one trial; when that passes, a binary search finds the shortest prefix of the ranking that
-   still passes, so only the layers that need it are changed.
+   still passes, so only the layers that need it are changed. When none passes, the first
+   option (in the caller's order of preference) that raised the margin is kept for step 2.
 2. `float`: layers kept in float (`skip_layers` for INT8, `--keep_dtype` for FP16), in ranking
    order. First AMCT's binary search over how many of the top-ranked layers (the largest prefix
    within `max_float` is tried first: if it fails no prefix can pass). The last layer of the
    shortest passing prefix is proved necessary; it is kept, the rest of that prefix is re-ranked
    against the model with it in float (as NNCF re-ranks), and the search repeats on them until
    the kept layers pass on their own. A final pass steps back each kept layer (costliest first)
-   and drops it when the model passes without it. With k necessary layers among N this takes
+   and each calibration override kept from step 1, and drops what the model passes without.
+   With k necessary layers among N this takes
    O(k log N) trials instead of AMCT's one-layer-at-a-time linear scan.
 
 Cost model (explicit, replaceable): the share of the model's quantizable MACs kept in float,
@@ -286,7 +288,7 @@ def _calibration_phase(
     if not clipped or not options:
         return None
     base_margin = search.run(base, "calibration").margin
-    best: tuple[float, Delta] | None = None
+    best: Delta | None = None
     for option in options:
 
         def with_option(n: int, option: str = option) -> Delta:
@@ -301,9 +303,9 @@ def _calibration_phase(
                 lambda n: search.run(with_option(n), "calibration").passed, 0, len(clipped)
             )
             return with_option(n)
-        if trial.margin > base_margin and (best is None or trial.margin > best[0]):
-            best = (trial.margin, full)
-    return best[1] if best else None
+        if trial.margin > base_margin and best is None:  # options come in order of preference
+            best = full
+    return best
 
 
 def _float_phase(
@@ -347,6 +349,12 @@ def _float_phase(
         fewer = base.with_floats(fixed).without_float(name)
         if len(fixed) > 1 and search.run(fewer, "prune").passed:
             fixed.remove(name)
+    # Calibration overrides kept because they helped may not be needed once layers are in float.
+    current = base.with_floats(fixed)
+    for layer, _ in base.overrides:
+        fewer = Delta(tuple(o for o in current.overrides if o[0] != layer), current.floats)
+        if search.run(fewer, "prune").passed:
+            current = fewer
     return None
 
 
@@ -421,18 +429,22 @@ def _describe(record: TrialRecord) -> str:
     return ", ".join(parts) or "the default configuration"
 
 
+def _trials(count: int | None) -> str:
+    return f"{count} trial" if count == 1 else f"{count} trials"
+
+
 def _message(stop: StopReason, best: TrialRecord | None, limits: Limits, trials: int) -> str:
     if stop == "already-passed":
         return "the default configuration already passes every gate; nothing to tune"
     if best is not None and best.trial.passed:
         text = f"passes with {_describe(best)} after {trials} trial(s)"
         if stop in ("trials", "seconds"):
-            budget = f"{limits.trials} trials" if stop == "trials" else f"{limits.seconds:g} s"
+            budget = _trials(limits.trials) if stop == "trials" else f"{limits.seconds:g} s"
             text += f" (the budget of {budget} ended the search before it could cut cost further)"
         return text
     found = f"; best so far: {_describe(best)} ({best.trial.verdict or 'FAILED'})" if best else ""
     if stop == "trials":
-        return f"stopped at the trial budget ({limits.trials} trials) before any passed{found}"
+        return f"stopped at the trial budget ({_trials(limits.trials)}) before any passed{found}"
     if stop == "seconds":
         return f"stopped at the time budget ({limits.seconds:g} s) before any passed{found}"
     if stop == "max-float":

@@ -97,6 +97,7 @@ for _name, _command in (
     ("compare", compare_cmd.compare),
     ("build", build_cmd.build),
     ("analyze", analyze_cmd.analyze),
+    ("tune", build_cmd.tune),
 ):
     app.command(_name)(_interruptible(_command))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,8 @@ from ascend_quant.cli.common import (
     split_list,
     styled,
 )
-from ascend_quant.config import BenchConfig, load_build_config
-from ascend_quant.errors import EXIT_THRESHOLD
+from ascend_quant.config import BenchConfig, load_build_config, write_project_settings
+from ascend_quant.errors import EXIT_THRESHOLD, UsageError
 from ascend_quant.pipeline import STAGES, BuildResult, StageRun
 from ascend_quant.pipeline import build as run_build
 
@@ -92,6 +93,18 @@ def build(
     strict: bool = STRICT_OPTION,
     loop: int = typer.Option(None, "--loop", help="Benchmark iterations."),
     warmup: int = typer.Option(None, "--warmup", help="Benchmark warm-up iterations."),
+    tune: bool = typer.Option(
+        False, "--tune", help="When a build fails its gates, search for the cheapest that passes."
+    ),
+    tune_budget: str = typer.Option(
+        None, "--tune-budget", help="Tune budget: trials (40) or time (300s, 5m)."
+    ),
+    max_float: float = typer.Option(
+        None, "--max-float", help="Most share of quantizable MACs tune keeps in float (0.5)."
+    ),
+    write_config: Path = typer.Option(
+        None, "--write-config", help="Write the tuned settings into this ascend-quant.toml."
+    ),
     force: bool = typer.Option(False, "--force", help="Re-run every stage."),
     from_stage: str = typer.Option(None, "--from", help=f"Re-run from: {', '.join(STAGES)}."),
     analyze: bool = typer.Option(
@@ -142,9 +155,12 @@ def build(
         ),
         bench=given(loop=loop, warmup=warmup),
         gears=gear_overrides(dynamic_batch, dynamic_image_size, dynamic_dims, calib_gear),
+        tune=given(enabled=True if tune else None, budget=tune_budget, max_float=max_float),
     )
     overrides = {k: v for k, v in overrides.items() if v != {}}
     config = load_build_config(config_file, overrides)
+    if write_config is not None and not config.tune.enabled:
+        raise UsageError("--write-config writes what --tune found", hint="add --tune")
     with progress_for(json_out) as progress:
         result = run_build(
             model,
@@ -154,16 +170,52 @@ def build(
             progress=progress,
             analyze="only" if analyze_only else "on" if analyze else "off",
         )
+    written = None
+    if write_config is not None:
+        written = write_project_settings(write_config, tuned_settings(result))
     if json_out:
         print_json(result.socs[0].analysis if analyze_only and result.socs else result)
     else:
         if not analyze_only:
             _print_summary(result)
+            _print_tune(result, written)
         for built in result.socs:
             if built.analysis:
                 print_analysis(built.analysis, f"{result.model.name} on {built.soc}")
     if not result.passed and not analyze_only:
         raise typer.Exit(EXIT_THRESHOLD)
+
+
+def tuned_settings(result: BuildResult) -> dict[str, Any]:
+    """The settings a tuned build used (the first soc's; socs on the simulator agree)."""
+    for soc in result.socs:
+        if soc.tune:
+            return soc.settings
+    return {}
+
+
+def _print_tune(result: BuildResult, written: Path | None) -> None:
+    for soc in result.socs:
+        for precision, found in soc.tune.items():
+            mark = ("", "") if found["passed"] else ("not passed: ", "red")
+            err_console.print(
+                styled(f"tune {precision} [{soc.soc}]: ", mark, found["message"]), soft_wrap=True
+            )
+        if soc.tune:
+            err_console.print(styled(f"tune records: {soc.directory / 'tune'}"), soft_wrap=True)
+    if written is not None:
+        err_console.print(styled(f"tuned settings written to {written}"), soft_wrap=True)
+
+
+def tune(**options: Any) -> None:
+    """Build with --tune: from a failing INT8 (or FP16) build to the cheapest one that passes."""
+    build(**{**options, "tune": True})
+
+
+# `tune` takes every build option except --tune itself (it is always on).
+tune.__signature__ = inspect.signature(build).replace(  # type: ignore[attr-defined]
+    parameters=[p for p in inspect.signature(build).parameters.values() if p.name != "tune"]
+)
 
 
 def _print_summary(result: BuildResult) -> None:

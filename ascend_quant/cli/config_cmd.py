@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from ascend_quant.config import (
     load_project_file,
     merge,
     to_mapping,
+    to_toml,
 )
 from ascend_quant.errors import UsageError
 from ascend_quant.jobs import check_gear_target, follow_calib_batch, render_job
@@ -110,35 +110,6 @@ def effective_config(config_file: Path | None, overrides: dict[str, Any]) -> Bui
     """defaults < config file (TOML or quant_config.json) < flags."""
     data = load_config_file(config_file) if config_file is not None else {}
     return merge(from_mapping(BuildConfig, data), overrides)
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        inner = ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items() if v is not None)
-        return "{ " + inner + " }" if inner else "{}"
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return json.dumps(value, ensure_ascii=False)
-
-
-def to_toml(data: dict[str, Any], prefix: str = "") -> str:
-    """TOML text for a config mapping; unset (None) values are shown as comments."""
-    lines: list[str] = []
-    tables = {k: v for k, v in data.items() if isinstance(v, dict)}
-    for key, value in data.items():
-        if key in tables:
-            continue
-        lines.append(f"# {key} = (unset)" if value is None else f"{key} = {_toml_value(value)}")
-    for key, value in tables.items():
-        name = f"{prefix}.{key}" if prefix else key
-        body = to_toml(value, name)
-        lines.append("")
-        lines.append(f"[{name}]")
-        if body:
-            lines.append(body)
-    return "\n".join(lines).strip("\n")
 
 
 def _calib_dirs(entries: list[str] | None, input_names: list[str]) -> dict[str, Path]:

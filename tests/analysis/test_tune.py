@@ -200,3 +200,18 @@ def test_delta_key_is_order_independent_and_round_trips() -> None:
 def test_unknown_strategy_is_rejected() -> None:
     with pytest.raises(ValueError, match="unknown tune strategy"):
         tune(_ranking(4, []), Fake(set()), strategies=("magic",))  # type: ignore[arg-type]
+
+
+def test_overrides_that_only_helped_are_dropped_once_floats_pass() -> None:
+    """An override that raises the margin but is not needed does not stay in the result."""
+
+    class Helpful(Fake):
+        def __call__(self, delta: Delta) -> Trial:
+            trial = super().__call__(delta)
+            bonus = 0.001 if dict(delta.overrides).get("L5") == "ifmr-full" else 0.0
+            return Trial(trial.passed, trial.margin + bonus, trial.metrics, trial.verdict)
+
+    ranking = _ranking(16, ["L3"], clipped=("L5",))
+    result = tune(ranking, Helpful({"L3"}), options=("ifmr-full",))
+    assert result.best is not None
+    assert result.best.delta == Delta.of(floats=["L3"])

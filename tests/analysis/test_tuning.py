@@ -1,0 +1,188 @@
+"""`build --tune` end to end on the simulator, on models with deliberately sensitive layers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import tune_models
+from cli.clirun import run_cli
+
+from ascend_quant import render
+from ascend_quant.config import BuildConfig, load_build_config, load_project_file, merge
+from ascend_quant.pipeline import build
+
+pytestmark = pytest.mark.slow
+
+
+def _config(tmp_path: Path, **tune: object) -> BuildConfig:
+    return merge(
+        BuildConfig(),
+        {
+            "backend": "sim",
+            "out": str(tmp_path / "ws"),
+            "bench": {"warmup": 1, "loop": 2},
+            "calib": {"limit": 6, "jobs": 1},
+            "tune": {"enabled": True, **tune},
+        },
+    )
+
+
+@pytest.fixture
+def one_sensitive(tmp_path: Path) -> Path:
+    return tune_models.save(tune_models.outlier_chain(6, (3,), hw=12), tmp_path / "m.onnx")
+
+
+@pytest.fixture
+def two_sensitive(tmp_path: Path) -> Path:
+    return tune_models.save(tune_models.outlier_chain(8, (2, 6), hw=12), tmp_path / "m2.onnx")
+
+
+def test_finds_the_sensitive_layer_and_writes_it_everywhere(one_sensitive: Path, tmp_path: Path):
+    result = build(one_sensitive, _config(tmp_path))
+    assert result.passed
+    soc = result.socs[0]
+    int8 = soc.tune["int8"]
+    assert int8["passed"] and int8["stop"] == "passed"
+    assert int8["delta"]["floats"] == ["conv3"]
+    assert soc.tune["fp16"]["stop"] == "already-passed"
+    configs = soc.directory / "configs"
+    for name in ("simple_config.cfg", "amct_config.cfg"):
+        parsed = render.validate_rendered(name, (configs / name).read_text())
+        assert parsed["skip_layers"] == ["conv3"], name
+    quant_config = json.loads((configs / "quant_config.json").read_text())
+    assert quant_config["quantize_info"]["skip_layers"] == ["conv3"]
+    records = json.loads((soc.directory / "tune" / "tune.json").read_text())["precisions"]
+    path = records["int8"]["path"]
+    assert path[0]["phase"] == "baseline" and not path[0]["passed"]
+    assert path[-1]["delta"]["floats"] or records["int8"]["best"]["passed"]
+    assert all({"delta", "cost", "metrics", "verdict", "cached"} <= set(t) for t in path)
+    ranking = json.loads((soc.directory / "tune" / "tune_ranking.json").read_text())
+    assert ranking["int8"][0]["name"] == "conv3"  # the isolated error ranks it first
+    assert {c["name"] for c in ranking["int8"]} == {f"conv{i}" for i in range(6)}
+    assert 0 < records["int8"]["cost"] < 0.5
+
+    again = build(one_sensitive, _config(tmp_path))
+    assert all(run.reused for run in again.stages)
+    forced = build(one_sensitive, _config(tmp_path), from_stage="tune")
+    resumed = json.loads((soc.directory / "tune" / "tune.json").read_text())["precisions"]
+    assert forced.passed
+    assert all(t["cached"] for t in resumed["int8"]["path"])  # every trial from the cache
+
+
+def test_two_sensitive_layers_and_not_others(two_sensitive: Path, tmp_path: Path):
+    result = build(two_sensitive, _config(tmp_path))
+    int8 = result.socs[0].tune["int8"]
+    assert result.passed
+    assert sorted(int8["delta"]["floats"]) == ["conv2", "conv6"]
+    assert int8["evaluated"] < 2 * 8  # far below a scan of every layer and pair
+
+
+def test_max_float_stops_with_exit_1_and_writes_the_best_so_far(
+    one_sensitive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    code, _, err = run_cli(
+        capsys,
+        "tune",
+        str(one_sensitive),
+        "--backend",
+        "sim",
+        "--out",
+        str(tmp_path / "ws"),
+        "--limit",
+        "6",
+        "--loop",
+        "2",
+        "--max-float",
+        "0.01",
+    )
+    assert code == 1
+    assert "max_float" in err and "not passed" in err
+    configs = tmp_path / "ws" / "Ascend310P3" / "configs"
+    record = json.loads((tmp_path / "ws" / "Ascend310P3" / "tune" / "tune.json").read_text())
+    best = record["precisions"]["int8"]["delta"]
+    written = json.loads((configs / "quant_config.json").read_text())["quantize_info"]
+    assert sorted(written["override_layer_configs"]) == sorted(best["override_layer_configs"])
+    assert written["skip_layers"] == best["floats"]
+
+
+def test_trial_budget_stops_with_a_message(one_sensitive: Path, tmp_path: Path, capsys):
+    code, _, err = run_cli(
+        capsys,
+        "build",
+        str(one_sensitive),
+        "--backend",
+        "sim",
+        "--out",
+        str(tmp_path / "ws"),
+        "--limit",
+        "6",
+        "--loop",
+        "2",
+        "--tune",
+        "--tune-budget",
+        "1",
+    )
+    assert code == 1
+    assert "trial budget (1 trial) before any passed" in err
+
+
+def test_write_config_makes_the_next_build_a_plain_cached_one(
+    one_sensitive: Path, tmp_path: Path, capsys
+):
+    project = tmp_path / "ascend-quant.toml"
+    project.write_text("[thresholds]\ncosine_min = 0.99\n")
+    args = ["--backend", "sim", "--out", str(tmp_path / "ws"), "--limit", "6", "--loop", "2"]
+    code, _, err = run_cli(
+        capsys,
+        "tune",
+        str(one_sensitive),
+        *args,
+        "--config",
+        str(project),
+        "--write-config",
+        str(project),
+    )
+    assert code == 0, err
+    data = load_project_file(project)
+    assert data["quant"]["skip_layers"] == ["conv3"]
+    assert data["thresholds"]["cosine_min"] == 0.99  # the user's own settings are kept
+    assert load_build_config(project).quant.skip_layers == ("conv3",)
+    code, _, err = run_cli(capsys, "build", str(one_sensitive), *args, "--config", str(project))
+    assert code == 0, err
+    reused = next(line for line in err.splitlines() if line.startswith("reused:"))
+    assert "convert-int8[Ascend310P3]" in reused and "compare[Ascend310P3]" in reused
+
+
+def test_the_atc_stand_in_receives_the_tuned_simple_config(
+    one_sensitive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Tune on the simulator, write the result back, build for the real toolkit: the simple
+    config atc reads through --compression_optimize_conf is the tuned one, byte for byte."""
+    from fakes.cann import use_fakes_on_path
+    from fakes.pylib import fakecann
+
+    from ascend_quant.config import write_project_settings
+
+    tuned = build(one_sensitive, _config(tmp_path))
+    project = write_project_settings(tmp_path / "ascend-quant.toml", tuned.socs[0].settings)
+    tuned_cfg = (tuned.socs[0].directory / "configs" / "simple_config.cfg").read_text()
+
+    use_fakes_on_path(monkeypatch, tmp_path)
+    config = merge(
+        load_build_config(project),
+        {
+            "backend": "atc",
+            "out": str(tmp_path / "real"),
+            "calib": {"limit": 6, "jobs": 1},
+            "bench": {"warmup": 1, "loop": 2},
+            "atc": {"int8_route": "atc"},
+        },
+    )
+    real = build(one_sensitive, config)
+    info = fakecann.read_om(real.socs[0].artifacts["int8"])
+    assert info is not None
+    received = info["received"]["config_file"]
+    assert received == tuned_cfg
+    assert 'skip_layers : "conv3"' in received

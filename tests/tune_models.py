@@ -1,0 +1,77 @@
+"""Models built in code with deliberately sensitive layers, for the tuning tests and benchmark.
+
+`outlier_chain(n, sensitive)`: n 3x3 convolutions (8 channels, ReLU between them, residual-free)
+on a 3-channel image. Before each layer in `sensitive`, the previous layer emits one extra
+channel that is a constant ~`outlier` (a large bias) which the sensitive layer ignores (zero
+weights). Quantizing that layer's input per tensor spreads 256 levels over [0, outlier], so its
+real signal (about 0..2) falls into one or two levels: INT8 fails, and keeping exactly that layer
+in float fixes it. No calibration setting helps (the outlier is real, not a clipped tail).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from ascend_quant.onnx_io import save_for_ort
+
+OPSET = 17
+CH = 8
+
+
+def _w(shape: tuple[int, ...], seed: int, scale: float) -> np.ndarray:
+    return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(np.float32)
+
+
+def layer_name(i: int) -> str:
+    return f"conv{i}"
+
+
+def outlier_chain(
+    n: int = 8, sensitive: Iterable[int] = (3,), hw: int = 16, outlier: float = 400.0
+) -> onnx.ModelProto:
+    """See the module docstring; layer i is named `conv{i}`, 0 <= i < n."""
+    marked = set(sensitive)
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, hw, hw])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, hw, hw])
+    inits, nodes = [], []
+    source, in_ch = "input", 3
+    for i in range(n):
+        last = i == n - 1
+        out_ch = 3 if last else CH
+        extra = 1 if (i + 1) in marked and not last else 0  # the outlier channel for layer i+1
+        weight = _w((out_ch + extra, in_ch, 3, 3), 10 + i, (2.0 / (9 * in_ch)) ** 0.5)
+        bias = np.full(out_ch + extra, 0.05, np.float32)
+        if in_ch > CH:  # this layer ignores the outlier channel it receives
+            weight[:, CH:] = 0.0
+        if extra:
+            weight[out_ch:] *= 0.01
+            bias[out_ch:] = outlier
+        inits += [
+            numpy_helper.from_array(weight, f"w{i}"),
+            numpy_helper.from_array(bias, f"b{i}"),
+        ]
+        out = "output" if last else f"c{i}"
+        nodes.append(
+            helper.make_node(
+                "Conv", [source, f"w{i}", f"b{i}"], [out], name=layer_name(i), pads=[1, 1, 1, 1]
+            )
+        )
+        if not last:
+            nodes.append(helper.make_node("Relu", [out], [f"r{i}"], name=f"relu{i}"))
+            source = f"r{i}"
+        in_ch = out_ch + extra
+    graph = helper.make_graph(nodes, "outlier_chain", [x], [y], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    return model
+
+
+def save(model: onnx.ModelProto, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_for_ort(model, path)
+    return path
