@@ -75,3 +75,41 @@ def save(model: onnx.ModelProto, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     save_for_ort(model, path)
     return path
+
+
+def overflow_chain(hw: int = 12, gain: float = 1e5) -> onnx.ModelProto:
+    """conv0 -> relu0 -> `amplify` (x gain) -> `clamp` (ReLU) -> conv1 (weights / gain) -> ...
+
+    In FP32 the gain cancels; in FP16 `amplify`'s output (relu0 values of 1 or more times 1e5) is
+    beyond 65504 and becomes inf. Keeping `amplify`, `clamp` and `conv1` (each reads the
+    previous one's output) in FP32 is the fix; keeping only some of them is not. The ReLU keeps
+    onnxsim from folding the gain into conv1's weights.
+    """
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, hw, hw])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, hw, hw])
+    w0 = _w((CH, 3, 3, 3), 1, 3.0)
+    w1 = _w((CH, CH, 1, 1), 2, (2.0 / CH) ** 0.5) / gain  # 1x1: cheap to keep in FP32
+    w2 = _w((3, CH, 3, 3), 3, (2.0 / (9 * CH)) ** 0.5)
+    inits = [
+        numpy_helper.from_array(w0, "w0"),
+        numpy_helper.from_array(np.full(CH, 0.1, np.float32), "b0"),
+        numpy_helper.from_array(np.array(gain, np.float32), "gain"),
+        numpy_helper.from_array(w1.astype(np.float32), "w1"),
+        numpy_helper.from_array(np.full(CH, 0.1, np.float32), "b1"),
+        numpy_helper.from_array(w2, "w2"),
+        numpy_helper.from_array(np.zeros(3, np.float32), "b2"),
+    ]
+    pads = [1, 1, 1, 1]
+    nodes = [
+        helper.make_node("Conv", ["input", "w0", "b0"], ["c0"], name="conv0", pads=pads),
+        helper.make_node("Relu", ["c0"], ["r0"], name="relu0"),
+        helper.make_node("Mul", ["r0", "gain"], ["big"], name="amplify"),
+        helper.make_node("Relu", ["big"], ["bigr"], name="clamp"),
+        helper.make_node("Conv", ["bigr", "w1", "b1"], ["c1"], name="conv1"),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["output"], name="conv2", pads=pads),
+    ]
+    graph = helper.make_graph(nodes, "overflow_chain", [x], [y], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    return model

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ascend_quant.analysis.tune import Delta, Trial
-from ascend_quant.backends.base import Backend
+from ascend_quant.backends.base import Artifact, Backend
 from ascend_quant.compare import (
     THRESHOLD_METRICS,
     CandidateResult,
@@ -174,10 +174,9 @@ class TrialEvaluator:
     def config_for(self, delta: Delta) -> BuildConfig:
         return apply_delta(self.config, delta, self.precision)
 
-    def __call__(self, delta: Delta) -> Trial:
-        started = time.perf_counter()
-        config = self.config_for(delta)
-        config_dir = self.work_dir / "configs"
+    def convert(self, config: BuildConfig, work_dir: Path) -> Artifact:
+        """Convert the model under `config` into `work_dir` (configs rendered first on atc)."""
+        config_dir = work_dir / "configs"
         if self.renders_configs:
             render_job(
                 config,
@@ -187,7 +186,7 @@ class TrialEvaluator:
                 input_shapes=self.input_shapes,
                 calib_dirs=self.calib_dirs,
                 config_dir=config_dir,
-                om_dir=self.work_dir / "om",
+                om_dir=work_dir / "om",
                 name=self.source.stem,
             )
         request = make_request(
@@ -197,12 +196,17 @@ class TrialEvaluator:
             input_shapes=self.input_shapes,
             soc=self.soc,
             precision=self.precision,
-            out_dir=self.work_dir / "om",
+            out_dir=work_dir / "om",
             name=self.source.stem,
             calib_dirs=self.calib_dirs,
             config_dir=config_dir,
         )
-        artifact = self.backend.convert(request, self.progress)
+        return self.backend.convert(request, self.progress)
+
+    def __call__(self, delta: Delta) -> Trial:
+        started = time.perf_counter()
+        config = self.config_for(delta)
+        artifact = self.convert(config, self.work_dir)
         result = compare_models(
             self.source,
             [artifact.path],

@@ -359,7 +359,7 @@ def _float_phase(
 
 
 def tune(
-    ranking: Sequence[Candidate],
+    ranking: Sequence[Candidate] | Callable[[], Sequence[Candidate]],
     evaluate: Evaluator,
     *,
     limits: Limits = Limits(),
@@ -372,7 +372,8 @@ def tune(
 ) -> TuneResult:
     """Search for the cheapest passing change to the default configuration (module docstring).
 
-    `ranking`: every quantizable layer, most sensitive first (it is re-sorted by sensitivity).
+    `ranking`: every quantizable layer, most sensitive first (it is re-sorted by sensitivity);
+    or a function computing it, called only when the default configuration fails.
     `options`: calibration option names for the `calibration` strategy, tried in order.
     `clip_min`: layers whose clip fraction exceeds it are the calibration strategy's targets.
     """
@@ -381,16 +382,18 @@ def tune(
             raise ValueError(f"unknown tune strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
     if not 0.0 <= limits.max_float <= 1.0:
         raise ValueError(f"max_float must be within [0, 1], got {limits.max_float}")
-    ordered = sorted(ranking, key=lambda c: -c.sensitivity)
-    search = _Search(
-        evaluate, {c.name: c.cost for c in ordered}, limits, cache or MemoryCache(), clock
-    )
+    search = _Search(evaluate, {}, limits, cache or MemoryCache(), clock)
     base = Delta()
     stop: StopReason | None = None
+    ordered: list[Candidate] = []
     try:
         baseline = search.run(base, "baseline")
         if baseline.passed:
             stop = "already-passed"
+        else:
+            listed = ranking() if callable(ranking) else ranking
+            ordered = sorted(listed, key=lambda c: -c.sensitivity)
+            search.costs = {c.name: c.cost for c in ordered}
         for strategy in strategies if stop is None else ():
             if strategy == "calibration":
                 found = _calibration_phase(search, base, ordered, options, clip_min)

@@ -17,8 +17,8 @@ from typing import Any, Protocol
 
 import onnx
 
+from ascend_quant.analysis.analyze import analyze_models
 from ascend_quant.analysis.cost import layer_costs, quantizable_costs, shares
-from ascend_quant.analysis.sensitivity import LayerScore, isolated_scores
 from ascend_quant.analysis.trials import (
     DiskTrialCache,
     TrialEvaluator,
@@ -34,9 +34,19 @@ from ascend_quant.progress import NULL_PROGRESS, Progress
 from ascend_quant.workspace import atomic_write_json, tool_fingerprint
 
 TUNE_JSON = "tune.json"
+SQNR_CAP_DB = 200.0  # an exact layer (infinite SQNR) ranks last, not out of the table
+OVERFLOW_SENSITIVITY = 1e9  # an FP16 overflow outranks any finite error
 RANKING_JSON = "tune_ranking.json"
 # Ops that never compute in a precision of their own: not candidates for --keep_dtype.
 _NO_COMPUTE = ("Constant", "Identity", "Shape", "Reshape", "Flatten", "Squeeze", "Unsqueeze")
+
+
+@dataclass(frozen=True)
+class LayerScore:
+    """What the per-layer analysis says about one layer under a configuration."""
+
+    sensitivity: float  # higher = this layer alone hurts more (-isolated SQNR, dB)
+    clip_fraction: float = 0.0  # share of its input values outside the calibrated range
 
 
 class LayerScorer(Protocol):
@@ -119,13 +129,9 @@ def tune_precision(
     trials, seconds = parse_budget(config.tune.budget)
     limits = Limits(trials=trials, seconds=seconds, max_float=config.tune.max_float)
     cache = DiskTrialCache(cache_dir, cache_context)
-    baseline = cache.get(Delta().key())
-    if baseline is None:
-        baseline = evaluator(Delta())
-        cache.put(Delta().key(), baseline)
-    ranking: list[Candidate] = []
-    if not baseline.passed:
-        ranking = _ranking(scorer, config, precision, costs, list(costs))
+
+    def ranking() -> list[Candidate]:
+        return _ranking(scorer, config, precision, costs, list(costs))
 
     def rerank(delta: Delta, names: list[str]) -> list[Candidate]:
         return _ranking(scorer, apply_delta(config, delta, precision), precision, costs, names)
@@ -256,7 +262,7 @@ def run_for_build(
 
     _, done = tune_soc(
         make_evaluator,
-        scorer or default_scorer(calib_dirs, eval_dirs, model),
+        scorer or analysis_scorer(make_evaluator, model, eval_dirs, out_dir / "rank"),
         config,
         model,
         out_dir,
@@ -272,16 +278,38 @@ def run_for_build(
     return summary, [out_dir / TUNE_JSON, out_dir / RANKING_JSON]
 
 
-def default_scorer(
-    calib_dirs: dict[str, Path],
-    eval_dirs: dict[str, Path],
+def analysis_scorer(
+    make_evaluator: Callable[[BuildConfig, Precision], TrialEvaluator],
     model: Path,
+    eval_dirs: dict[str, Path],
+    work_dir: Path,
 ) -> LayerScorer:
-    """Isolated per-layer sensitivity on the evaluation set (analysis/sensitivity.py)."""
+    """The per-layer analysis (`analysis/layers.py`) as a `LayerScorer`: convert under the
+    config, then rank layers by isolated error on the evaluation set, with clip fractions."""
 
     def score(
         config: BuildConfig, precision: Precision, names: Sequence[str]
     ) -> dict[str, LayerScore]:
-        return isolated_scores(config, precision, names, model, calib_dirs, eval_dirs)
+        evaluator = make_evaluator(config, precision)
+        artifact = evaluator.convert(config, work_dir / precision)
+        analysis = analyze_models(
+            model,
+            {precision: artifact.path},
+            eval_dirs,
+            keep_dtype=tuple(config.atc.keep_dtype),
+            progress=evaluator.progress,
+        )
+        wanted = set(names)
+        overflow = {x.name for x in analysis.overflowing()} if precision == "fp16" else set()
+        scores = {}
+        for layer in analysis.ranking(precision):
+            if layer.name not in wanted:
+                continue
+            sqnr = min(layer.isolated_sqnr, SQNR_CAP_DB)
+            scores[layer.name] = LayerScore(
+                OVERFLOW_SENSITIVITY if layer.name in overflow else -sqnr,
+                layer.clip_fraction or 0.0,
+            )
+        return scores
 
     return score

@@ -108,7 +108,9 @@ def main() -> None:
     with torch.no_grad():
         for img in holdout:
             clean = img[:128, :128].transpose(2, 0, 1)[None].copy()
-            noisy = np.clip(clean + np.random.default_rng(1).normal(0, args.sigma, clean.shape), 0, 1)
+            noisy = np.clip(
+                clean + np.random.default_rng(1).normal(0, args.sigma, clean.shape), 0, 1
+            )
             out = model(torch.from_numpy(noisy.astype(np.float32))).numpy()
             scores.append((psnr(noisy, clean), psnr(np.clip(out, 0, 1), clean)))
     with tempfile.TemporaryDirectory() as tmp:
@@ -130,7 +132,9 @@ def main() -> None:
     sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     tile = np.random.default_rng(2).random((1, 3, 128, 128), dtype=np.float32)
     with torch.no_grad():
-        worst = float(np.abs(sess.run(None, {"input": tile})[0] - model(torch.from_numpy(tile)).numpy()).max())
+        worst = float(
+            np.abs(sess.run(None, {"input": tile})[0] - model(torch.from_numpy(tile)).numpy()).max()
+        )
     args.out.write_bytes(proto.SerializeToString())
     print(
         json.dumps(

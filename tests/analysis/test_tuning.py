@@ -186,3 +186,18 @@ def test_the_atc_stand_in_receives_the_tuned_simple_config(
     received = info["received"]["config_file"]
     assert received == tuned_cfg
     assert 'skip_layers : "conv3"' in received
+
+
+def test_fp16_overflow_finds_the_ops_to_keep_in_fp32(tmp_path: Path):
+    model = tune_models.save(tune_models.overflow_chain(), tmp_path / "of.onnx")
+    result = build(model, _config(tmp_path))
+    soc = result.socs[0]
+    fp16 = soc.tune["fp16"]
+    assert fp16["passed"], fp16["message"]
+    assert sorted(fp16["delta"]["floats"]) == ["amplify", "clamp", "conv1"]
+    configs = soc.directory / "configs"
+    kept = (configs / "keep_dtype.cfg").read_text().splitlines()
+    assert sorted(kept) == ["amplify", "clamp", "conv1"]
+    assert "--keep_dtype=" in (configs / "atc_fp16.sh").read_text()
+    fp16_result = next(c for c in soc.compare["candidates"] if c["precision"] == "fp16")
+    assert fp16_result["passed"]
