@@ -135,6 +135,34 @@ def _worst_window(error: np.ndarray, ch: int, cw: int) -> tuple[int, int]:
     return int(y), int(x)
 
 
+def output_geometry(out_len: int, in_len: int) -> tuple[float, float]:
+    """(scale, border): output pixel o comes from input position o / scale + border.
+
+    Covers outputs that are not an exact multiple of the input: valid convolutions trim a
+    border before an integer upscale (out = s·(in − 2b), e.g. 2·(H − 14): s = 2, b = 7) or at
+    the same scale (out = in − 2b); integer downscales (in = k·out); else plain proportion.
+    """
+    if out_len <= 0 or in_len <= 0:
+        return 1.0, 0.0
+    if in_len >= 2 * out_len and in_len % out_len == 0:
+        return out_len / in_len, 0.0  # an integer downscale
+    scale = max(1, round(out_len / in_len))
+    if out_len % scale == 0 and in_len >= out_len // scale:
+        trimmed = in_len - out_len // scale
+        if trimmed % 2 == 0 and trimmed <= in_len // 2:
+            return float(scale), trimmed / 2.0
+    return out_len / in_len, 0.0
+
+
+def input_span(start: int, length: int, out_len: int, in_len: int) -> tuple[int, int]:
+    """The input rows (or columns) [a, b) that produced output rows [start, start + length)."""
+    scale, border = output_geometry(out_len, in_len)
+    a = int(start / scale + border)
+    b = int(np.ceil((start + length) / scale + border))
+    a = min(max(a, 0), in_len - 1)
+    return a, min(max(b, a + 1), in_len)
+
+
 def image_panels(sample: dict[str, Any], labels: dict[str, str]) -> dict[str, Any] | None:
     """Crops of input, FP32 and each candidate, plus |candidate − FP32| heatmaps, as data URIs.
 
@@ -162,9 +190,11 @@ def image_panels(sample: dict[str, Any], labels: dict[str, str]) -> dict[str, An
     lo, hi = (0.0, 1.0) if g_lo >= 0.0 and g_hi <= 1.0 else (g_lo, g_hi)
     tiles = []
     if source is not None:
-        sh, sw = source.shape[:2]
-        sy, sx = y * sh // h, x * sw // w
-        crop = source[sy : sy + max(1, ch * sh // h), sx : sx + max(1, cw * sw // w)]
+        (sy, sy_end), (sx, sx_end) = (
+            input_span(y, ch, h, source.shape[0]),
+            input_span(x, cw, w, source.shape[1]),
+        )
+        crop = source[sy:sy_end, sx:sx_end]
         tiles.append(
             {
                 "label": "input",

@@ -85,3 +85,19 @@ def test_colormap_ends() -> None:
     assert rgb.dtype == np.uint8
     assert tuple(rgb[0]) == (0, 0, 4) and tuple(rgb[1]) == (252, 255, 164)
     assert tuple(rgb[2]) == tuple(rgb[1])
+
+
+def test_input_crop_maps_outputs_that_are_not_a_multiple_of_the_input() -> None:
+    from ascend_quant.report import input_span, output_geometry
+
+    # valid convolutions then x2: out = 2·(H − 14) -> scale 2, a 7-pixel border trimmed
+    assert output_geometry(2 * (64 - 14), 64) == (2.0, 7.0)
+    assert input_span(0, 96, 100, 64) == (7, 55)  # output rows 0..96 <- input rows 7..55
+    assert input_span(4, 96, 100, 64) == (9, 57)
+    # exact multiples and same-size outputs keep the plain mapping
+    assert output_geometry(256, 128) == (2.0, 0.0)
+    assert input_span(32, 96, 256, 128) == (16, 64)
+    assert output_geometry(60, 64) == (1.0, 2.0)  # same scale, valid 5x5 conv
+    # an integer downscale (a 1/4-resolution map)
+    assert output_geometry(16, 64) == (0.25, 0.0)
+    assert input_span(4, 8, 16, 64) == (16, 48)

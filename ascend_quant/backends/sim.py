@@ -31,7 +31,13 @@ from ascend_quant.backends.base import (
     RunResult,
     run_to_files,
 )
-from ascend_quant.backends.simfile import is_sim_om, read_sim_metadata, read_sim_om, write_sim_om
+from ascend_quant.backends.simfile import (
+    is_sim_om,
+    payload_size,
+    read_sim_metadata,
+    read_sim_om,
+    write_sim_om,
+)
 from ascend_quant.config import BenchConfig, QuantConfig, to_mapping
 from ascend_quant.data.calibset import CalibFeeds, CalibSet
 from ascend_quant.data.feeds import check_feeds
@@ -457,9 +463,12 @@ class SimBackend:
                     batch_size=batch,
                     latency_ms=stats,
                     throughput=1000.0 * batch / stats.mean if stats.mean > 0 else 0.0,
-                    file_size_bytes=om.stat().st_size,
+                    # The model payload only: the container's metadata (scales, specs, hashes)
+                    # has no counterpart in a real .om and would make INT8 read bigger.
+                    file_size_bytes=payload_size(om),
                     gear=gear,
                     extra={
+                        "container_bytes": om.stat().st_size,
                         "onnxruntime": _ort_version(),
                         "cpu": platform.processor() or platform.machine(),
                         "cpu_count": os.cpu_count(),

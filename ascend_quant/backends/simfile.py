@@ -73,6 +73,14 @@ def read_sim_metadata(path: Path) -> dict[str, Any]:
         return _decode_meta(path, handle.read(meta_len), meta_len)
 
 
+def payload_size(path: Path) -> int:
+    """Bytes of the model the simulator runs, without header and metadata: the figure that
+    compares like for like with a real .om (whose size is its model)."""
+    path = Path(path)
+    with open(path, "rb") as handle:
+        return _check_header(path, handle.read(HEADER_LEN))[1]
+
+
 def read_sim_om(path: Path) -> tuple[dict[str, Any], bytes]:
     """(metadata, ONNX bytes); UsageError for real oms, other files and truncated containers."""
     path = Path(path)
