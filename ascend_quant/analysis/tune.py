@@ -326,6 +326,8 @@ def _float_phase(
         pool.append(cand.name)
         spent += cand.cost
     everything = len(pool) == sum(1 for c in ranking if c.name not in base.floats)
+    if everything:  # at least one layer stays quantized, or it is not an INT8 model at all
+        pool = pool[:-1]
     if not pool:
         return "max-float"
     if not search.run(base.with_floats(pool), "float").passed:
@@ -455,4 +457,4 @@ def _message(stop: StopReason, best: TrialRecord | None, limits: Limits, trials:
             f"stopped at max_float: no passing configuration keeps at most {limits.max_float:.0%} "
             f"of the quantizable MACs in float{found}"
         )
-    return f"no configuration passes, even with every quantizable layer in float{found}"
+    return f"no configuration passes, even with all quantizable layers but one in float{found}"
