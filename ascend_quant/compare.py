@@ -308,7 +308,7 @@ def _precision_of(om: Path) -> str | None:
                 return value
         except (ValueError, AttributeError, OSError):
             pass
-    match = re.search(r"(fp16|int8|fp32)", om.stem.lower())
+    match = re.search(r"(fp16|int8|w8|fp32)", om.stem.lower())
     return match.group(1) if match else None
 
 

@@ -38,7 +38,10 @@ ActAlgorithm = Literal["ifmr", "hfmg", "minmax", "percentile", "entropy"]
 Backend = Literal["auto", "atc", "sim"]
 Int8Route = Literal["auto", "atc", "amct"]
 FlagDialect = Literal["documented", "sample"]
-Precision = Literal["fp16", "int8"]
+# int8 is W8A8 (weights and activations); w8 is weight-only INT8 (weight_compress_only),
+# activations stay FP16.
+Precision = Literal["fp16", "int8", "w8"]
+PRECISIONS: tuple[Precision, ...] = ("fp16", "int8", "w8")
 InputKind = Literal["auto", "image", "array"]
 TuneStrategy = Literal["calibration", "float"]
 

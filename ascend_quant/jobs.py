@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ascend_quant import render
 from ascend_quant.backends.base import Artifact, Backend, ConvertRequest
-from ascend_quant.config import BuildConfig, Precision, merge
+from ascend_quant.config import PRECISIONS, BuildConfig, Precision, merge
 from ascend_quant.data.feeds import RANDOM_WARNING
 from ascend_quant.data.inputs import is_random, make_sets, plan_inputs
 from ascend_quant.errors import UsageError
@@ -25,9 +25,21 @@ if TYPE_CHECKING:  # model imports onnx; the CLI imports this module at start-up
 
 log = logging.getLogger("ascend_quant")
 
-# (route, script name); route "atc" is ATC-native calibration, "amct" is amct_onnx then atc.
-SCRIPTS = (("fp16", "atc_fp16.sh"), ("atc", "atc_int8.sh"), ("amct", "amct_int8.sh"))
-_ROUTE_NEEDS = {"atc": render.COMPRESSION_CONFIG, "amct": render.AMCT_CONFIG}
+# (route, script name); route "atc" is ATC-native calibration, "amct" is amct_onnx then atc,
+# "w8" is atc's weight-only INT8 (weight_compress_only).
+SCRIPTS = (
+    ("fp16", "atc_fp16.sh"),
+    ("atc", "atc_int8.sh"),
+    ("amct", "amct_int8.sh"),
+    ("w8", "atc_w8.sh"),
+)
+_ROUTE_NEEDS = {
+    "atc": render.COMPRESSION_CONFIG,
+    "amct": render.AMCT_CONFIG,
+    "w8": render.COMPRESSION_CONFIG_W8,
+}
+_ROUTE_PRECISION: dict[str, Precision] = {"fp16": "fp16", "w8": "w8"}
+_ROUTE_LABEL = {"fp16": "FP16", "w8": "weight-only INT8 (weight_compress_only)"}
 
 
 def make_request(
@@ -119,7 +131,7 @@ def render_job(
             source_sha256=source_sha256,
             input_shapes=input_shapes,
             soc=soc,
-            precision="fp16" if route == "fp16" else "int8",
+            precision=_ROUTE_PRECISION.get(route, "int8"),
             out_dir=om_dir,
             name=name,
             calib_dirs=calib_dirs,
@@ -131,7 +143,7 @@ def render_job(
         except UsageError as exc:
             log.warning(f"{script} not written: {exc.message}")
             continue
-        label = "FP16" if route == "fp16" else f"INT8, route {route}"
+        label = _ROUTE_LABEL.get(route, f"INT8, route {route}")
         if gears is not None:
             label += f", {gears.kind} gears {' '.join(gears.labels)}"
             if route != "fp16":
@@ -174,9 +186,11 @@ def convert_model(
     from ascend_quant.model import preflight, refuse_int8_reason
     from ascend_quant.soc import get_soc
 
-    if precision not in ("fp16", "int8"):
-        raise UsageError(f"--precision: '{precision}' is not fp16 or int8")
-    get_soc(soc)
+    if precision not in PRECISIONS:
+        raise UsageError(f"--precision: '{precision}' is not fp16, int8 or w8")
+    info = get_soc(soc)
+    if precision == "w8" and info.w8_refusal:
+        raise UsageError(info.w8_refusal, hint="use --precision int8 (W8A8) or fp16 for this soc")
     pinned = {n: s.value for n, s in config.inputs.items() if s.value is not None}
     pre = preflight(
         model,
@@ -191,6 +205,16 @@ def convert_model(
     check_gear_target(config, soc, pre.gears)
     if not calib_dirs and (config.calib.sources or any(s.calib for s in config.inputs.values())):
         calib_dirs = make_calib_dirs(pre, config, out / "calib", progress)
+    if precision == "w8":
+        reason = refuse_int8_reason(pre.summary)
+        if reason:
+            raise UsageError(reason, hint="convert the float model, or use --precision fp16")
+        if backend.name == "atc" and not calib_dirs:
+            raise UsageError(
+                "--precision w8 on the atc backend needs calibration data: atc's compression "
+                "step reads input_data_dir even when only weights are quantized",
+                hint="create a set with `ascend-quant calib` and pass --calib DIR",
+            )
     if precision == "int8":
         reason = refuse_int8_reason(pre.summary)
         if reason:
@@ -203,7 +227,7 @@ def convert_model(
     config = follow_calib_batch(config, calib_dirs)
     config_dir: Path | None = None
     if backend.name == "atc" and (
-        precision == "int8" or config.aipp.enabled or config.atc.keep_dtype
+        precision != "fp16" or config.aipp.enabled or config.atc.keep_dtype
     ):
         config_dir = out / soc / "configs"
         render_job(

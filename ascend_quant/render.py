@@ -54,6 +54,8 @@ QUANT_CONFIG = "quant_config.json"
 SIMPLE_CONFIG = "simple_config.cfg"
 AMCT_CONFIG = "amct_config.cfg"
 COMPRESSION_CONFIG = "compression_optimize.cfg"
+SIMPLE_CONFIG_W8 = "simple_config_w8.cfg"  # weight-only INT8 (weight_compress_only)
+COMPRESSION_CONFIG_W8 = "compression_optimize_w8.cfg"
 AIPP_CONFIG = "aipp.cfg"
 KEEP_DTYPE_CONFIG = "keep_dtype.cfg"
 
@@ -640,6 +642,7 @@ def render_context(
         "calib_input_shape": format_input_shape(calib_shapes),
         "config_file": _abs(Path(out_dir) / SIMPLE_CONFIG),
         "compression_log": _compression_log(config.atc),
+        "file_name": COMPRESSION_CONFIG,
         "enable_first_layer_quantization": first_layer,
         "keep_dtype": list(config.atc.keep_dtype),
     }
@@ -689,7 +692,8 @@ def render_configs(
 
     Writes quant_config.json always; simple_config.cfg + compression_optimize.cfg when the
     ATC-native route can serve the config (IFMR, a soc with ATC calibration); amct_config.cfg when
-    amct_onnx can (IFMR or HFMG); aipp.cfg when AIPP is enabled. Asking for a route explicitly
+    amct_onnx can (IFMR or HFMG); simple_config_w8.cfg + compression_optimize_w8.cfg (weight-only
+    INT8) on the socs with weight_compress_only; aipp.cfg when AIPP is enabled. Asking for a route explicitly
     (atc.int8_route) that cannot serve the config is an error. Returns {file name: path}.
     """
     info = get_soc(soc)
@@ -737,7 +741,11 @@ def render_configs(
             f"no calibration batch file for input(s): {', '.join(missing)}",
             hint="ATC-native INT8 needs calibration data: run `ascend-quant calib` first",
         )
-    if atc_problem is None:
+    w8_problem = info.w8_refusal or names_problem or (batch_problem[0] if batch_problem else None)
+    if missing and w8_problem is None:
+        w8_problem = f"no calibration batch file for {', '.join(missing)}"
+    w8_renders = w8_problem is None
+    if atc_problem is None or w8_renders:
         commas = [str(p) for p in atc_files.values() if "," in _abs(p)]
         if commas:
             raise UsageError(
@@ -772,6 +780,11 @@ def render_configs(
         planned += [(AMCT_CONFIG, "amct_config.cfg.j2")]
     else:
         log.warning(f"{AMCT_CONFIG} not written: {amct_problem}")
+    if w8_renders:
+        planned += [(SIMPLE_CONFIG_W8, "simple_config_w8.cfg.j2")]
+        planned += [(COMPRESSION_CONFIG_W8, "compression_optimize.cfg.j2")]
+    else:
+        log.info(f"{SIMPLE_CONFIG_W8} and {COMPRESSION_CONFIG_W8} not written: {w8_problem}")
     if config.aipp.enabled:
         context["aipp_ops"] = aipp_ops(config, input_shapes)
         planned += [(AIPP_CONFIG, "aipp.cfg.j2")]
@@ -779,8 +792,17 @@ def render_configs(
         check_keep_dtype(config.atc.keep_dtype)
         planned += [(KEEP_DTYPE_CONFIG, "keep_dtype.cfg.j2")]
 
+    w8_context = {
+        **context,
+        "file_name": COMPRESSION_CONFIG_W8,
+        "config_file": _abs(out_dir / SIMPLE_CONFIG_W8),
+        "enable_first_layer_quantization": False,  # it fuses AIPP with an activation Quant
+    }
     rendered = {
-        name: render_template(template, context, config.templates) for name, template in planned
+        name: render_template(
+            template, w8_context if name == COMPRESSION_CONFIG_W8 else context, config.templates
+        )
+        for name, template in planned
     }
     for name, text in rendered.items():
         validate_rendered(name, text)
@@ -789,6 +811,8 @@ def render_configs(
 
 _SCHEMAS = {
     SIMPLE_CONFIG: prototext.ATC_SIMPLE_CONFIG,
+    SIMPLE_CONFIG_W8: prototext.ATC_SIMPLE_CONFIG,
+    COMPRESSION_CONFIG_W8: prototext.COMPRESSION_OPTIMIZE_CONFIG,
     AMCT_CONFIG: prototext.AMCT_SIMPLE_CONFIG,
     COMPRESSION_CONFIG: prototext.COMPRESSION_OPTIMIZE_CONFIG,
     AIPP_CONFIG: prototext.AIPP_CONFIG,

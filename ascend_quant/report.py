@@ -545,6 +545,10 @@ def _show(value: Any) -> str:
     return f"{number:.6g}"
 
 
+def _memory(value: Any) -> str:
+    return "unknown" if value is None else _size(int(value))
+
+
 def _bench_rows(bench: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for row in bench.get("rows", []):
@@ -561,6 +565,8 @@ def _bench_rows(bench: dict[str, Any]) -> list[dict[str, Any]]:
                 "count": lat["count"],
                 "throughput": _show(r["throughput"]),
                 "size": _size(int(r["file_size_bytes"])),
+                "memory": _memory(r.get("peak_memory_bytes")),
+                "memory_source": r.get("memory_source") or "unknown",
                 "speedup": _times(row.get("speedup"), "1× (baseline)"),
                 "size_ratio": _times(row.get("size_ratio"), "1×"),
                 "throughput_ratio": _times(row.get("throughput_ratio"), "1×"),

@@ -1,7 +1,9 @@
 """The `--soc_version` registry: every documented string, its product family and capabilities.
 
 Source: ascend-toolchain reference §2 (6.3.RC2 ATC doc and GE's SOC_VER_CONVERT tables), §3
-(which products ATC-native calibration supports) and §3.1 (first-layer quantization).
+(which products ATC-native calibration supports) and §3.1 (first-layer quantization);
+accuracy-tools reference §1.1/§1.5 for weight-only INT8 ([GE] quantization_layers_constraints.md:
+"Atlas inference series" (310P) and A2 only).
 soc_version strings are case-sensitive in atc, so a mis-cased name is an error with a suggestion,
 never silently corrected.
 """
@@ -31,6 +33,7 @@ class SocInfo:
     atc_calibration: bool  # ATC-native INT8 via --compression_optimize_conf (needs an NPU)
     first_layer_quantization: bool  # enable_first_layer_quantization (AIPP + first Conv2D)
     dynamic_shape_range: bool  # ranges such as 1~10 in --input_shape
+    weight_compress_only: bool = False  # weight-only INT8 (--precision w8)
     supported: bool = True  # False: listed in the source as reserved, not yet supported
     max_gears: int = 100  # gears per dynamic option: (1,100] (Ascend950: (1,256], not listed)
     query: str = QUERY_NAME
@@ -41,6 +44,17 @@ class SocInfo:
         """INT8 routes the toolkit offers: amct_onnx (CPU) always, ATC-native where supported."""
         return ("atc", "amct") if self.atc_calibration else ("amct",)
 
+    @property
+    def w8_refusal(self) -> str | None:
+        """Why `--precision w8` cannot target this soc, or None when it can."""
+        if self.weight_compress_only:
+            return None
+        return (
+            f"{self.name} ({self.family}) does not support weight-only INT8: the toolkit's "
+            "weight_compress_only runs only on the Atlas inference series (Ascend310P*) and "
+            "Atlas A2 (Ascend910B1..B4)"
+        )
+
 
 def _family(
     names: tuple[str, ...],
@@ -50,6 +64,7 @@ def _family(
     atc_calibration: bool = True,
     first_layer: bool = False,
     dynamic_range: bool = True,
+    weight_only: bool = False,
     supported: bool = True,
     query: str = QUERY_NAME,
 ) -> list[SocInfo]:
@@ -61,6 +76,7 @@ def _family(
             atc_calibration=atc_calibration,
             first_layer_quantization=first_layer,
             dynamic_shape_range=dynamic_range,
+            weight_compress_only=weight_only,
             supported=supported,
             query=query,
         )
@@ -79,6 +95,7 @@ _SOCS: list[SocInfo] = [
         "Ascend 310P",
         "Atlas inference series",
         first_layer=True,
+        weight_only=True,
     ),
     *_family(
         ("Ascend310B1",),
@@ -110,6 +127,7 @@ _SOCS: list[SocInfo] = [
         ),
         "Ascend 910B (A2)",
         _A2,
+        weight_only=True,
     ),
     *_family(
         ("Ascend910_9391", "Ascend910_9381", "Ascend910_9372", "Ascend910_9362"),

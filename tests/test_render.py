@@ -98,6 +98,8 @@ FULL = {
                 "simple_config.cfg",
                 "compression_optimize.cfg",
                 "amct_config.cfg",
+                "simple_config_w8.cfg",
+                "compression_optimize_w8.cfg",
             ],
         ),
         (
@@ -109,6 +111,8 @@ FULL = {
                 "simple_config.cfg",
                 "compression_optimize.cfg",
                 "amct_config.cfg",
+                "simple_config_w8.cfg",
+                "compression_optimize_w8.cfg",
                 "aipp.cfg",
             ],
         ),
@@ -122,7 +126,12 @@ FULL = {
                 }
             },
             {"input": (1, 1, 32, 32)},
-            ["quant_config.json", "amct_config.cfg"],
+            [
+                "quant_config.json",
+                "amct_config.cfg",
+                "simple_config_w8.cfg",
+                "compression_optimize_w8.cfg",
+            ],
         ),
     ],
 )
@@ -160,6 +169,29 @@ def test_full_values_parse_back(tmp_path: Path) -> None:
     assert aipp["load_start_pos_w"] == 16
     amct = pt.parse(files["amct_config.cfg"].read_text())
     assert amct["batch_num"] == 2 and "tensor_quantize" not in amct
+
+
+def test_weight_only_configs(tmp_path: Path) -> None:
+    """W8: weight_compress_only with symmetric ARQ weights, no activation settings, its own
+    compression config; not written for a soc without weight-only INT8."""
+    config = from_mapping(
+        BuildConfig,
+        {"quant": {"skip_layers": ["/head"], "override_layer_types": {"Gemm": {"channel_wise": False}}}},
+    )
+    files = _render(tmp_path, config, {"input": (1, 3, 8, 8)})
+    w8 = pt.parse(files["simple_config_w8.cfg"].read_text())
+    common = w8["common_config"]
+    assert common["weight_compress_only"] is True
+    assert common["arq_quantize"] == {"channel_wise": True, "asymmetric": False}
+    assert "ifmr_quantize" not in common and "activation_offset" not in w8
+    assert w8["skip_layers"] == "/head"
+    override = w8["override_layer_types"]
+    assert override["layer_type"] == "MatMulV2"
+    assert override["calibration_config"]["arq_quantize"]["channel_wise"] is False
+    comp = pt.parse(files["compression_optimize_w8.cfg"].read_text())["calibration"]
+    assert Path(comp["config_file"]) == files["simple_config_w8.cfg"]
+    other = _render(tmp_path / "b1", config, {"input": (1, 3, 8, 8)}, soc="Ascend310B1")
+    assert "simple_config_w8.cfg" not in other and "compression_optimize_w8.cfg" not in other
 
 
 def test_aipp_generalises_to_other_scales(tmp_path: Path) -> None:
@@ -223,7 +255,8 @@ def test_route_errors(tmp_path: Path) -> None:
 def test_auto_route_skips_what_it_cannot_serve(tmp_path: Path) -> None:
     shapes = {"input": (1, 3, 8, 8)}
     minmax = from_mapping(BuildConfig, {"quant": {"algorithm": "minmax"}})
-    assert list(_render(tmp_path, minmax, shapes)) == ["quant_config.json"]
+    weight_only = ["simple_config_w8.cfg", "compression_optimize_w8.cfg"]
+    assert list(_render(tmp_path, minmax, shapes)) == ["quant_config.json", *weight_only]
     assert "simple_config.cfg" not in _render(tmp_path, BuildConfig(), shapes, soc="Ascend035")
     no_calib = render.render_configs(BuildConfig(), "Ascend310P3", shapes, {}, tmp_path / "n")
     assert list(no_calib) == ["quant_config.json", "simple_config.cfg", "amct_config.cfg"]

@@ -55,6 +55,15 @@ def test_capabilities() -> None:
     assert get_soc("Ascend910B").family == "Ascend 910"
 
 
+def test_weight_only_int8_only_on_310p_and_a2() -> None:
+    """Reference: weight_compress_only runs on the Atlas inference series (310P) and A2 only."""
+    for name in ("Ascend310P1", "Ascend310P3", "Ascend910B1", "Ascend910B4"):
+        assert get_soc(name).weight_compress_only and get_soc(name).w8_refusal is None
+    for name in ("Ascend310", "Ascend310B1", "Ascend910B", "Ascend910_9391", "Ascend035"):
+        reason = get_soc(name).w8_refusal
+        assert reason is not None and name in reason and "310P" in reason
+
+
 def test_miscased_name_suggests_the_right_case() -> None:
     with pytest.raises(UsageError) as info:
         get_soc("ascend310p3")

@@ -628,6 +628,8 @@ class AtcBackend:
             file_size_bytes=om.stat().st_size,
             extra=extra,
             gear=extra.get("gear"),
+            peak_memory_bytes=None,
+            memory_source="unknown: ais_bench and msame do not report device memory",
         )
 
 

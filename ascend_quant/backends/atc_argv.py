@@ -41,7 +41,7 @@ from ascend_quant.gears import (
 )
 from ascend_quant.tensors import TensorSpec, graph_io
 
-ROUTES = ("fp16", "atc", "amct")
+ROUTES = ("fp16", "atc", "amct", "w8")
 
 PRECISION_MODES = (
     "force_fp16",
@@ -95,6 +95,7 @@ HIGH_PRECISION_MODES_V2 = ("origin", "cube_fp16in_fp32out")
 SIMPLE_CONFIG = "simple_config.cfg"
 AMCT_CONFIG = "amct_config.cfg"
 COMPRESSION_CONFIG = "compression_optimize.cfg"
+COMPRESSION_CONFIG_W8 = "compression_optimize_w8.cfg"  # weight-only INT8 (route "w8")
 AIPP_CONFIG = "aipp.cfg"
 QUANT_CONFIG_JSON = "quant_config.json"
 KEEP_DTYPE_CONFIG = "keep_dtype.cfg"
@@ -252,6 +253,8 @@ def atc_command(request: ConvertRequest, route: str, model: Path) -> list[str]:
         argv.append(f"--op_precision_mode={_absolute_path(atc.op_precision_mode)}")
     if atc.keep_dtype:
         argv.append(f"--keep_dtype={_config_file(request, KEEP_DTYPE_CONFIG)}")
+    if route == "w8":
+        argv.append(f"--compression_optimize_conf={_config_file(request, COMPRESSION_CONFIG_W8)}")
     if route == "atc":
         if atc.flag_dialect == "sample":
             argv.append("--enable_quantization=true")
@@ -321,14 +324,14 @@ def commands_for(request: ConvertRequest, route: str) -> list[list[str]]:
     check_toolkit_text(request)
     if route == "fp16":
         return [atc_command(request, route, Path(request.model))]
-    if route == "atc":
+    if route in ("atc", "w8"):
         return [atc_command(request, route, Path(request.model))]
     if route == "amct":
         return [
             amct_command(request, calib_infos(request)),
             atc_command(request, route, deploy_model_path(request)),
         ]
-    raise UsageError(f"unknown conversion route '{route}'", hint="use fp16, atc or amct")
+    raise UsageError(f"unknown conversion route '{route}'", hint="use fp16, atc, amct or w8")
 
 
 # ---------------------------------------------------------------- soc and route
@@ -347,8 +350,8 @@ def soc_supports_atc_calibration(soc: str) -> bool:
 def choose_route(request: ConvertRequest, toolkit: Toolkit) -> str:
     """fp16; or the configured INT8 route. `auto` is atc when a visible NPU of this soc can
     calibrate and the ATC configs were rendered, else amct (CPU calibration)."""
-    if request.precision == "fp16":
-        return "fp16"
+    if request.precision in ("fp16", "w8"):
+        return request.precision  # weight-only INT8 has one route: atc's weight_compress_only
     wanted = request.atc.int8_route
     if wanted != "auto":
         return wanted
@@ -648,6 +651,8 @@ def check_route(request: ConvertRequest, route: str, toolkit: Toolkit) -> None:
             "INT8 through amct_onnx, but amct_onnx was not found",
             hint="install the AMCT package of your CANN toolkit (pip install its amct_onnx wheel)",
         )
+    if route == "w8":
+        _check_w8(request, toolkit)
     if route != "atc":
         return
     if not soc_supports_atc_calibration(request.soc):
@@ -662,12 +667,27 @@ def check_route(request: ConvertRequest, route: str, toolkit: Toolkit) -> None:
         )
 
 
+def _check_w8(request: ConvertRequest, toolkit: Toolkit) -> None:
+    """Weight-only INT8 runs inside atc's compression step, on a soc that supports it."""
+    from ascend_quant.soc import get_soc
+
+    refusal = get_soc(request.soc).w8_refusal
+    if refusal:
+        raise UsageError(refusal, hint="use --precision int8 (W8A8) or fp16 for this soc")
+    if not toolkit.npu_visible:
+        raise UsageError(
+            "--precision w8 runs atc's compression step (weight_compress_only) on an NPU, and "
+            "no NPU is visible (npu-smi info)",
+            hint="run on a host with the target NPU, or use --backend sim to simulate it",
+        )
+
+
 def precheck(
     request: ConvertRequest, route: str, toolkit: Toolkit, cwd: Path | None = None
 ) -> None:
     """All checks before any tool runs; each failure is a UsageError naming the fix."""
     if route not in ROUTES:
-        raise UsageError(f"unknown conversion route '{route}'", hint="use fp16, atc or amct")
+        raise UsageError(f"unknown conversion route '{route}'", hint="use fp16, atc, amct or w8")
     atc = request.atc
     check_toolkit_text(request)
     check_flag_values(atc)
@@ -686,6 +706,8 @@ def precheck(
         names.append(AMCT_CONFIG)
     if route == "atc":
         names.append(QUANT_CONFIG_JSON if atc.flag_dialect == "sample" else COMPRESSION_CONFIG)
+    if route == "w8":
+        names.append(COMPRESSION_CONFIG_W8)
     for name in names:
         path = _config_file(request, name)
         if not path.is_file():
@@ -707,3 +729,7 @@ def precheck(
                 cwd or work_dir(request),
                 shape if static else None,
             )
+    elif route == "w8":
+        check_compression_data(
+            _config_file(request, COMPRESSION_CONFIG_W8), inputs, cwd or work_dir(request)
+        )

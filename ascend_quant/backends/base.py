@@ -107,6 +107,9 @@ class BenchResult:
     file_size_bytes: int
     extra: dict[str, Any] = field(default_factory=dict)
     gear: str | None = None  # the gear benchmarked (a gear model), e.g. "32x256"
+    # Peak runtime memory of the model; None = unknown. `memory_source` says what was measured.
+    peak_memory_bytes: int | None = None
+    memory_source: str = "unknown"
 
 
 @dataclass(frozen=True)

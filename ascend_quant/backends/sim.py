@@ -38,6 +38,7 @@ from ascend_quant.backends.simfile import (
     read_sim_om,
     write_sim_om,
 )
+from ascend_quant.backends.simmem import measure_in_child
 from ascend_quant.config import BenchConfig, QuantConfig, to_mapping
 from ascend_quant.data.calibset import CalibFeeds, CalibSet
 from ascend_quant.data.feeds import check_feeds
@@ -48,6 +49,7 @@ from ascend_quant.onnx_io import to_ort_bytes
 from ascend_quant.progress import NULL_PROGRESS, Progress
 from ascend_quant.quant.layers import tensor_map
 from ascend_quant.runners.geared import GearedRunner
+from ascend_quant.quant.weightonly import compress_weights
 from ascend_quant.runners.ort import OrtRunner
 from ascend_quant.runners.timing import (
     interleaved_loop,
@@ -68,6 +70,8 @@ from ascend_quant.workspace import (
 log = logging.getLogger("ascend_quant")
 
 Feeds = dict[str, np.ndarray]
+PRECISION_HINT = "use fp16, int8 or w8"
+SIM_MEMORY_SOURCE = "simulated: peak RSS the ONNX Runtime CPU session adds (not NPU memory)"
 
 
 def open_runner(om_path: Path) -> OrtRunner | GearedRunner:
@@ -230,8 +234,18 @@ def build_sim_model(
             ranges={k: [lo, hi] for k, (lo, hi) in ranges.items()},
             not_simulated=ignored,
         )
+    elif request.precision == "w8":
+        compressed = compress_weights(model, quant)
+        model = compressed.model
+        info.update(
+            weight_compress_only=True,
+            quant_config=to_mapping(quant),
+            algorithm_params={"channel_wise": quant.channel_wise, "asymmetric": False},
+            quantized_layers=compressed.quantized_layers,
+            layers=compressed.layers,
+        )
     elif request.precision != "fp16":
-        raise UsageError(f"unknown precision '{request.precision}'", hint="use fp16 or int8")
+        raise UsageError(f"unknown precision '{request.precision}'", hint=PRECISION_HINT)
     weights_over = overflowing_weights(model)
     sim = simulate_fp16(model, keep_dtype=request.atc.keep_dtype)
     overflow: list[str] | None = None
@@ -318,8 +332,8 @@ class SimBackend:
 
     def convert(self, request: ConvertRequest, progress: Progress = NULL_PROGRESS) -> Artifact:
         started = time.perf_counter()
-        if request.precision not in ("fp16", "int8"):
-            raise UsageError(f"unknown precision '{request.precision}'", hint="use fp16 or int8")
+        if request.precision not in ("fp16", "int8", "w8"):
+            raise UsageError(f"unknown precision '{request.precision}'", hint=PRECISION_HINT)
         sim, info = build_sim_model(request, progress)
         onnx_bytes = to_ort_bytes(sim)
         with OrtRunner(onnx_bytes) as runner:  # proves ORT loads it before anything is written
@@ -375,7 +389,14 @@ class SimBackend:
                 qdq_counts=info["qdq_counts"],
                 not_simulated=info["not_simulated"],
             )
-        elif "calib_manifest_sha256" in info:
+        elif request.precision == "w8":
+            manifest.update(
+                weight_compress_only=True,
+                algorithm_params=info["algorithm_params"],
+                quantized_layers=info["quantized_layers"],
+                layers=info["layers"],
+            )
+        if request.precision != "int8" and "calib_manifest_sha256" in info:
             manifest["calib_manifest_sha256"] = info["calib_manifest_sha256"]
         artifact = Artifact(om, "sim", request.precision, request.soc, manifest)
         atomic_write_json(artifact.manifest_path, manifest)
@@ -428,6 +449,7 @@ class SimBackend:
         """Every model in alternating rounds (`interleaved_loop`), each on its own random input;
         gear models at `gear` (required for them, refused for static models)."""
         paths = [Path(om) for om in oms]
+        peaks = [measure_in_child(om) for om in paths]
         with contextlib.ExitStack() as stack:
             runners: list[OrtRunner | GearedRunner] = []
             for om in paths:
@@ -445,7 +467,7 @@ class SimBackend:
                     advance=advance,
                 )  # fmt: skip
         results = []
-        for om, runner, feed, rounds in zip(paths, runners, feeds, samples):
+        for om, runner, feed, rounds, peak in zip(paths, runners, feeds, samples, peaks):
             first = next(iter(feed.values()), None)
             batch = config.batch_size or (
                 int(first.shape[0]) if first is not None and first.ndim else 1
@@ -467,6 +489,8 @@ class SimBackend:
                     # has no counterpart in a real .om and would make INT8 read bigger.
                     file_size_bytes=payload_size(om),
                     gear=gear,
+                    peak_memory_bytes=peak,
+                    memory_source=SIM_MEMORY_SOURCE if peak is not None else "unknown",
                     extra={
                         "container_bytes": om.stat().st_size,
                         "onnxruntime": _ort_version(),

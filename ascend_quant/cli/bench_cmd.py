@@ -101,12 +101,19 @@ def bench_rich_table(table: BenchTable) -> Table:
     grid.add_row("batch size", *(str(row.result.batch_size) for row in table.rows))
     grid.add_row("throughput /s", *(f"{row.result.throughput:.1f}" for row in table.rows))
     grid.add_row("file size", *(_mib(row.result.file_size_bytes) for row in table.rows))
+    grid.add_row("peak memory", *(_memory(row.result.peak_memory_bytes) for row in table.rows))
     grid.add_row("speedup", *(_ratio(row.speedup) for row in table.rows), style="bold")
     grid.add_row("size ratio", *(_ratio(row.size_ratio) for row in table.rows))
     grid.add_row("throughput ratio", *(_ratio(row.throughput_ratio) for row in table.rows))
     if table.simulated:
         grid.caption = "simulated on CPU: relative cost on this machine, not NPU latency"
+    sources = sorted({row.result.memory_source for row in table.rows})
+    grid.caption = "\n".join([grid.caption or "", *(f"peak memory: {s}" for s in sources)]).strip()
     return grid
+
+
+def _memory(size: int | None) -> str:
+    return "unknown" if size is None else _mib(size)
 
 
 def _mib(size: int) -> str:

@@ -1,4 +1,4 @@
-"""`ascend-quant convert MODEL --soc S --precision fp16|int8 [--backend auto|atc|sim]`."""
+"""`ascend-quant convert MODEL --soc S --precision fp16|int8|w8 [--backend auto|atc|sim]`."""
 
 from __future__ import annotations
 
@@ -71,7 +71,9 @@ def _status_line(backend: Any, json_mode: bool) -> Iterator[Progress]:
 def convert(
     model: Path = typer.Argument(..., help="The ONNX model."),
     soc: str = typer.Option(None, "--soc", help="soc_version, e.g. Ascend310P3."),
-    precision: str = typer.Option("fp16", "--precision", help="fp16 or int8."),
+    precision: str = typer.Option(
+        "fp16", "--precision", help="fp16, int8 (W8A8) or w8 (weight-only INT8, 310P/A2)."
+    ),
     backend: str = typer.Option(None, "--backend", help="auto (default), atc or sim."),
     out: Path = typer.Option(None, "--out", help="Output directory (default build/<model>)."),
     calib: list[str] = typer.Option(

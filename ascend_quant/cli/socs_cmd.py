@@ -20,7 +20,7 @@ def socs(json_output: bool = JSON_OPTION) -> None:
         return
     table = Table(title="Ascend soc_version values", title_justify="left")
     table.add_column("soc_version", no_wrap=True)
-    for column in ("family", "products", "ATC calib", "first-layer", "ranges"):
+    for column in ("family", "products", "ATC calib", "first-layer", "w8", "ranges"):
         table.add_column(column)
     table.add_column("notes", overflow="fold")
     for info in infos:
@@ -31,6 +31,7 @@ def socs(json_output: bool = JSON_OPTION) -> None:
             info.products,
             _mark(info.atc_calibration),
             _mark(info.first_layer_quantization),
+            _mark(info.weight_compress_only),
             _mark(info.dynamic_shape_range),
             notes,
         )
@@ -38,6 +39,7 @@ def socs(json_output: bool = JSON_OPTION) -> None:
     console.print(
         "ATC calib: INT8 calibration inside atc (--compression_optimize_conf, needs an NPU); "
         "amct_onnx (CPU) works for every soc. first-layer: enable_first_layer_quantization. "
+        "w8: weight-only INT8 (weight_compress_only, --precision w8). "
         "ranges: dynamic shape ranges (1~10) in --input_shape. On a device, `npu-smi info` "
         "shows the name (A3: <Chip Name>_<NPU Name>)."
     )

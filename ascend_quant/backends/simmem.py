@@ -1,0 +1,66 @@
+"""Peak runtime memory of a simulated .om, measured in a fresh process.
+
+In the benchmarking process the allocator keeps memory freed by earlier sessions, so whichever
+model is measured first looks larger; a child process that has imported only what it needs
+starts every model from the same state. Run as `python -m ascend_quant.backends.simmem OM`; it
+prints one JSON object: {"peak_memory_bytes": int | null}.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from onnx import TensorProto, helper
+
+from ascend_quant.backends.simfile import read_sim_om
+from ascend_quant.model import random_feeds
+from ascend_quant.runners.memory import PeakMemory
+from ascend_quant.runners.ort import OrtRunner
+
+TIMEOUT_S = 300
+
+
+def measure_in_child(om: Path) -> int | None:
+    """Peak RSS that opening `om` and one inference add, in a fresh interpreter; None: unknown."""
+    result = subprocess.run(
+        [sys.executable, "-m", "ascend_quant.backends.simmem", str(om)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=False,
+    )
+    if result.returncode != 0:
+        return None
+    try:
+        value = json.loads(result.stdout.strip().splitlines()[-1])["peak_memory_bytes"]
+    except (ValueError, IndexError, KeyError, TypeError):
+        return None
+    return int(value) if isinstance(value, int) else None
+
+
+def _warm_up() -> None:
+    """One trivial session first: ONNX Runtime's one-time start-up (thread pools, kernel
+    registry, about 30 MB) belongs to the process, not to the model measured."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "warm", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    with OrtRunner(model) as runner:
+        runner.infer({"x": np.zeros((1, 4), dtype=np.float32)})
+
+
+def _main(om: str) -> None:
+    _warm_up()
+    with PeakMemory() as memory:
+        _, onnx_bytes = read_sim_om(Path(om))
+        with OrtRunner(onnx_bytes) as runner:
+            runner.infer(random_feeds(runner.input_specs()))
+    print(json.dumps({"peak_memory_bytes": memory.bytes}))
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1])
