@@ -248,7 +248,7 @@ def convert_model(
         source_sha256=pre.source_sha256,
         input_shapes=pre.input_shapes,
         soc=soc,
-        precision=precision,  # type: ignore[arg-type]
+        precision=precision,
         out_dir=out / soc / "om",
         name=Path(model).stem,
         calib_dirs=calib_dirs,

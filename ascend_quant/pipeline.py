@@ -9,8 +9,9 @@ Workspace layout (default `build/<model-stem>/`):
     eval/<input>/              evaluation set from held-apart images, same preprocessing
     golden/                    FP32 outputs on the eval set (golden.json), shared by every soc
     <soc>/.state/<stage>.json  the same records for the per-soc stages
-    <soc>/configs/             quant_config.json, *.cfg, atc_fp16.sh, atc_int8.sh, amct_int8.sh
-    <soc>/om/                  <stem>_fp16.om, <stem>_int8.om, each + .json manifest
+    <soc>/configs/             quant_config.json, *.cfg, atc_fp16.sh, atc_int8.sh, amct_int8.sh,
+                               atc_w8.sh (weight-only INT8, on socs that support it)
+    <soc>/om/                  <stem>_fp16.om, <stem>_int8.om, <stem>_w8.om, each + .json manifest
     <soc>/reports/             bench.json, compare.json, report.json, report.html
 
 The build is the table `PIPELINE` of `Stage`s. Each stage's `key` lists exactly what the stage
@@ -50,6 +51,7 @@ from ascend_quant.gears import Gears
 from ascend_quant.golden import MANIFEST, GoldenSet, record_golden
 from ascend_quant.progress import NULL_PROGRESS, Progress
 from ascend_quant.resources import templates_dir
+from ascend_quant.soc import get_soc
 from ascend_quant.tensors import TensorSpec
 from ascend_quant.usermetric import hook_fingerprint
 from ascend_quant.workspace import (
@@ -68,7 +70,7 @@ log = logging.getLogger("ascend_quant")
 
 # The `--from` names, in build order; a stage re-runs when its phase is at or after the one given.
 STAGES = ("preflight", "calib", "tune", "config", "convert", "bench", "compare", "report")
-PRECISIONS = ("fp16", "int8")
+PRECISIONS = ("fp16", "int8", "w8")
 Analyze = Literal["off", "on", "only"]
 
 
@@ -597,7 +599,7 @@ def _convert_key(precision: str) -> Callable[[BuildContext], dict[str, Any]]:
             "calib": ctx.prepared.calib_sets.sha256,
             "keep_dtype": list(ctx.config.atc.keep_dtype),  # the simulator keeps them FP32
         }
-        if precision == "int8":
+        if precision in ("int8", "w8"):
             data["quant"] = to_mapping(ctx.config.quant)
         else:
             data["batch_num"] = ctx.config.quant.batch_num
@@ -662,6 +664,17 @@ def _convert_load(precision: str) -> Callable[[BuildContext, dict[str, Any]], No
 
 def _int8_applies(ctx: BuildContext) -> bool:
     return not ctx.prepared.model.int8_refused
+
+
+def _w8_applies(ctx: BuildContext) -> bool:
+    """Weight-only INT8 where the soc supports it (310P, A2) and INT8 is not refused; on the
+    toolkit only with that soc's NPU visible (atc's compression step runs on it)."""
+    if not _int8_applies(ctx) or get_soc(ctx.soc.soc).w8_refusal is not None:
+        return False
+    if ctx.simulated:
+        return True
+    toolkit = getattr(ctx.backend, "toolkit", None)
+    return bool(toolkit and toolkit.npu_visible and toolkit.npu_soc == ctx.soc.soc)
 
 
 def _simulated(ctx: BuildContext) -> bool:
@@ -962,6 +975,17 @@ PIPELINE: tuple[Stage, ...] = (
         _convert_key("fp16"),
         _convert_run("fp16"),
         _convert_load("fp16"),
+        shared=_simulated,
+        adopt=_convert_adopt,
+    ),
+    Stage(
+        "convert-w8",
+        "convert",
+        True,
+        _convert_key("w8"),
+        _convert_run("w8"),
+        _convert_load("w8"),
+        applies=_w8_applies,
         shared=_simulated,
         adopt=_convert_adopt,
     ),

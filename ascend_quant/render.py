@@ -693,8 +693,9 @@ def render_configs(
     Writes quant_config.json always; simple_config.cfg + compression_optimize.cfg when the
     ATC-native route can serve the config (IFMR, a soc with ATC calibration); amct_config.cfg when
     amct_onnx can (IFMR or HFMG); simple_config_w8.cfg + compression_optimize_w8.cfg (weight-only
-    INT8) on the socs with weight_compress_only; aipp.cfg when AIPP is enabled. Asking for a route explicitly
-    (atc.int8_route) that cannot serve the config is an error. Returns {file name: path}.
+    INT8) on the socs with weight_compress_only; aipp.cfg when AIPP is enabled. Asking for a
+    route explicitly (atc.int8_route) that cannot serve the config is an error.
+    Returns {file name: path}.
     """
     info = get_soc(soc)
     out_dir = Path(out_dir)

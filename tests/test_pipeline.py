@@ -40,7 +40,7 @@ def test_build_produces_real_figures_and_reuses_everything(sr_onnx: Path, tmp_pa
 
     assert first.simulated and first.backend == "sim"
     (soc,) = first.socs
-    assert set(soc.artifacts) == {"fp16", "int8"}
+    assert set(soc.artifacts) == {"fp16", "int8", "w8"}
     for path in soc.artifacts.values():
         assert Path(path).is_file() and Path(path).with_suffix(".json").is_file()
     candidates = {Path(c["model"]).name: c for c in soc.compare["candidates"]}
@@ -112,22 +112,22 @@ def test_changed_tool_code_reruns_everything(
 
 
 def test_several_socs_share_the_soc_independent_stages(sr_onnx: Path, tmp_path: Path) -> None:
-    result = build(sr_onnx, _config(tmp_path, socs=["Ascend310P3", "Ascend310B1"]))
-    assert [s.soc for s in result.socs] == ["Ascend310P3", "Ascend310B1"]
+    result = build(sr_onnx, _config(tmp_path, socs=["Ascend310P3", "Ascend910B3"]))
+    assert [s.soc for s in result.socs] == ["Ascend310P3", "Ascend910B3"]
     assert sum(1 for run in result.stages if run.stage == "preflight") == 1
     shared = {run.stage for run in result.stages if run.shared_with == "Ascend310P3"}
-    assert shared == {"convert-fp16", "convert-int8", "bench", "compare"}
-    assert all(run.soc == "Ascend310B1" for run in result.stages if run.shared_with)
+    assert shared == {"convert-fp16", "convert-int8", "convert-w8", "bench", "compare"}
+    assert all(run.soc == "Ascend910B3" for run in result.stages if run.shared_with)
     first, second = result.socs
     for precision, path in second.artifacts.items():
         manifest = json.loads(Path(path).with_suffix(".json").read_text())
-        assert manifest["soc"] == "Ascend310B1" and str(second.directory) in path
+        assert manifest["soc"] == "Ascend910B3" and str(second.directory) in path
         assert Path(path).read_bytes() != Path(first.artifacts[precision]).read_bytes()
     assert second.compare["candidates"][0]["model"].startswith(str(second.directory))
     assert [c["cosine_min"] for c in second.compare["candidates"]] == [
         c["cosine_min"] for c in first.compare["candidates"]
     ]
-    assert {r["result"]["soc"] for r in second.bench["rows"]} == {"Ascend310B1"}
+    assert {r["result"]["soc"] for r in second.bench["rows"]} == {"Ascend910B3"}
     assert Path(second.reports["html"]).is_file()
 
 
@@ -136,6 +136,9 @@ def test_a_soc_added_later_adopts_the_recorded_conversion(sr_onnx: Path, tmp_pat
     both = build(sr_onnx, _config(tmp_path, socs=["Ascend310P3", "Ascend310B1"]))
     added = {run.stage: run for run in both.stages if run.soc == "Ascend310B1"}
     assert added["convert-int8"].shared_with == "Ascend310P3"
+    # 310B has no weight-only INT8: no w8 build, so it measures its own two models.
+    assert "convert-w8" not in added and "w8" not in both.socs[1].artifacts
+    assert added["bench"].shared_with is None
     assert added["report"].shared_with is None and not added["report"].reused
 
 

@@ -176,7 +176,12 @@ def test_weight_only_configs(tmp_path: Path) -> None:
     compression config; not written for a soc without weight-only INT8."""
     config = from_mapping(
         BuildConfig,
-        {"quant": {"skip_layers": ["/head"], "override_layer_types": {"Gemm": {"channel_wise": False}}}},
+        {
+            "quant": {
+                "skip_layers": ["/head"],
+                "override_layer_types": {"Gemm": {"channel_wise": False}},
+            }
+        },
     )
     files = _render(tmp_path, config, {"input": (1, 3, 8, 8)})
     w8 = pt.parse(files["simple_config_w8.cfg"].read_text())

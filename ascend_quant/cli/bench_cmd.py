@@ -108,7 +108,8 @@ def bench_rich_table(table: BenchTable) -> Table:
     if table.simulated:
         grid.caption = "simulated on CPU: relative cost on this machine, not NPU latency"
     sources = sorted({row.result.memory_source for row in table.rows})
-    grid.caption = "\n".join([grid.caption or "", *(f"peak memory: {s}" for s in sources)]).strip()
+    caption = str(grid.caption or "")
+    grid.caption = "\n".join([caption, *(f"peak memory: {s}" for s in sources)]).strip()
     return grid
 
 

@@ -112,16 +112,15 @@ def compress_weights(model: onnx.ModelProto, config: QuantConfig) -> WeightOnlyR
         graph.initializer.extend(
             [numpy_helper.from_array(q, q_name), numpy_helper.from_array(scale, s_name)]
         )
-        attrs = {} if axis is None else {"axis": axis}
-        dequant.append(
-            helper.make_node(
-                "DequantizeLinear",
-                [q_name, s_name],
-                [layer.weight],
-                name=f"{layer.weight}{QUANTIZED_SUFFIX}_dq",
-                **attrs,
-            )
+        node = helper.make_node(
+            "DequantizeLinear",
+            [q_name, s_name],
+            [layer.weight],
+            name=f"{layer.weight}{QUANTIZED_SUFFIX}_dq",
         )
+        if axis is not None:
+            node.attribute.append(helper.make_attribute("axis", axis))
+        dequant.append(node)
         restored = q.astype(np.float32) * _broadcast(scale, axis, data.ndim)
         error = float(np.max(np.abs(restored - data)))
         done[layer.weight] = {

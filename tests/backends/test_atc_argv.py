@@ -101,6 +101,19 @@ def test_atc_route_documented(make_request) -> None:
     assert "enable_quantization" not in f
 
 
+def test_w8_route_uses_the_weight_only_compression_config(make_request) -> None:
+    request = make_request("w8")
+    assert atc_argv.choose_route(request, NPU) == "w8"
+    [argv] = commands_for(request, "w8")
+    f = flags(argv)
+    assert f["compression_optimize_conf"] == str(request.config_dir / "compression_optimize_w8.cfg")
+    assert f["output"].endswith("conv_w8")
+    with pytest.raises(UsageError, match="no NPU is visible"):
+        atc_argv.check_route(request, "w8", NO_NPU)
+    with pytest.raises(UsageError, match="does not support weight-only INT8"):
+        atc_argv.check_route(make_request("w8", soc="Ascend310B1"), "w8", NPU)
+
+
 def test_atc_route_sample_dialect(make_request) -> None:
     request = make_request("int8", atc={"flag_dialect": "sample"})
     f = flags(commands_for(request, "atc")[0])
