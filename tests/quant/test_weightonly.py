@@ -23,7 +23,7 @@ from ascend_quant.runners.ort import OrtRunner
 
 
 def _big_model() -> onnx.ModelProto:
-    """input[1,16,8,8] -> Conv 16->64 (3x3) -> Relu -> Conv 64->64 -> Flatten -> MatMul [4096,32]."""
+    """input[1,16,8,8] -> Conv 16->64 -> Relu -> Conv 64->64 -> Flatten -> MatMul [4096,32]."""
     rng = np.random.default_rng(0)
 
     def w(*shape: int) -> np.ndarray:
