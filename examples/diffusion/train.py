@@ -49,8 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=32, help="training crop and sample size")
     p.add_argument("--short-sides", default="36,44,56", help="photo short sides to crop from")
-    p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--batch-size", type=int, default=48)
+    p.add_argument("--steps", type=int, default=1600)
+    p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--lr-min", type=float, default=1e-4)
     p.add_argument("--warmup", type=int, default=200)
@@ -358,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         "train_threads": args.threads,
         "final_loss": last_loss,
         **facts,
-        "command": "examples/diffusion/train.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": " ".join([Path(__file__).name, *(sys.argv[1:] if argv is None else argv)]),
     }
     tmp_metrics = args.out_dir / "metrics.json.tmp"
     tmp_metrics.write_text(json.dumps(metrics, indent=2) + "\n")
