@@ -29,6 +29,7 @@ from ascend_quant.workspace import atomic_write_text
 REPORT_TEMPLATE = "report.html.j2"
 LATENCY_KEYS = ("min", "mean", "median", "p90", "p95", "p99", "max")
 CROP = 96  # output pixels per side of the side-by-side crops
+PIPELINE_TEMPLATE = "pipeline_report.html.j2"
 DISPLAY = 224  # displayed size of each crop (nearest-neighbour magnification)
 
 # Anchors of a perceptually ordered black-purple-orange-yellow colour map (inferno-like).
@@ -233,6 +234,103 @@ def image_panels(sample: dict[str, Any], labels: dict[str, str]) -> dict[str, An
         "error_scale": scale,
         "colorbar": _png_uri(bar),
     }
+
+
+def pipeline_panels(
+    golden: dict[str, np.ndarray], mixes: dict[str, dict[str, np.ndarray]]
+) -> list[dict[str, Any]]:
+    """Whole final images side by side (FP32, then each mix) and |mix − FP32| error maps.
+
+    One panel per image-shaped output (4-D, 1 or 3 channels); the first image of the batch.
+    Images share one display scale, error maps one colour scale (0 .. largest error).
+    """
+    from ascend_quant.metrics import image_layout
+
+    panels = []
+    for name, array in golden.items():
+        layout = image_layout(tuple(array.shape))
+        if layout is None:
+            continue
+        g = _hwc(array, layout)
+        cands = {m: _hwc(outs[name], layout).reshape(g.shape) for m, outs in mixes.items()}
+        g_lo, g_hi = float(np.nanmin(g)), float(np.nanmax(g))
+        lo, hi = (0.0, 1.0) if g_lo >= 0.0 and g_hi <= 1.0 else (g_lo, g_hi)
+        size = max(DISPLAY, max(g.shape[:2]))
+        tiles = [
+            {
+                "label": "FP32 (all components)",
+                "uri": _png_uri(_magnify(_to_pixels(g, lo, hi), size)),
+            }
+        ]
+        tiles += [
+            {"label": m, "uri": _png_uri(_magnify(_to_pixels(c, lo, hi), size))}
+            for m, c in cands.items()
+        ]
+        errors = {m: np.abs(c - g).mean(axis=2) for m, c in cands.items()}
+        scale = max((float(np.nanmax(e)) for e in errors.values()), default=0.0)
+        heatmaps = [
+            {
+                "label": f"|{m} − FP32|",
+                "uri": _png_uri(
+                    _magnify(colormap(e / scale if scale > 0 else np.zeros_like(e)), size)
+                ),
+            }
+            for m, e in errors.items()
+        ]
+        bar = colormap(np.tile(np.linspace(0.0, 1.0, 256), (12, 1)))
+        panels.append(
+            {
+                "output": name,
+                "tiles": tiles,
+                "heatmaps": heatmaps,
+                "error_scale": scale,
+                "colorbar": _png_uri(bar),
+            }
+        )
+    return panels
+
+
+def write_pipeline_report(
+    out_dir: Path,
+    result: Any,
+    outputs: dict[str, list[dict[str, np.ndarray]]],
+    *,
+    title: str,
+    templates: Path | None = None,
+) -> dict[str, Path]:
+    """`pipeline.json` and a self-contained `pipeline.html`: every mix against the all-FP32
+    golden on the final outputs (metric table, verdict), and sample 0's final images side by
+    side with error maps. `outputs`: mix name (and "fp32") -> per sample {output: array}."""
+    out_dir = Path(out_dir)
+    generated = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    data = json_safe(result)
+    golden = outputs["fp32"][0]
+    panels = pipeline_panels(golden, {m: o[0] for m, o in outputs.items() if m != "fp32"})
+    keys = ["cosine", "psnr_db", "ssim", "rel_euclidean", "rmse", "max_abs_error"]
+    rows = [
+        {
+            "mix": mix["name"],
+            "precisions": ", ".join(f"{c}={p}" for c, p in mix["precisions"].items()),
+            "output": output,
+            "cells": [_show(values.get(k)) for k in keys],
+            "failures": mix["failures"],
+        }
+        for mix in data["mixes"]
+        for output, values in mix["outputs"].items()
+    ]
+    template = _environment(templates).get_template(PIPELINE_TEMPLATE)
+    html = template.render(
+        title=title,
+        generated=generated,
+        result=data,
+        keys=keys,
+        rows=rows,
+        panels=panels,
+        environment=_flatten(environment_info()),
+    )
+    json_path = save_json(out_dir / "pipeline.json", {"generated": generated, **data})
+    html_path = atomic_write_text(out_dir / "pipeline.html", html)
+    return {"json": json_path, "html": html_path}
 
 
 # --- latency plot ------------------------------------------------------------------------------

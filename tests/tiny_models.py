@@ -248,3 +248,28 @@ def token_net(features: int = 4, seq: int | str = "seq") -> onnx.ModelProto:
         helper.make_node("MatMul", ["r", "w2"], ["out"], name="fc2"),
     ]
     return _model(nodes, [x], [y], inits)
+
+
+def tiny_unet(batch: int = 2, hw: int = 8, tokens: int = 4, dim: int = 8) -> onnx.ModelProto:
+    """An untrained denoiser with the diffusion example's interface: sample[N,3,H,W],
+    timestep[N], context[N,T,D] -> eps[N,3,H,W] (Conv(sample) + t/1000 + mean(context))."""
+    x = helper.make_tensor_value_info("sample", TensorProto.FLOAT, [batch, 3, hw, hw])
+    t = helper.make_tensor_value_info("timestep", TensorProto.FLOAT, [batch])
+    c = helper.make_tensor_value_info("context", TensorProto.FLOAT, [batch, tokens, dim])
+    y = helper.make_tensor_value_info("eps", TensorProto.FLOAT, [batch, 3, hw, hw])
+    inits = [
+        numpy_helper.from_array(_weights((3, 3, 3, 3), 12, 0.2), "w"),
+        numpy_helper.from_array(np.array([1, 2, 3], dtype=np.int64), "axes123"),
+        numpy_helper.from_array(np.array([3], dtype=np.int64), "axis3"),
+        numpy_helper.from_array(np.array(0.001, dtype=np.float32), "per_step"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["sample", "w"], ["conv"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Unsqueeze", ["timestep", "axes123"], ["t4"], name="t4"),
+        helper.make_node("Mul", ["t4", "per_step"], ["ts"], name="ts"),
+        helper.make_node("ReduceMean", ["context"], ["cm"], name="cm", axes=[1, 2], keepdims=1),
+        helper.make_node("Unsqueeze", ["cm", "axis3"], ["cm4"], name="cm4"),
+        helper.make_node("Add", ["conv", "ts"], ["a1"], name="a1"),
+        helper.make_node("Add", ["a1", "cm4"], ["eps"], name="a2"),
+    ]
+    return _model(nodes, [x, t, c], [y], inits)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -38,8 +40,15 @@ from ascend_quant.config import (
 from ascend_quant.data.inputs import model_data_sets
 from ascend_quant.errors import EXIT_THRESHOLD, UsageError
 from ascend_quant.gates import limits_by_metric
+from ascend_quant.mixes import PipelineResult, evaluate_pipeline, load_pipeline_spec
 from ascend_quant.model import save_pinned
-from ascend_quant.report import environment_info, json_safe, save_json, write_report
+from ascend_quant.report import (
+    environment_info,
+    json_safe,
+    save_json,
+    write_pipeline_report,
+    write_report,
+)
 
 # Accepted spellings in --threshold OUTPUT:metric=value.
 _THRESHOLD_ALIASES = {
@@ -76,8 +85,8 @@ def parse_threshold_overrides(items: list[str], base: Thresholds) -> dict[str, T
 
 
 def compare(
-    model: Path = typer.Argument(..., help="The original FP32 ONNX model (the golden)."),
-    candidates: list[Path] = typer.Argument(..., help="One or more converted .om files."),
+    model: Path | None = typer.Argument(None, help="The original FP32 ONNX model (the golden)."),
+    candidates: list[Path] | None = typer.Argument(None, help="One or more converted .om files."),
     input: str | None = typer.Option(
         None,
         "--input",
@@ -94,9 +103,21 @@ def compare(
     config_file: Path | None = typer.Option(
         None,
         "--config",
-        help="ascend-quant.toml: [inputs.NAME] tables (value = pins it, as build does).",
+        help="ascend-quant.toml: [inputs.NAME] tables (value = pins it, as build does); with "
+        "--pipeline, its [pipeline] tables (components, mixes).",
     ),
-    out: Path = typer.Option(Path("compare-out"), "--out", "-o", help="Output directory."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Output directory (default compare-out; pipelines: from TOML)."
+    ),
+    pipeline: str | None = typer.Option(
+        None,
+        "--pipeline",
+        help="module:function running a multi-model pipeline; compares its final outputs "
+        "per precision mix declared in --config (see docs/pipelines.md).",
+    ),
+    soc: str | None = typer.Option(None, "--soc", help="Pipelines: the soc to build for."),
+    backend: str | None = typer.Option(None, "--backend", help="Pipelines: auto, atc or sim."),
+    samples: int | None = typer.Option(None, "--samples", help="Pipelines: samples per mix."),
     cosine_min: float | None = typer.Option(None, "--cosine-min", help="Default 0.99."),
     rel_euclidean_max: float | None = typer.Option(
         None, "--rel-euclidean-max", help="Default 0.05."
@@ -127,7 +148,11 @@ def compare(
     report: bool = typer.Option(False, "--report", help="Also write report.json and report.html."),
     json_mode: bool = JSON_OPTION,
 ) -> None:
-    """Compare .om outputs with the FP32 ONNX model on the same inputs; exit 1 on any failure."""
+    """Compare .om outputs with the FP32 ONNX model on the same inputs; exit 1 on any failure.
+
+    With --pipeline module:function --config pipeline.toml: build each component, run the
+    function with every precision mix and compare the final outputs with the all-FP32 run.
+    """
     thresholds = merge(
         Thresholds(),
         given(
@@ -138,6 +163,27 @@ def compare(
             mean_rel_error_max=mean_rel_error_max,
         ),
     )
+    if pipeline is not None:
+        _compare_pipeline(
+            pipeline,
+            config_file,
+            given(soc=soc, backend=backend, samples=samples, out=str(out) if out else None),
+            thresholds_given=given(
+                cosine_min=cosine_min,
+                rel_euclidean_max=rel_euclidean_max,
+                kl_max=kl_max,
+                rmse_max=rmse_max,
+                mean_rel_error_max=mean_rel_error_max,
+            ),
+            json_mode=json_mode,
+        )
+        return
+    if model is None or not candidates:
+        raise UsageError(
+            "compare needs MODEL and one or more candidate .om files",
+            hint="or compare a whole pipeline: --pipeline module:function --config pipeline.toml",
+        )
+    out = out or Path("compare-out")
     overrides = parse_threshold_overrides(threshold, thresholds)
     unnamed, named = data_sources(calib, "--calib")
     calib_paths = [Path(p) for item in unnamed for p in item.split(",") if p]
@@ -212,6 +258,63 @@ def compare(
         console.print(result.verdict, style=style, markup=False, highlight=False, soft_wrap=True)
     if not result.passed:
         raise typer.Exit(EXIT_THRESHOLD)
+
+
+def _compare_pipeline(
+    function: str | None,
+    config: Path | None,
+    overrides: dict[str, Any],
+    *,
+    thresholds_given: dict[str, float],
+    json_mode: bool,
+) -> None:
+    """`compare --pipeline`: build the components, run every mix, gate the final outputs."""
+    if config is None:
+        raise UsageError(
+            "--pipeline needs --config FILE.toml declaring the components and mixes",
+            hint='[pipeline.components.unet] model = "unet.onnx", precision = "int8"',
+        )
+    spec = load_pipeline_spec(config, function, overrides)
+    if thresholds_given:
+        spec = replace(spec, thresholds=merge(spec.thresholds, thresholds_given))
+    with progress_for(json_mode) as progress:
+        result, outputs = evaluate_pipeline(spec, progress=progress)
+    paths = write_pipeline_report(
+        Path(spec.out), result, outputs, title=f"pipeline {spec.function}"
+    )
+    if json_mode:
+        print_json(json_safe(result))
+    else:
+        console.print(pipeline_rich_table(result))
+        for path in paths.values():
+            console.print(f"wrote {path}", style="dim")
+        style = "bold green" if result.passed else "bold red"
+        console.print(result.verdict, style=style, markup=False, highlight=False, soft_wrap=True)
+    if not result.passed:
+        raise typer.Exit(EXIT_THRESHOLD)
+
+
+def pipeline_rich_table(result: PipelineResult) -> Table:
+    """One row per mix and final output: the precisions and the metrics that gate."""
+    title = f"{result.function}: final outputs vs all-FP32 ({result.samples} samples)"
+    if result.simulated:
+        title += ", simulated on CPU"
+    table = Table(title=title, title_justify="left")
+    for column in ("mix", "components", "output", "cosine", "PSNR dB", "SSIM", "gate"):
+        table.add_column(column, justify="left" if column in ("mix", "components") else "right")
+    for mix in result.mixes:
+        for output, values in mix.outputs.items():
+            failed = [f for f in mix.failures if f.startswith(f"{output}: ")]
+            table.add_row(
+                mix.name,
+                ", ".join(f"{c}={p}" for c, p in mix.precisions.items()),
+                output,
+                metrics.format_value("cosine", values.get("cosine")),
+                metrics.format_value("psnr_db", values.get("psnr_db")),
+                metrics.format_value("ssim", values.get("ssim")),
+                "[red]✗[/red]" if failed else "[green]✓[/green]",
+            )
+    return table
 
 
 def compare_rich_tables(result: CompareResult) -> list[Table]:
