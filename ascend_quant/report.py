@@ -318,16 +318,16 @@ def write_pipeline_report(
         for mix in data["mixes"]
         for output, values in mix["outputs"].items()
     ]
-    template = _environment(templates).get_template(PIPELINE_TEMPLATE)
-    html = template.render(
-        title=title,
-        generated=generated,
-        result=data,
-        keys=keys,
-        rows=rows,
-        panels=panels,
-        environment=_flatten(environment_info()),
-    )
+    context = {
+        "title": title,
+        "generated": generated,
+        "result": data,
+        "keys": keys,
+        "rows": rows,
+        "panels": panels,
+        "environment": _flatten(environment_info()),
+    }
+    html = render_template(PIPELINE_TEMPLATE, context, templates, autoescape=True)
     json_path = save_json(out_dir / "pipeline.json", {"generated": generated, **data})
     html_path = atomic_write_text(out_dir / "pipeline.html", html)
     return {"json": json_path, "html": html_path}
