@@ -55,6 +55,7 @@ from ascend_quant.config import (
     merge,
 )
 from ascend_quant.errors import UsageError
+from ascend_quant.gates import Extremes, Gate, judge, parse_gate
 from ascend_quant.metrics import MetricAccumulator, data_range, detect_kind
 from ascend_quant.pipeline import build
 from ascend_quant.progress import NULL_PROGRESS, Progress
@@ -94,6 +95,8 @@ class PipelineSpec:
     out: Path = Path("build/pipeline")
     search_path: Path = Path(".")  # where the function's module is looked up first
     thresholds: Thresholds = field(default_factory=Thresholds)
+    # (output or None for every output, gate): `[pipeline] gates`, `--gate`
+    gates: tuple[tuple[str | None, Gate], ...] = ()
 
 
 @dataclass
@@ -165,7 +168,17 @@ def pipeline_spec(data: Mapping[str, Any], base: Path, function: str | None = No
             "no [pipeline] table in the config file",
             hint="declare [pipeline.components.NAME] tables with model and precision",
         )
-    known = {"function", "samples", "soc", "backend", "out", "components", "mixes", "thresholds"}
+    known = {
+        "function",
+        "samples",
+        "soc",
+        "backend",
+        "out",
+        "components",
+        "mixes",
+        "thresholds",
+        "gates",
+    }
     unknown = sorted(set(table) - known)
     if unknown:
         raise UsageError(
@@ -230,6 +243,7 @@ def pipeline_spec(data: Mapping[str, Any], base: Path, function: str | None = No
         out=Path(table.get("out", Path("build") / f"pipeline-{base.name or 'pipeline'}")),
         search_path=base,
         thresholds=from_mapping(Thresholds, dict(table.get("thresholds") or {}), "thresholds"),
+        gates=tuple(parse_gate(str(text)) for text in table.get("gates") or ()),
     )
 
 
@@ -358,8 +372,11 @@ def compare_outputs(
     golden: list[dict[str, np.ndarray]],
     mine: list[dict[str, np.ndarray]],
     thresholds: Thresholds,
+    gates: tuple[tuple[str | None, Gate], ...] = (),
+    mix: str = "",
 ) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]], list[str]]:
-    """Metrics per output over all samples, each sample's metrics, and the threshold failures."""
+    """Metrics per output over all samples, each sample's metrics, and the failures: msit's
+    thresholds on the aggregate, and the gates (aggregate or `worst:` sample, named)."""
     results: dict[str, dict[str, Any]] = {}
     per_sample: dict[str, list[dict[str, Any]]] = {}
     failures: list[str] = []
@@ -377,6 +394,12 @@ def compare_outputs(
         per_sample[name] = [acc.update(g[name], m[name]) for g, m in zip(golden, mine)]
         results[name] = acc.result()
         failures += [f"{name}: {f}" for f in check_thresholds(results[name], thresholds)]
+        extremes = Extremes()
+        for index, values in enumerate(per_sample[name]):
+            extremes.update(values, f"{index}")
+        mine_gates = [gate for output, gate in gates if output in (None, name)]
+        for failure in judge(mine_gates, results[name], extremes, candidate=mix, output=name):
+            failures.append(f"{name}: {failure.short()}")
     return results, per_sample, failures
 
 
@@ -407,7 +430,9 @@ def evaluate_pipeline(
                     function, {c: runners[(c, p)] for c, p in precisions.items()}, spec.samples, mix
                 )
             outputs[mix] = mine
-            metrics, per_sample, failures = compare_outputs(golden, mine, spec.thresholds)
+            metrics, per_sample, failures = compare_outputs(
+                golden, mine, spec.thresholds, spec.gates, mix
+            )
             mixes.append(MixResult(mix, dict(precisions), metrics, per_sample, failures))
     failures = [f"{m.name} {f}" for m in mixes for f in m.failures]
     result = PipelineResult(

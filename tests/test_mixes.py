@@ -44,6 +44,7 @@ def project(tmp_path: Path) -> Path:
             function = "twostage:run"
             samples = 2
             backend = "sim"
+            gates = ["image:worst:psnr_db>=30"]
             out = "{tmp_path / "out"}"
 
             [pipeline.components.first]
@@ -112,12 +113,12 @@ def test_strict_gate_fails_the_mix_and_the_cli_exits_1(project: Path) -> None:
         .replace('"all-fp32" = { first = "fp32", second = "fp32" }', "")
     )
     text = text.replace('precision = "int8"', 'precision = "fp32"')
-    project.write_text(text + "\n[pipeline.thresholds]\nrmse_max = 1e-9\n")
-    result = CliRunner().invoke(
-        app, ["compare", "--pipeline", "twostage:run", "--config", str(project), "--samples", "1"]
-    )
+    project.write_text(text)
+    argv = ["compare", "--pipeline", "twostage:run", "--config", str(project), "--samples", "1"]
+    result = CliRunner().invoke(app, [*argv, "--gate", "image:worst:psnr_db>=200"])
     assert result.exit_code == 1, result.output
-    assert "FAILED: declared image: rmse" in result.output
+    assert "FAILED: declared image: psnr_db" in result.output
+    assert "< 200 sample 0" in result.output  # the per-sample gate names the sample
     assert "pipeline.html" in result.output
 
 

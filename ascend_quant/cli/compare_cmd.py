@@ -39,7 +39,7 @@ from ascend_quant.config import (
 )
 from ascend_quant.data.inputs import model_data_sets
 from ascend_quant.errors import EXIT_THRESHOLD, UsageError
-from ascend_quant.gates import limits_by_metric
+from ascend_quant.gates import limits_by_metric, parse_gate
 from ascend_quant.mixes import PipelineResult, evaluate_pipeline, load_pipeline_spec
 from ascend_quant.model import save_pinned
 from ascend_quant.report import (
@@ -175,6 +175,7 @@ def compare(
                 rmse_max=rmse_max,
                 mean_rel_error_max=mean_rel_error_max,
             ),
+            gates=gate,
             json_mode=json_mode,
         )
         return
@@ -266,6 +267,7 @@ def _compare_pipeline(
     overrides: dict[str, Any],
     *,
     thresholds_given: dict[str, float],
+    gates: list[str],
     json_mode: bool,
 ) -> None:
     """`compare --pipeline`: build the components, run every mix, gate the final outputs."""
@@ -277,6 +279,8 @@ def _compare_pipeline(
     spec = load_pipeline_spec(config, function, overrides)
     if thresholds_given:
         spec = replace(spec, thresholds=merge(spec.thresholds, thresholds_given))
+    if gates:
+        spec = replace(spec, gates=(*spec.gates, *(parse_gate(text) for text in gates)))
     with progress_for(json_mode) as progress:
         result, outputs = evaluate_pipeline(spec, progress=progress)
     paths = write_pipeline_report(
