@@ -316,7 +316,7 @@ def pipeline_rich_table(result: PipelineResult) -> Table:
                 metrics.format_value("cosine", values.get("cosine")),
                 metrics.format_value("psnr_db", values.get("psnr_db")),
                 metrics.format_value("ssim", values.get("ssim")),
-                "[red]✗[/red]" if failed else "[green]✓[/green]",
+                styled(("✗ " + "; ".join(failed), "red") if failed else ("✓", "green")),
             )
     return table
 
