@@ -4,8 +4,8 @@ Reads `build/diffusion/pipeline.json` (final-image metrics per mix) and the UNet
 (`build/diffusion/unet/<soc>/`: sizes, bench), and adds what the pipeline verdict alone does
 not show: the per-step cosine of each UNet build against the FP32 UNet on the very same inputs
 (the FP32 trajectory), for contrast with the final-image figures. Writes `samples.png` (the
-FP32 pipeline's final 256x256 image: 16 samples, one per training photograph) and
-`comparison.png` (sample 0's final image for the golden and each mix), and prints JSON.
+FP32 pipeline's final 256x256 image: 16 samples, one per training photograph) and prints JSON;
+the side-by-side final images of every mix are in `pipeline.html`.
 
     python examples/diffusion/evaluate.py [--build build/diffusion]
 """

@@ -350,8 +350,9 @@ def main(argv: list[str] | None = None) -> int:
 
     facts = export(ema, args, names)
     metrics = {
-        "model": "conditional UNet 32x32 RGB: ResBlocks 32/64/64 channels, cross-attention "
-        "at 16x16 and 8x8 over a 4x32 context, self-attention at 8x8, epsilon objective",
+        "model": "conditional UNet 32x32 RGB: 2x2 patch embedding, ResBlocks 32/64/64 channels "
+        "at 16/8/4, cross-attention at 8x8 and 4x4 over a 4x32 context, self-attention at 4x4, "
+        "epsilon objective",
         "parameters_unet": n_params,
         "labels": names,
         "train_seconds": round(train_s, 1),
