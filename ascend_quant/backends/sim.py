@@ -48,8 +48,8 @@ from ascend_quant.model import gear_dims_symbolic
 from ascend_quant.onnx_io import to_ort_bytes
 from ascend_quant.progress import NULL_PROGRESS, Progress
 from ascend_quant.quant.layers import tensor_map
-from ascend_quant.runners.geared import GearedRunner
 from ascend_quant.quant.weightonly import compress_weights
+from ascend_quant.runners.geared import GearedRunner
 from ascend_quant.runners.ort import OrtRunner
 from ascend_quant.runners.timing import (
     interleaved_loop,
