@@ -17,7 +17,7 @@ import numpy as np
 from onnx import TensorProto, helper
 
 from ascend_quant.backends.simfile import read_sim_om
-from ascend_quant.model import random_feeds
+from ascend_quant.data.feeds import check_feeds
 from ascend_quant.runners.memory import PeakMemory
 from ascend_quant.runners.ort import OrtRunner
 
@@ -58,7 +58,7 @@ def _main(om: str) -> None:
     with PeakMemory() as memory:
         _, onnx_bytes = read_sim_om(Path(om))
         with OrtRunner(onnx_bytes) as runner:
-            runner.infer(random_feeds(runner.input_specs()))
+            runner.infer(check_feeds(runner.input_specs()))
     print(json.dumps({"peak_memory_bytes": memory.bytes}))
 
 

@@ -140,3 +140,12 @@ def test_w8_refused_on_a_soc_without_weight_only(big_model: Path, tmp_path: Path
     assert "does not support weight-only INT8" in error.message and "310P" in error.message
     assert error.hint and "int8" in error.hint
     assert not (tmp_path / "out" / "Ascend310B1" / "om").exists()
+
+
+def test_bench_reports_peak_memory_labelled_as_simulated(big_model: Path, tmp_path: Path) -> None:
+    from ascend_quant.config import BenchConfig
+
+    artifact = SimBackend().convert(_request(big_model, tmp_path, "w8"))
+    result = SimBackend().bench(artifact.path, BenchConfig(warmup=0, loop=2, duration_s=None))
+    assert result.peak_memory_bytes is not None and result.peak_memory_bytes > 0
+    assert "simulated" in result.memory_source and "not NPU" in result.memory_source
