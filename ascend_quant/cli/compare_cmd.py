@@ -354,7 +354,14 @@ def compare_rich_tables(result: CompareResult) -> list[Table]:
                     value = styled((f"{value} ✗", "red") if failed else (str(value), "green"))
                 cells += [value, metrics.format_value(key, comp.worst.get(key))]
             table.add_row(*cells)
-        notes = [f"{c.name}: {n}" for c in result.candidates for n in c.outputs[k].notes]
+        # a note every candidate shares (e.g. "KL not applicable") is shown once, unprefixed
+        shared = set.intersection(*(set(c.outputs[k].notes) for c in result.candidates))
+        notes = [n for n in first.notes if n in shared] + [
+            f"{c.name}: {n}"
+            for c in result.candidates
+            for n in c.outputs[k].notes
+            if n not in shared
+        ]
         if first.range_source:
             notes.insert(0, f"PSNR/SSIM range L = {first.value_range:.4g}: {first.range_source}")
         if notes:
