@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -405,3 +408,26 @@ def test_outputs_match_tolerances() -> None:
     ok, why = M.outputs_match(a, {"y": a["y"] + 0.5})
     assert not ok and "max abs difference" in why
     assert not M.outputs_match(a, {"z": a["y"]})[0]
+
+
+def test_onnxsim_is_imported_without_torch_and_torch_stays_importable() -> None:
+    """Preflight's onnxsim import hides torch (a ~2 s probe for extras simplify never uses);
+    the hiding is undone (no `sys.modules` entry left), so a later `import torch` works."""
+    code = (
+        "import sys, tiny_models\n"
+        "from ascend_quant import model as M\n"
+        "simplified, error = M._simplify(tiny_models.conv_net(), None)\n"
+        "assert error is None and simplified is not None, error\n"
+        "assert 'torch' not in sys.modules  # neither imported nor left hidden\n"
+        "print('ok')\n"
+    )
+    tests = Path(__file__).resolve().parent
+    env_path = f"{tests.parent}:{tests}"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": env_path},
+        check=False,
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
