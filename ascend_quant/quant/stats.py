@@ -92,10 +92,23 @@ class TensorStats:
             if values.size == 0:
                 return
         width = 2.0 * self.radius / self.bins
-        # (v + R) / w in float64, in place; v >= -R so it is >= 0 and truncation is floor.
-        scaled = np.add(values, self.radius, dtype=np.float64)
-        np.divide(scaled, width, out=scaled)
-        index = scaled.astype(np.int64)
+        if values.dtype == np.float32 and lo >= 0.0:
+            # Non-negative float32 (post-ReLU, the common case): v * (1/w) in float32 is exact
+            # (w is a power of two; an underflow only happens below 1, where the floor is 0
+            # anyway), and floor(fl64(v + R) / w) == floor(v / w) + bins/2 for every v >= 0:
+            # multiples of w near R are float64 numbers, and v sits at least ulp32(v) or
+            # w * 2**-24 below the next one, far more than float64's rounding step there
+            # (R * 2**-52). Half the memory traffic of the float64 route, the same bins.
+            scaled32 = np.multiply(values, np.float32(self.bins / (2.0 * self.radius)))
+            index = scaled32.astype(np.int64)
+            del scaled32
+            index += self.bins // 2
+        else:
+            # (v + R) / w in float64, in place; v >= -R so it is >= 0 and truncation is floor.
+            # (Negative v stay here: a tiny negative v rounds v + R up to R in float64.)
+            scaled = np.add(values, self.radius, dtype=np.float64)
+            np.divide(scaled, width, out=scaled)
+            index = scaled.astype(np.int64)
         np.minimum(index, self.bins - 1, out=index)
         self.counts += np.bincount(index, minlength=self.bins)
         # bincount converts float32 weights to float64 itself: the same sums, no extra copy.

@@ -153,3 +153,25 @@ def test_fast_update_is_bit_identical_to_the_float64_reference() -> None:
     assert fast.count == reference.count and fast.radius == reference.radius
     assert np.array_equal(fast.counts, reference.counts)
     assert np.array_equal(fast.sums, reference.sums)
+
+
+@pytest.mark.parametrize("radius_exp", [-20, 0, 3, 20])
+def test_float32_index_route_matches_the_reference_at_bin_edges(radius_exp: int) -> None:
+    """Non-negative float32 data takes the float32 index route: check it where rounding bites
+    (just below every bin edge, subnormals, exactly R, radii far from 1)."""
+    radius = 2.0**radius_exp
+    width = 2.0 * radius / 16384
+    edges = width * np.arange(1, 8193)
+    below = np.nextafter(edges.astype(np.float32), np.float32(0))  # just under each edge
+    tiny = np.array([1e-45, 1e-38, 1e-30, width * 1e-9], dtype=np.float32)
+    rng = np.random.default_rng(radius_exp + 100)
+    batch = np.concatenate(
+        [below, edges.astype(np.float32), tiny, rng.random(5000, dtype=np.float32) * radius]
+    ).astype(np.float32)
+    batch = np.append(batch, np.float32(radius))
+    fast, reference = TensorStats(), TensorStats()
+    fast.update(batch)
+    _reference_update(reference, batch)
+    assert fast.radius == reference.radius
+    assert np.array_equal(fast.counts, reference.counts)
+    assert np.array_equal(fast.sums, reference.sums)
