@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import onnx
 
-from ascend_quant.model import QUANTIZABLE_TYPES
+from ascend_quant.quant.ops import QUANTIZABLE_TYPES
 
 
 @dataclass(frozen=True)
