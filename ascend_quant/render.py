@@ -19,7 +19,7 @@ import re
 import shlex
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +183,23 @@ def plain(value: Any) -> Any:
     return str(value)  # Path and anything else: its text, never the object
 
 
+MAX_RENDERED_CHARS = 64 * 2**20  # far above any config, script or report with its images
+
+
+def _bounded(chunks: Iterator[str], name: str) -> str:
+    """Join a template's output, refusing one that grows without end (an override's loop)."""
+    parts, size = [], 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > MAX_RENDERED_CHARS:
+            raise UsageError(
+                f"template '{name}' renders more than {MAX_RENDERED_CHARS // 2**20} MiB",
+                hint="fix the override template in --templates (a loop without end?)",
+            )
+        parts.append(chunk)
+    return "".join(parts)
+
+
 def render_template(
     name: str, context: dict[str, Any], templates: Path | None = None, autoescape: bool = False
 ) -> str:
@@ -190,7 +207,12 @@ def render_template(
     (including a template that includes itself) become UsageError."""
     env = environment(templates, autoescape)
     try:
-        return env.get_template(name).render(**plain(context))
+        return _bounded(env.get_template(name).generate(**plain(context)), name)
+    except OverflowError as exc:  # the sandbox refuses huge ranges
+        raise UsageError(
+            f"template '{name}': {exc}",
+            hint="fix the override template in --templates (a loop over a huge range?)",
+        ) from None
     except RecursionError:
         raise UsageError(
             f"template '{name}' includes or calls itself without end",

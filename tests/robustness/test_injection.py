@@ -43,6 +43,11 @@ def _relu_model(path: Path, name: str) -> Path:
         ("{{ tensors.append(1) }}", "SecurityError"),
         ("{{ data_files.update({'x': 1}) }}", "SecurityError"),
         ("{% include 'quant_config.json.j2' %}", "includes or calls itself"),
+        ("{% for i in range(10**9) %}x{% endfor %}", "range"),
+        (
+            "{% for i in range(99999) %}{% for j in range(99999) %}x{% endfor %}{% endfor %}",
+            "renders more than",
+        ),
     ],
 )
 def test_override_templates_see_plain_values_only(
