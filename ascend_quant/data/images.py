@@ -80,7 +80,8 @@ def discover(sources: Sequence[str], base: Path | None = None) -> list[Path]:
         _expand(str(source), base, "", found, problems, looked, 0)
     if problems:
         raise UsageError(
-            "bad image source(s):\n  " + "\n  ".join(problems),
+            f"bad image source(s): {'; '.join(problems[:3])}"
+            + (f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""),
             hint="fix the paths; list-file entries are relative to the list file",
         )
     unique: dict[str, Path] = {}

@@ -119,3 +119,14 @@ def test_directories_where_files_are_expected(
     assert "not a directory" in err
     code, _, err = run_cli(capsys, "inspect", str(tmp_path))
     assert code == 2 and "is a directory" in err
+
+
+def test_several_bad_image_sources_are_one_error_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    missing = [str(tmp_path / f"missing{i}") for i in range(5)]
+    out = tmp_path / "out"
+    err = refused(capsys, "calib", *missing, "--out", str(out), "--size", "4")
+    line = next(x for x in err.splitlines() if x.startswith("error: "))
+    assert "missing0" in line and "missing2" in line and "(+2 more)" in line
+    assert not out.exists()
