@@ -35,6 +35,8 @@ CLIP_WARN = 0.01  # share of activation values outside the calibrated range
 SQNR_GAP_DB = 6.0  # a layer this much worse than the median isolated SQNR is called out
 SQNR_LOW_DB = 20.0  # ... or below this outright
 MAX_ADVISED = 3
+SQNR_CAP_DB = 200.0  # an exact layer (infinite SQNR) ranks last, not out of the table
+OVERFLOW_SENSITIVITY = 1e9  # an FP16 overflow outranks any finite error
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,15 @@ class LayerError:
         return math.inf if value is None else float(value)
 
     @property
+    def overflows(self) -> bool:
+        """FP16 overflow: inf/NaN in the isolated output, or golden beyond +-65504. Its SQNR
+        skips the non-finite values and may read as exact, so it must not be ranked by it."""
+        return bool(
+            (self.isolated or {}).get("nonfinite")
+            or (self.precision == "fp16" and self.accumulated.get("golden_over_fp16"))
+        )
+
+    @property
     def accumulated_sqnr(self) -> float:
         value = self.accumulated.get("sqnr_db")
         return math.inf if value is None else float(value)
@@ -121,13 +132,14 @@ class LayerAnalysis:
     seconds: float | None = None
 
     def ranking(self, precision: str = "int8") -> list[LayerError]:
-        """Layers of `precision` (INT8: the quantized ones), worst isolated SQNR first."""
+        """Layers of `precision` (INT8: the quantized ones): overflowing first, then worst
+        isolated SQNR first."""
         layers = [
             layer
             for layer in self.layers.get(precision, [])
             if layer.isolated is not None and (layer.quantized or precision != "int8")
         ]
-        return sorted(layers, key=lambda x: (x.isolated_sqnr, x.index))
+        return sorted(layers, key=lambda x: (not x.overflows, x.isolated_sqnr, x.index))
 
     def candidates(self, precision: str = "int8") -> list[Candidate]:
         """The ranking as `analysis.tune` takes it (sensitivity −SQNR, cost the MAC share)."""
@@ -136,7 +148,9 @@ class LayerAnalysis:
         return [
             Candidate(
                 name=layer.name,
-                sensitivity=-min(layer.isolated_sqnr, 1e9),
+                sensitivity=OVERFLOW_SENSITIVITY
+                if layer.overflows
+                else -min(layer.isolated_sqnr, SQNR_CAP_DB),
                 cost=layer.macs / total,
                 clip_fraction=layer.clip_fraction or 0.0,
             )
@@ -162,11 +176,7 @@ class LayerAnalysis:
 
     def overflowing(self) -> list[LayerError]:
         """FP16 layers whose output overflows (inf/NaN in the candidate, or golden > 65504)."""
-        return [
-            x
-            for x in self.layers.get("fp16", [])
-            if (x.isolated or {}).get("nonfinite") or x.accumulated.get("golden_over_fp16")
-        ]
+        return [x for x in self.layers.get("fp16", []) if x.overflows]
 
     def skip_layers_toml(self) -> str:
         names = ", ".join(f'"{n}"' for n in self.suggested_skips())

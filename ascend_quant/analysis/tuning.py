@@ -34,8 +34,6 @@ from ascend_quant.progress import NULL_PROGRESS, Progress
 from ascend_quant.workspace import atomic_write_json, tool_fingerprint
 
 TUNE_JSON = "tune.json"
-SQNR_CAP_DB = 200.0  # an exact layer (infinite SQNR) ranks last, not out of the table
-OVERFLOW_SENSITIVITY = 1e9  # an FP16 overflow outranks any finite error
 RANKING_JSON = "tune_ranking.json"
 # Ops that never compute in a precision of their own: not candidates for --keep_dtype.
 _NO_COMPUTE = ("Constant", "Identity", "Shape", "Reshape", "Flatten", "Squeeze", "Unsqueeze")
@@ -300,16 +298,10 @@ def analysis_scorer(
             progress=evaluator.progress,
         )
         wanted = set(names)
-        overflow = {x.name for x in analysis.overflowing()} if precision == "fp16" else set()
-        scores = {}
-        for layer in analysis.ranking(precision):
-            if layer.name not in wanted:
-                continue
-            sqnr = min(layer.isolated_sqnr, SQNR_CAP_DB)
-            scores[layer.name] = LayerScore(
-                OVERFLOW_SENSITIVITY if layer.name in overflow else -sqnr,
-                layer.clip_fraction or 0.0,
-            )
-        return scores
+        return {
+            c.name: LayerScore(c.sensitivity, c.clip_fraction)
+            for c in analysis.candidates(precision)
+            if c.name in wanted
+        }
 
     return score

@@ -243,3 +243,24 @@ def test_memory_is_streamed_from_an_iterator(built) -> None:
 
     analysis = analyze_layers(golden, candidates, feeds())
     assert analysis.samples == len(consumed) == 4
+
+
+def _layer(name: str, index: int, isolated: dict, accumulated: dict | None = None):
+    from ascend_quant.analysis.layers import LayerError
+
+    return LayerError(
+        name, "Conv", "fp16", index, f"{name}_out", False, accumulated or {}, isolated, macs=1
+    )
+
+
+def test_overflowing_layer_ranks_first_although_its_sqnr_reads_exact() -> None:
+    from ascend_quant.analysis.layers import LayerAnalysis
+
+    fine = _layer("fine", 0, {"sqnr_db": 30.0})
+    inf_out = _layer("inf_out", 1, {"sqnr_db": None, "nonfinite": 3})
+    big = _layer("big", 2, {"sqnr_db": None}, {"golden_over_fp16": 1})
+    analysis = LayerAnalysis(samples=1, layers={"fp16": [fine, inf_out, big]}, outputs={})
+    assert [x.name for x in analysis.ranking("fp16")] == ["inf_out", "big", "fine"]
+    cands = analysis.candidates("fp16")
+    assert [c.name for c in cands] == ["inf_out", "big", "fine"]
+    assert cands[0].sensitivity > cands[2].sensitivity and cands[1].sensitivity > 0
