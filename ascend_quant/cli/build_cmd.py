@@ -262,7 +262,8 @@ def _print_summary(result: BuildResult) -> None:
                 f"{precision}: {path}" + (f" ({size / 1e6:.3f} MB)" if size else ""),
                 soft_wrap=True,
             )
-        console.print(f"report: {soc.reports.get('html', '')}", soft_wrap=True)
+        html = soc.reports.get("html")
+        console.print(f"report: {Path(html).resolve() if html else ''}", soft_wrap=True)
     style = "bold green" if result.passed else "bold red"
     console.print(styled((result.verdict, style)), soft_wrap=True)
 

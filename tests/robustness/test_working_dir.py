@@ -67,6 +67,14 @@ def test_readme_build_command_from_another_directory(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stderr
     last = done.stdout.rstrip().splitlines()[-1]
     assert last.startswith("FAILED: espcn_x2_fp16 output cosine "), last
+    # The summary prints every path the same way: absolute, so it can be opened from anywhere.
+    paths = dict(
+        line.split(": ", 1)
+        for line in done.stdout.splitlines()
+        if line.startswith(("fp16: ", "int8: ", "report: "))
+    )
+    assert set(paths) == {"fp16", "int8", "report"}, done.stdout
+    assert all(Path(p).is_absolute() and Path(p).exists() for p in paths.values()), paths
     soc_dir = project / "build" / "espcn_x2" / "Ascend310P3"
     for precision in ("fp16", "int8"):
         om = soc_dir / "om" / f"espcn_x2_{precision}.om"
