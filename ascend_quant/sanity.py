@@ -15,6 +15,9 @@ import numpy as np
 # An input sample is nearly constant when max − min < this share of max(1, max |x|) (for 8-bit
 # integer inputs: of 255), i.e. about 5 levels of an 8-bit image in whatever scale it is in.
 NEAR_CONSTANT_SPREAD = 0.02
+# Only inputs with at least this many values per sample can have a spread worth judging: a
+# timestep or a scale is one value per sample by design (recorded pipelines repeat it per step).
+MIN_SPREAD_VALUES = 16
 PREPROCESS_HINT = (
     "check the preprocessing: --mean and --std apply after --scale (Paddle-style "
     "--mean 127.5 --std 127.5 needs --scale 1)"
@@ -38,9 +41,12 @@ def constant_golden(array: np.ndarray) -> str | None:
 
 def input_spread(array: np.ndarray) -> tuple[float, float, float] | None:
     """(min, max, spread relative to the input's scale) of one input sample, for numeric
-    image-like inputs (floats and 8-bit integers); None for other dtypes (ids, masks)."""
+    image-like inputs (floats and 8-bit integers); None for other dtypes (ids, masks) and for
+    inputs too small to have a spread (MIN_SPREAD_VALUES)."""
     a = np.asarray(array)
-    if a.size < 2 or not (np.issubdtype(a.dtype, np.floating) or a.dtype in (np.uint8, np.int8)):
+    if a.size < MIN_SPREAD_VALUES or not (
+        np.issubdtype(a.dtype, np.floating) or a.dtype in (np.uint8, np.int8)
+    ):
         return None
     finite = a[np.isfinite(a)] if np.issubdtype(a.dtype, np.floating) else a
     if finite.size < 2:
