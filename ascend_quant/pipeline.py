@@ -949,6 +949,22 @@ def _tune_load(ctx: BuildContext, result: dict[str, Any]) -> None:
 
 # --------------------------------------------------------------------------- the table
 
+
+def _convert_stage(precision: str, applies: Callable[[BuildContext], bool] = _always) -> Stage:
+    """One conversion stage; simulated conversions are shared between socs."""
+    return Stage(
+        f"convert-{precision}",
+        "convert",
+        True,
+        _convert_key(precision),
+        _convert_run(precision),
+        _convert_load(precision),
+        applies=applies,
+        shared=_simulated,
+        adopt=_convert_adopt,
+    )
+
+
 PIPELINE: tuple[Stage, ...] = (
     Stage("preflight", "preflight", False, _preflight_key, _preflight_run, _preflight_load),
     Stage("calib", "calib", False, _self_cached, _calib_run, _calib_load),
@@ -957,38 +973,9 @@ PIPELINE: tuple[Stage, ...] = (
     Stage("tune", "tune", True, _tune_key, _tune_run, _tune_load, applies=_tune_applies),
     Stage("config", "config", True, _config_key, _config_run, _config_load),
     # INT8 first: its calibration pass records the FP32 statistics the FP16 overflow check reads.
-    Stage(
-        "convert-int8",
-        "convert",
-        True,
-        _convert_key("int8"),
-        _convert_run("int8"),
-        _convert_load("int8"),
-        applies=_int8_applies,
-        shared=_simulated,
-        adopt=_convert_adopt,
-    ),
-    Stage(
-        "convert-fp16",
-        "convert",
-        True,
-        _convert_key("fp16"),
-        _convert_run("fp16"),
-        _convert_load("fp16"),
-        shared=_simulated,
-        adopt=_convert_adopt,
-    ),
-    Stage(
-        "convert-w8",
-        "convert",
-        True,
-        _convert_key("w8"),
-        _convert_run("w8"),
-        _convert_load("w8"),
-        applies=_w8_applies,
-        shared=_simulated,
-        adopt=_convert_adopt,
-    ),
+    _convert_stage("int8", _int8_applies),
+    _convert_stage("fp16"),
+    _convert_stage("w8", _w8_applies),
     Stage(
         "bench",
         "bench",
