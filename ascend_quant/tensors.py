@@ -7,9 +7,8 @@ is the one place that reads a graph's inputs and outputs; everything else asks i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # only for annotations: onnx is heavy and this module must stay light
     import onnx
@@ -44,10 +43,6 @@ ORT_TO_NUMPY: dict[str, str] = {
     f"tensor({name.lower()})": np_name for _, name, np_name in _ELEMENT_TYPES
 }
 
-# A gear: one concrete shape the model is built for (atc --dynamic_batch_size/--dynamic_dims);
-# either a full shape or the symbolic dims it fixes ({"batch": 4}).
-Gear: TypeAlias = tuple[int, ...] | Mapping[str, int]
-
 
 @dataclass(frozen=True)
 class TensorSpec:
@@ -74,12 +69,11 @@ class InputProfile:
     """A model input plus what the user told us about it and the graph cannot say.
 
     `batch_dim` is the dim that counts samples (None: the input has no batch dim, e.g. a state
-    tensor or a scalar); it is marked by the user, never guessed. `gears` are the concrete shapes
-    the converted model must accept (empty: the one static shape).
+    tensor or a scalar); it is marked by the user, never guessed. Gears are not here: atc's
+    gears are joint over all inputs, so they live in one model-wide `gears.Gears` record.
     """
 
     spec: TensorSpec
-    gears: tuple[Gear, ...] = ()
     batch_dim: int | None = None
 
     @property

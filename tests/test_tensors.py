@@ -66,6 +66,6 @@ def test_ort_names_match_onnxruntime() -> None:
 def test_input_profile_defaults() -> None:
     spec = TensorSpec("state", "float32", (2, 1, 128))
     profile = InputProfile(spec)
-    assert profile.name == "state" and profile.gears == () and profile.batch_dim is None
-    assert InputProfile(spec, gears=((2, 1, 128),), batch_dim=1).batch_dim == 1
+    assert profile.name == "state" and profile.batch_dim is None
+    assert InputProfile(spec, batch_dim=1).batch_dim == 1
     assert spec.with_shape((2, 1, 64)).shape == (2, 1, 64)
