@@ -5,7 +5,7 @@ The timing itself (`time_loop`, `latency_stats`) lives in `runners/timing.py`, b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -98,19 +98,35 @@ def bench_table(results: list[BenchResult], config: BenchConfig) -> BenchTable:
     return BenchTable(config=config, rows=rows)
 
 
-def describe_settings(config: BenchConfig) -> str:
-    """The loop settings in one line, for output beside the figures."""
-    budget = f"{config.duration_s:g} s budget per model, " if config.duration_s else ""
+def describe_settings(config: BenchConfig, rows: int | None = None) -> str:
+    """The loop settings in one line, for output beside the figures; `rows`: how many rows
+    (models x gears) shared the time budget."""
+    budget = ""
+    if config.duration_s:
+        budget = f"a {config.duration_s:g} s budget in all"
+        if rows and rows > 1:
+            budget += f" ({config.duration_s / rows:.2g} s for each of the {rows} rows)"
+        budget += ", "
     return (
-        f"{config.warmup} warm-up run(s), then {budget}at most {config.loop} and at least "
-        f"{config.min_loop} timed runs per model"
+        f"{config.warmup} warm-up run(s) per model, then {budget}at most {config.loop} and at "
+        f"least {config.min_loop} timed runs per model"
     )
+
+
+def _share(config: BenchConfig, parts: int) -> BenchConfig:
+    """`config` with its time budget divided among `parts` separately timed runs."""
+    if config.duration_s is None or parts <= 1:
+        return config
+    return replace(config, duration_s=config.duration_s / parts)
 
 
 def bench_models(
     models: list[Path], config: BenchConfig, progress: Progress = NULL_PROGRESS
 ) -> BenchTable:
-    """Benchmark each .om with its own backend under identical settings, first one = baseline."""
+    """Benchmark each .om with its own backend under identical settings, first one = baseline.
+
+    `config.duration_s` is the budget of the whole table: split evenly between gears, and
+    between models (interleaved models share theirs inside `bench_many`)."""
     if not models:
         raise UsageError("no models to benchmark", hint="pass one or more .om files")
     if config.loop < 1:
@@ -127,12 +143,15 @@ def bench_models(
     kinds = {type(backend) for _path, backend in chosen}
     bench_many = getattr(chosen[0][1], "bench_many", None)
     results: list[BenchResult] = []
-    for gear in bench_gears([path for path, _b in chosen], config.gears):
+    gears = bench_gears([path for path, _b in chosen], config.gears)
+    per_gear = _share(config, len(gears))
+    for gear in gears:
         extra = {"gear": gear} if gear is not None else {}  # static models: the plain call
         if len(kinds) == 1 and bench_many is not None:  # one backend that interleaves the models
-            results += bench_many([path for path, _b in chosen], config, progress, **extra)
+            results += bench_many([path for path, _b in chosen], per_gear, progress, **extra)
         else:
-            results += [backend.bench(p, config, progress, **extra) for p, backend in chosen]
+            each = _share(per_gear, len(chosen))
+            results += [backend.bench(p, each, progress, **extra) for p, backend in chosen]
     return bench_table(results, config)
 
 

@@ -381,11 +381,13 @@ class AippConfig:
 @dataclass(frozen=True)
 class BenchConfig:
     """Each model: `warmup` untimed runs, then at most `loop` timed runs or as many as fit in
-    `duration_s` (None: no budget), but at least `min_loop`; models alternate in rounds."""
+    its equal share of `duration_s` (None: no budget), but at least `min_loop`; models
+    alternate in rounds. One budget for the whole benchmark, so a build's bench stage takes
+    about `duration_s` however many models (fp16, int8, w8) and gears it times."""
 
     warmup: int = 2
     loop: int = 50
-    duration_s: float | None = 2.0  # time budget per model
+    duration_s: float | None = 2.0  # time budget of all models and gears together
     min_loop: int = 5
     device: int = 0
     batch_size: int | None = None  # None: the leading dim of the first input

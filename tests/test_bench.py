@@ -128,3 +128,44 @@ def test_interleaved_rounds_alternate_and_respect_budget_and_minimum() -> None:
     slow = interleaved_loop([step("s", 0.02)], 0, 1000, 0.05, 3)
     assert sum(len(r) for r in slow[0]) == 3  # the budget allows ~2; the minimum is 3
     assert calls.count("s") == 4  # one warm-up (to estimate) even with warmup=0
+
+
+def test_interleaved_budget_is_shared_by_the_models() -> None:
+    import time
+
+    from ascend_quant.runners.timing import interleaved_loop
+
+    def step() -> None:
+        time.sleep(0.01)
+
+    # 0.2 s in all: ~0.1 s (~10 runs of 10 ms) each, not 0.2 s each
+    samples = interleaved_loop([step, step], 1, 1000, 0.2, 2)
+    counts = [sum(len(r) for r in model) for model in samples]
+    assert all(2 <= c <= 12 for c in counts), counts
+
+
+def test_settings_line_states_the_shared_budget() -> None:
+    from ascend_quant.bench import describe_settings
+
+    line = describe_settings(BenchConfig(duration_s=2.0), rows=3)
+    assert "2 s budget in all (0.67 s for each of the 3 rows)" in line
+    assert "budget" not in describe_settings(BenchConfig(duration_s=None), rows=3)
+
+
+def test_models_timed_one_by_one_split_the_budget(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A backend without interleaving gets each model its share of the one budget."""
+    from fake_backend import FakeBackend
+
+    seen: list[float | None] = []
+    original = FakeBackend.bench
+
+    def bench(self, om, config, progress=None):  # type: ignore[no-untyped-def]
+        seen.append(config.duration_s)
+        return original(self, om, config)
+
+    monkeypatch.setattr(FakeBackend, "bench", bench)
+    oms = [make_om(tmp_path / f"m{i}_fp16.om") for i in range(4)]
+    install(monkeypatch, tiny_models.save(tiny_models.conv_net(), tmp_path / "m.onnx"),
+            {om.name: Perturb() for om in oms})  # fmt: skip
+    table = bench_models(oms, BenchConfig(duration_s=2.0))
+    assert seen == [0.5] * 4 and table.config.duration_s == 2.0

@@ -38,7 +38,7 @@ from ascend_quant.backends.simfile import (
     read_sim_om,
     write_sim_om,
 )
-from ascend_quant.backends.simmem import measure_in_child
+from ascend_quant.backends.simmem import ChildProbe
 from ascend_quant.config import BenchConfig, QuantConfig, to_mapping
 from ascend_quant.data.calibset import CalibFeeds, CalibSet
 from ascend_quant.data.feeds import check_feeds
@@ -449,8 +449,10 @@ class SimBackend:
         """Every model in alternating rounds (`interleaved_loop`), each on its own random input;
         gear models at `gear` (required for them, refused for static models)."""
         paths = [Path(om) for om in oms]
-        peaks = [measure_in_child(om) for om in paths]
+        probes = [ChildProbe(om) for om in paths]  # all at once, while the sessions open
         with contextlib.ExitStack() as stack:
+            for probe in probes:
+                stack.callback(probe.result)  # on an error too: no child left behind
             runners: list[OrtRunner | GearedRunner] = []
             for om in paths:
                 runners.append(self.open(om))
@@ -459,6 +461,7 @@ class SimBackend:
                 check_feeds(r.input_specs(), _gear_shapes(om, r, gear))
                 for om, r in zip(paths, runners)
             ]
+            peaks = [p.result() for p in probes]  # before timing: they compete for the CPU
             steps = [functools.partial(r.infer, f) for r, f in zip(runners, feeds)]
             names = ", ".join(p.name for p in paths)
             with progress.task(f"benchmarking {names}", total=None) as advance:

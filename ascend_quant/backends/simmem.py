@@ -24,22 +24,43 @@ from ascend_quant.runners.ort import OrtRunner
 TIMEOUT_S = 300
 
 
-def measure_in_child(om: Path) -> int | None:
-    """Peak RSS that opening `om` and one inference add, in a fresh interpreter; None: unknown."""
-    result = subprocess.run(
-        [sys.executable, "-m", "ascend_quant.backends.simmem", str(om)],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-        check=False,
-    )
-    if result.returncode != 0:
-        return None
-    try:
-        value = json.loads(result.stdout.strip().splitlines()[-1])["peak_memory_bytes"]
-    except (ValueError, IndexError, KeyError, TypeError):
-        return None
-    return int(value) if isinstance(value, int) else None
+class ChildProbe:
+    """Peak RSS that opening `om` and one inference add, measured in a fresh interpreter that
+    starts at construction; `result()` waits for it. Several probes run at once (each process
+    has its own peak, so they do not disturb each other's figure); wait for them before timing
+    anything, since they do compete for the CPU."""
+
+    def __init__(self, om: Path) -> None:
+        self._child = subprocess.Popen(
+            [sys.executable, "-m", "ascend_quant.backends.simmem", str(om)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        self._peak: int | None = None
+        self._done = False
+
+    def result(self) -> int | None:
+        """The peak in bytes; None: unknown (the child failed or timed out)."""
+        if not self._done:
+            self._peak = self._wait()
+            self._done = True
+        return self._peak
+
+    def _wait(self) -> int | None:
+        try:
+            stdout, _ = self._child.communicate(timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self._child.kill()
+            self._child.communicate()
+            return None
+        if self._child.returncode != 0:
+            return None
+        try:
+            value = json.loads(stdout.strip().splitlines()[-1])["peak_memory_bytes"]
+        except (ValueError, IndexError, KeyError, TypeError):
+            return None
+        return int(value) if isinstance(value, int) else None
 
 
 def _warm_up() -> None:

@@ -20,7 +20,9 @@ def bench(
     warmup: int | None = typer.Option(None, "--warmup", help="Untimed runs first (default 2)."),
     loop: int | None = typer.Option(None, "--loop", help="At most this many timed runs (50)."),
     duration: float | None = typer.Option(
-        None, "--duration", help="Time budget per model in seconds (default 2; >= 5 runs)."
+        None,
+        "--duration",
+        help="Time budget in seconds for all models together (default 2; >= 5 runs each).",
     ),
     device: int | None = typer.Option(None, "--device", help="NPU device id (default 0)."),
     batch_size: int | None = typer.Option(
@@ -55,7 +57,7 @@ def bench(
         print_json(json_safe(table))
         return
     console.print(bench_rich_table(table))
-    console.print(describe_settings(table.config), soft_wrap=True)
+    console.print(describe_settings(table.config, len(table.rows)), soft_wrap=True)
     for line in stability_lines(table):
         console.print(line, soft_wrap=True)
     if out is not None:

@@ -333,7 +333,8 @@ def bench_notes(bench: dict[str, Any]) -> list[str]:
     lines = []
     settings = bench.get("config") or {}
     if settings:
-        lines.append("bench: " + describe_settings(BenchConfig(**settings)))
+        rows = len(bench.get("rows", []))
+        lines.append("bench: " + describe_settings(BenchConfig(**settings), rows))
     for row in bench.get("rows", []):
         rounds = row.get("speedup_rounds")
         if rounds:

@@ -82,12 +82,14 @@ def interleaved_loop(
 ) -> list[list[list[float]]]:
     """Time several models in alternating rounds (A B, B A, A B, ...); samples[model][round].
 
-    Each model first runs `warmup` times untimed (at least once: that run's time estimates how
-    many runs its `duration_s` budget allows). A model then runs min(loop, budget) runs, but at
-    least `min_count`, split into the same number of rounds as every other model. Alternating
-    the order round by round cancels a machine that drifts (thermal, other load) over the run.
+    `duration_s` is the budget of all models together; each gets an equal share. Each model
+    first runs `warmup` times untimed (at least once: that run's time estimates how many runs
+    its share allows). A model then runs min(loop, share) runs, but at least `min_count`, split
+    into the same number of rounds as every other model. Alternating the order round by round
+    cancels a machine that drifts (thermal, other load) over the run.
     """
     clock = time.perf_counter
+    share = duration_s / max(len(steps), 1) if duration_s is not None else None
     counts = []
     for step in steps:
         probe = 0.0
@@ -96,8 +98,8 @@ def interleaved_loop(
             step()
             probe = clock() - start
         target = loop
-        if duration_s is not None:
-            target = min(loop, int(duration_s / probe) if probe > 0 else loop)
+        if share is not None:
+            target = min(loop, int(share / probe) if probe > 0 else loop)
         counts.append(max(target, min_count, 1))
     n_rounds = max(1, min(rounds, min(counts)))
     plans = [round_sizes(count, n_rounds) for count in counts]
