@@ -29,15 +29,24 @@ and the thresholds gate them. Mixes are declared in TOML:
 
     [pipeline.mixes]                    # more mixes; a component not named keeps its declared one
     "unet-w8" = { unet = "w8" }
+    "unet-int8-tuned" = { unet = { precision = "int8", quant = { skip_layers = ["/inp/Conv"] } } }
+
+A mix may give a component a table instead of a precision: build settings merged over the
+component's `build` table (validated like `ascend-quant.toml`). Every distinct effective setting
+is one build in its own workspace (`<out>/<component>` for the component's own settings,
+`<out>/<component>-<id>` otherwise), so mixes with the same settings share one build, and a
+second run reuses every stage.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import difflib
 import importlib
 import logging
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +62,7 @@ from ascend_quant.config import (
     from_mapping,
     load_project_file,
     merge,
+    to_mapping,
 )
 from ascend_quant.errors import UsageError
 from ascend_quant.gates import Extremes, Gate, judge, parse_gate
@@ -61,6 +71,8 @@ from ascend_quant.pipeline import build
 from ascend_quant.progress import NULL_PROGRESS, Progress
 from ascend_quant.runners.base import Runner
 from ascend_quant.runners.ort import OrtRunner
+from ascend_quant.soc import get_soc
+from ascend_quant.workspace import sha256_json
 
 log = logging.getLogger("ascend_quant")
 
@@ -68,6 +80,24 @@ FP32 = "fp32"  # a component left as the FP32 ONNX model (ONNX Runtime), as in t
 MIX_PRECISIONS = (FP32, *PRECISIONS)
 DECLARED = "declared"
 _PATH_KEYS = ("sources", "eval_sources", "calib", "eval")
+
+# Build keys the pipeline sets for every component: where the user sets them instead.
+PIPELINE_OWNED = {
+    "model": "[pipeline.components.NAME] model",
+    "socs": "[pipeline] soc (or --soc)",
+    "backend": "[pipeline] backend (or --backend)",
+    "out": "[pipeline] out (or --out)",
+}
+BACKENDS = ("auto", "atc", "sim")
+PIPELINE_EXAMPLES = {
+    "function": "pipeline:generate",
+    "soc": "Ascend310P3",
+    "backend": "sim",
+    "out": "build/pipeline",
+}
+CHOICE_HINT = (
+    'e.g. unet = "w8", or unet = { precision = "int8", quant = { skip_layers = ["/inp/Conv"] } }'
+)
 
 PipelineFunction = Callable[[Mapping[str, Runner], int], Any]
 
@@ -83,12 +113,52 @@ class Component:
 
 
 @dataclass(frozen=True)
+class Choice:
+    """How one mix runs one component: a precision, and build settings over the component's.
+
+    `overrides` are `ascend-quant.toml` keys merged over `Component.build` (e.g. a tuned INT8's
+    `quant.skip_layers`), so a tuned and a plain INT8 UNet can be compared in one pipeline.
+    """
+
+    precision: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """`int8`, or `int8 [quant.skip_layers=[/inp/Conv, /out/Conv, +2 more]]`."""
+        if not self.overrides:
+            return self.precision
+        settings = "; ".join(f"{k}={_short(v)}" for k, v in _dotted(self.overrides))
+        return f"{self.precision} [{settings}]"
+
+
+def _dotted(table: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    pairs: list[tuple[str, Any]] = []
+    for key, value in table.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        pairs += _dotted(value, name) if isinstance(value, Mapping) and value else [(name, value)]
+    return pairs
+
+
+def _short(value: Any, shown: int = 2) -> str:
+    if isinstance(value, (list, tuple)):
+        items = [str(v) for v in value[:shown]]
+        more = [f"+{len(value) - shown} more"] if len(value) > shown else []
+        return "[" + ", ".join(items + more) + "]"
+    return str(value)
+
+
+def mix_label(choices: Mapping[str, Choice]) -> str:
+    """`unet=int8 [quant.skip_layers=[...]], sr=fp16`: what a mix runs, overrides included."""
+    return ", ".join(f"{name}={choice.describe()}" for name, choice in choices.items())
+
+
+@dataclass(frozen=True)
 class PipelineSpec:
     """What `compare --pipeline` evaluates: components, precision mixes, samples, gates."""
 
     function: str  # "module:function"
     components: dict[str, Component]
-    mixes: dict[str, dict[str, str]]  # mix name -> a precision for every component
+    mixes: dict[str, dict[str, Choice]]  # mix name -> a Choice for every component
     samples: int = 1
     soc: str = "Ascend310P3"
     backend: str = "auto"
@@ -104,10 +174,29 @@ class MixResult:
     """One precision mix against the all-FP32 golden, per final output."""
 
     name: str
-    precisions: dict[str, str]
+    precisions: dict[str, str]  # component -> precision
     outputs: dict[str, dict[str, Any]]  # output -> metrics over all samples
     per_sample: dict[str, list[dict[str, Any]]]  # output -> each sample's metrics
     failures: list[str]
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # component -> settings
+    builds: dict[str, str] = field(default_factory=dict)  # component -> ComponentBuild.name
+    label: str = ""  # mix_label: precisions and overrides, for tables
+
+
+@dataclass
+class ComponentBuild:
+    """One distinct build of a component: its own settings, or a mix's overrides merged over
+    them. Mixes whose effective settings are equal share one; `reused`/`ran` are its stages."""
+
+    name: str  # its workspace folder under `out`: the component, or "<component>-<id>"
+    component: str
+    overrides: dict[str, Any]  # over the component's build table; {} for its own settings
+    mixes: list[str]  # the mixes that run it
+    precisions: list[str]  # the precisions they run it at
+    workspace: str = ""
+    artifacts: dict[str, str] = field(default_factory=dict)  # precision -> .om
+    reused: list[str] = field(default_factory=list)  # stages whose cached result was reused
+    ran: list[str] = field(default_factory=list)  # stages that ran
 
 
 @dataclass
@@ -123,8 +212,11 @@ class PipelineResult:
     verdict: str
     failures: list[str]
     thresholds: Thresholds
-    artifacts: dict[str, dict[str, str]]  # component -> precision -> .om (fp32: the .onnx)
+    # component (or "<component>-<id>", a build with a mix's overrides) -> precision -> .om;
+    # "fp32" is the component's ONNX model
+    artifacts: dict[str, dict[str, str]]
     out_dir: str = ""
+    builds: list[ComponentBuild] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -160,6 +252,76 @@ def _precision(value: Any, where: str) -> str:
     return str(value)
 
 
+def _suggest_key(key: str, known: Iterable[str]) -> str | None:
+    match = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    return f"did you mean '{match[0]}'?" if match else None
+
+
+def _check_owned(table: Mapping[str, Any], where: str) -> None:
+    """Refuse build keys the pipeline sets for every component (they would be ignored)."""
+    owned = sorted(set(table) & set(PIPELINE_OWNED))
+    if owned:
+        raise UsageError(
+            f"{where}: {', '.join(owned)} is set by the pipeline, not per component or mix",
+            hint="use " + "; ".join(PIPELINE_OWNED[k] for k in owned),
+        )
+
+
+def _choice(value: Any, component: Component, base: Path, where: str) -> Choice:
+    """A mix's entry for one component: a precision string, or a table of `precision` (default:
+    the component's declared one) and build settings merged over the component's `build`."""
+    if isinstance(value, str):
+        return Choice(_precision(value, where))
+    if not isinstance(value, dict):
+        raise UsageError(
+            f"{where}: expected a precision or a table of precision and build settings, "
+            f"got {value!r}",
+            hint=CHOICE_HINT,
+        )
+    table = dict(value)
+    precision = _precision(table.pop("precision", component.precision), where)
+    if "build" in table:
+        raise UsageError(
+            f"{where}: put build settings beside precision, not in a build table",
+            hint=CHOICE_HINT,
+        )
+    overrides = _resolve_paths(table, base)
+    _check_owned(overrides, where)
+    known = ["precision", *(f.name for f in dataclasses.fields(BuildConfig))]
+    for key in overrides:
+        if key.replace("-", "_") not in known:
+            raise UsageError(
+                f"{where}: unknown config key '{key}'",
+                hint=_suggest_key(key, known)
+                or "precision, or any ascend-quant.toml key (docs/config.md)",
+            )
+    if overrides and precision == FP32:
+        raise UsageError(
+            f"{where}: fp32 runs the ONNX model itself, so build settings do not apply",
+            hint="drop the settings, or pick fp16, int8 or w8",
+        )
+    effective_config(component, overrides, where)  # unknown keys and bad values fail early
+    return Choice(precision, overrides)
+
+
+def effective_config(
+    component: Component, overrides: Mapping[str, Any] | None = None, where: str = ""
+) -> BuildConfig:
+    """The component's build table with a mix's overrides merged over it, validated like
+    `ascend-quant.toml` (unknown keys refused with a suggestion)."""
+    config = from_mapping(
+        BuildConfig, component.build, f"[pipeline.components.{component.name}].build"
+    )
+    if not overrides:
+        return config
+    try:
+        return merge(config, dict(overrides))
+    except UsageError as exc:
+        where = where or f"overrides of {component.name}"
+        hint = exc.hint or "the same keys and values as ascend-quant.toml (docs/config.md)"
+        raise UsageError(f"{where}: {exc.message}", hint=hint) from None
+
+
 def pipeline_spec(data: Mapping[str, Any], base: Path, function: str | None = None) -> PipelineSpec:
     """A spec from the `[pipeline]` table of a TOML file in `base` (paths relative to it)."""
     table = dict(data.get("pipeline") or {})
@@ -182,7 +344,8 @@ def pipeline_spec(data: Mapping[str, Any], base: Path, function: str | None = No
     unknown = sorted(set(table) - known)
     if unknown:
         raise UsageError(
-            f"[pipeline]: unknown key(s) {', '.join(unknown)}", hint=f"known: {', '.join(known)}"
+            f"[pipeline]: unknown key(s) {', '.join(unknown)}",
+            hint=_suggest_key(unknown[0], known) or f"known: {', '.join(sorted(known))}",
         )
     raw_components = table.get("components") or {}
     if not isinstance(raw_components, dict) or not raw_components:
@@ -193,68 +356,138 @@ def pipeline_spec(data: Mapping[str, Any], base: Path, function: str | None = No
     components: dict[str, Component] = {}
     for name, entry in raw_components.items():
         where = f"[pipeline.components.{name}]"
-        if not isinstance(entry, dict) or "model" not in entry:
-            raise UsageError(f'{where} needs model = "<file>.onnx"')
+        if not isinstance(entry, dict) or not isinstance(entry.get("model"), str):
+            raise UsageError(
+                f'{where} needs model = "<file>.onnx"',
+                hint="the model's path, relative to this TOML file",
+            )
         extra = sorted(set(entry) - {"model", "precision", "build"})
         if extra:
             raise UsageError(
-                f"{where}: unknown key(s) {', '.join(extra)}", hint="known: model, precision, build"
+                f"{where}: unknown key(s) {', '.join(extra)}",
+                hint=_suggest_key(extra[0], ("model", "precision", "build"))
+                or "known: model, precision, build (build settings go in its build table)",
             )
         model = Path(entry["model"])
         model = model if model.is_absolute() else base / model
         if not model.is_file():
-            raise UsageError(f"{where}: model not found: {model}")
-        build_table = _resolve_paths(dict(entry.get("build") or {}), base)
+            raise UsageError(
+                f"{where}: model not found: {model}",
+                hint="model paths are relative to the TOML file",
+            )
+        raw_build = entry.get("build") or {}
+        if not isinstance(raw_build, dict):
+            raise UsageError(
+                f"{where}: build must be a table of ascend-quant.toml keys, got {raw_build!r}",
+                hint=f"[pipeline.components.{name}.build] with e.g. quant = {{ ... }}",
+            )
+        build_table = _resolve_paths(dict(raw_build), base)
+        _check_owned(build_table, f"{where}.build")
         from_mapping(BuildConfig, build_table, f"{where}.build")  # unknown keys fail early
         components[name] = Component(
             name, model, _precision(entry.get("precision", "fp16"), where), build_table
         )
-    declared = {name: c.precision for name, c in components.items()}
-    mixes: dict[str, dict[str, str]] = {DECLARED: declared}
-    for mix, choice in (table.get("mixes") or {}).items():
-        if not isinstance(choice, dict):
-            raise UsageError(f"[pipeline.mixes] '{mix}' must map components to precisions")
-        stray = [c for c in choice if c not in components]
+    declared = {name: Choice(c.precision) for name, c in components.items()}
+    mixes: dict[str, dict[str, Choice]] = {DECLARED: declared}
+    raw_mixes = table.get("mixes") or {}
+    if not isinstance(raw_mixes, dict):
+        raise UsageError(
+            f"[pipeline] mixes must be a table of mix name -> components, got {raw_mixes!r}",
+            hint='[pipeline.mixes] "unet-w8" = { unet = "w8" }',
+        )
+    for mix, entries in raw_mixes.items():
+        if not isinstance(entries, dict):
+            raise UsageError(
+                f"[pipeline.mixes] '{mix}' must map components to precisions",
+                hint=f'e.g. "{mix}" = {{ {next(iter(components))} = "fp16" }}',
+            )
+        stray = [c for c in entries if c not in components]
         if stray:
             raise UsageError(
                 f"[pipeline.mixes] '{mix}' names unknown component(s) {', '.join(stray)}",
                 hint=f"components: {', '.join(components)}",
             )
-        mixes[mix] = {
+        mixes[str(mix)] = {
             **declared,
-            **{c: _precision(p, f"[pipeline.mixes] '{mix}'") for c, p in choice.items()},
+            **{
+                c: _choice(value, components[c], base, f"[pipeline.mixes] '{mix}' {c}")
+                for c, value in entries.items()
+            },
         }
-    function = function or table.get("function")
+    function = function or _text(table, "function", None)
     if not function:
         raise UsageError(
             "no pipeline function",
             hint="pass --pipeline module:function or set [pipeline] function",
         )
-    samples = int(table.get("samples", 1))
-    if samples < 1:
-        raise UsageError(f"[pipeline] samples must be at least 1, got {samples}")
+    samples = table.get("samples", 1)
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise UsageError(
+            f"[pipeline] samples must be a whole number of at least 1, got {samples!r}",
+            hint="samples = 4 calls the function with index 0..3",
+        )
+    soc = _text(table, "soc", "Ascend310P3")
+    get_soc(soc)  # an unknown soc fails here, with a suggestion
+    backend = _text(table, "backend", "auto")
+    if backend not in BACKENDS:
+        raise UsageError(
+            f"[pipeline] backend '{backend}' is not one of {', '.join(BACKENDS)}",
+            hint="auto uses atc when the CANN toolkit is found, else the simulator",
+        )
+    raw_gates = table.get("gates", [])
+    if not isinstance(raw_gates, (list, tuple)):
+        raise UsageError(
+            f"[pipeline] gates must be a list of gate texts, got {raw_gates!r}",
+            hint='gates = ["image:worst:psnr_db>=30"]',
+        )
+    raw_thresholds = table.get("thresholds") or {}
+    if not isinstance(raw_thresholds, dict):
+        raise UsageError(
+            f"[pipeline] thresholds must be a table, got {raw_thresholds!r}",
+            hint="[pipeline.thresholds] cosine_min = 0.99",
+        )
     return PipelineSpec(
         function=str(function),
         components=components,
         mixes=mixes,
         samples=samples,
-        soc=str(table.get("soc", "Ascend310P3")),
-        backend=str(table.get("backend", "auto")),
-        out=Path(table.get("out", Path("build") / f"pipeline-{base.name or 'pipeline'}")),
+        soc=soc,
+        backend=backend,
+        out=Path(_text(table, "out", str(Path("build") / f"pipeline-{base.name or 'pipeline'}"))),
         search_path=base,
-        thresholds=from_mapping(Thresholds, dict(table.get("thresholds") or {}), "thresholds"),
-        gates=tuple(parse_gate(str(text)) for text in table.get("gates") or ()),
+        thresholds=from_mapping(Thresholds, dict(raw_thresholds), "pipeline.thresholds"),
+        gates=tuple(parse_gate(str(text)) for text in raw_gates),
     )
+
+
+def _text(table: Mapping[str, Any], key: str, default: Any) -> Any:
+    """A string value of `[pipeline]`, or `default` when absent."""
+    value = table.get(key, default)
+    if value is not default and not isinstance(value, str):
+        raise UsageError(
+            f"[pipeline] {key} must be a string, got {value!r}",
+            hint=f'e.g. {key} = "{PIPELINE_EXAMPLES.get(key, "...")}"',
+        )
+    return value
 
 
 def load_pipeline_spec(
     path: Path, function: str | None = None, overrides: Mapping[str, Any] | None = None
 ) -> PipelineSpec:
-    """Read `[pipeline]` from a TOML file; `overrides` (soc, backend, out, samples) win."""
+    """Read `[pipeline]` from a TOML file; `overrides` (soc, backend, out, samples) win.
+
+    Every problem in the file is a `UsageError` with a hint (the CLI's exit 2).
+    """
     path = Path(path)
     data = load_project_file(path)
+    if not isinstance(data.get("pipeline", {}), dict):
+        raise UsageError(
+            f"{path}: pipeline must be a table",
+            hint='[pipeline] function = "module:function", then [pipeline.components.NAME]',
+        )
     if overrides:
-        data.setdefault("pipeline", {}).update({k: v for k, v in overrides.items() if v})
+        given = {k: str(v) if isinstance(v, Path) else v for k, v in overrides.items() if v}
+        data.setdefault("pipeline", {}).update(given)
     return pipeline_spec(data, path.resolve().parent, function)
 
 
@@ -287,42 +520,86 @@ def load_function(reference: str, search_path: Path) -> PipelineFunction:
 # --------------------------------------------------------------------------- building
 
 
-def component_config(spec: PipelineSpec, component: Component) -> BuildConfig:
-    """The build settings of one component: its own table, then the pipeline's soc and backend."""
-    config = from_mapping(BuildConfig, component.build, f"[pipeline.components.{component.name}]")
+def component_config(
+    spec: PipelineSpec, component: Component, overrides: Mapping[str, Any] | None = None
+) -> BuildConfig:
+    """The build settings of one component: its own table, a mix's overrides, then the
+    pipeline's soc and backend and the build's workspace (see `plan_builds`)."""
+    config = effective_config(component, overrides)
+    name = _build_name(component, config, effective_config(component))
     return merge(
         config,
-        {
-            "socs": [spec.soc],
-            "backend": spec.backend,
-            "out": str(Path(spec.out) / component.name),
-        },
+        {"socs": [spec.soc], "backend": spec.backend, "out": str(Path(spec.out) / name)},
     )
+
+
+def _identity(config: BuildConfig) -> str:
+    return sha256_json(to_mapping(config))
+
+
+def _build_name(component: Component, config: BuildConfig, own: BuildConfig) -> str:
+    """`unet` for the component's own settings, `unet-<id>` for other effective settings."""
+    identity = _identity(config)
+    return component.name if identity == _identity(own) else f"{component.name}-{identity[:8]}"
+
+
+def plan_builds(spec: PipelineSpec) -> tuple[list[ComponentBuild], dict[str, dict[str, str]]]:
+    """The distinct builds the mixes need below FP32, and per mix which build each component
+    runs from. Mixes whose effective settings are equal (after merging) share one build."""
+    builds: dict[str, ComponentBuild] = {}
+    uses: dict[str, dict[str, str]] = {}
+    for mix, choices in spec.mixes.items():
+        uses[mix] = {}
+        for name, choice in choices.items():
+            if choice.precision == FP32:
+                continue
+            component = spec.components[name]
+            config = effective_config(component, choice.overrides)
+            build_name = _build_name(component, config, effective_config(component))
+            entry = builds.setdefault(
+                build_name,
+                ComponentBuild(
+                    build_name,
+                    name,
+                    dict(choice.overrides) if build_name != name else {},
+                    [],
+                    [],
+                    workspace=str(Path(spec.out) / build_name),
+                ),
+            )
+            if mix not in entry.mixes:
+                entry.mixes.append(mix)
+            if choice.precision not in entry.precisions:
+                entry.precisions.append(choice.precision)
+            uses[mix][name] = build_name
+    return list(builds.values()), uses
 
 
 def build_components(
     spec: PipelineSpec, progress: Progress = NULL_PROGRESS
-) -> tuple[dict[str, dict[str, str]], str]:
-    """Build every component that some mix needs below FP32; returns its .om per precision and
-    the backend used. Each build is cached by content hash like any `build`."""
-    artifacts: dict[str, dict[str, str]] = {}
+) -> tuple[list[ComponentBuild], dict[str, dict[str, str]], str]:
+    """Build every distinct (component, settings) some mix needs below FP32, each with the
+    normal cached `build` stages in its own workspace. Returns the builds (artifacts and which
+    stages were reused), per mix the build of each component, and the backend used."""
+    builds, uses = plan_builds(spec)
     backend = spec.backend
-    for name, component in spec.components.items():
-        needed = {mix[name] for mix in spec.mixes.values()} - {FP32}
-        artifacts[name] = {FP32: str(component.model)}
-        if not needed:
-            continue
-        result = build(component.model, component_config(spec, component), progress=progress)
+    for entry in builds:
+        component = spec.components[entry.component]
+        config = component_config(spec, component, entry.overrides)
+        result = build(component.model, config, progress=progress)
         backend = result.backend
         (soc,) = result.socs
-        missing = sorted(needed - set(soc.artifacts))
+        missing = sorted(set(entry.precisions) - set(soc.artifacts))
         if missing:
             raise UsageError(
-                f"component '{name}' has no {', '.join(missing)} build for {spec.soc}",
+                f"component '{entry.name}' has no {', '.join(missing)} build for {spec.soc}",
                 hint="see the build's warnings (INT8 refused? w8 not supported on this soc?)",
             )
-        artifacts[name].update(soc.artifacts)
-    return artifacts, backend
+        entry.workspace = str(result.workspace)
+        entry.artifacts = dict(soc.artifacts)
+        entry.reused = [run.stage for run in result.stages if run.reused]
+        entry.ran = [run.stage for run in result.stages if not run.reused]
+    return builds, uses, backend
 
 
 # --------------------------------------------------------------------------- running
@@ -410,30 +687,55 @@ def evaluate_pipeline(
 ) -> tuple[PipelineResult, dict[str, list[dict[str, np.ndarray]]]]:
     """Build what the mixes need, run the golden and every mix, compare the final outputs.
 
-    Returns the result and the final outputs per mix (and "fp32", the golden).
+    `function` defaults to `spec.function` (imported from beside the TOML file). Returns the
+    result and the final outputs per mix (and "fp32", the golden): mix -> per sample
+    {output: array}, what `report.write_pipeline_report` shows. Raises `UsageError` for a bad
+    function, a return value that is not arrays, or a component without the needed build.
     """
     function = function or load_function(spec.function, spec.search_path)
-    artifacts, backend_name = build_components(spec, progress)
-    golden_mix = {name: FP32 for name in spec.components}
-    wanted = {(c, p) for mix in [golden_mix, *spec.mixes.values()] for c, p in mix.items()}
+    builds, uses, backend_name = build_components(spec, progress)
+    artifacts: dict[str, dict[str, str]] = {
+        name: {FP32: str(c.model)} for name, c in spec.components.items()
+    }
+    for entry in builds:
+        artifacts.setdefault(entry.name, {}).update(entry.artifacts)
+
+    def runner_keys(mix: str, choices: Mapping[str, Choice]) -> dict[str, tuple[str, str]]:
+        """component -> (artifacts key, precision) for this mix."""
+        return {c: (uses.get(mix, {}).get(c, c), choice.precision) for c, choice in choices.items()}
+
+    golden_keys = {c: (c, FP32) for c in spec.components}
+    keys = {mix: runner_keys(mix, choices) for mix, choices in spec.mixes.items()}
+    wanted = {key for mix in [golden_keys, *keys.values()] for key in mix.values()}
     outputs: dict[str, list[dict[str, np.ndarray]]] = {}
     mixes: list[MixResult] = []
     with open_runners(artifacts, backend_name, wanted) as runners:
         with progress.task("pipeline: FP32 golden", total=None):
             golden = run_mix(
-                function, {c: runners[(c, FP32)] for c in golden_mix}, spec.samples, FP32
+                function, {c: runners[k] for c, k in golden_keys.items()}, spec.samples, FP32
             )
         outputs[FP32] = golden
-        for mix, precisions in spec.mixes.items():
+        for mix, choices in spec.mixes.items():
             with progress.task(f"pipeline: {mix}", total=None):
                 mine = run_mix(
-                    function, {c: runners[(c, p)] for c, p in precisions.items()}, spec.samples, mix
+                    function, {c: runners[k] for c, k in keys[mix].items()}, spec.samples, mix
                 )
             outputs[mix] = mine
             metrics, per_sample, failures = compare_outputs(
                 golden, mine, spec.thresholds, spec.gates, mix
             )
-            mixes.append(MixResult(mix, dict(precisions), metrics, per_sample, failures))
+            mixes.append(
+                MixResult(
+                    name=mix,
+                    precisions={c: choice.precision for c, choice in choices.items()},
+                    outputs=metrics,
+                    per_sample=per_sample,
+                    failures=failures,
+                    overrides={c: dict(ch.overrides) for c, ch in choices.items() if ch.overrides},
+                    builds=dict(uses.get(mix, {})),
+                    label=mix_label(choices),
+                )
+            )
     failures = [f"{m.name} {f}" for m in mixes for f in m.failures]
     result = PipelineResult(
         function=spec.function,
@@ -447,5 +749,6 @@ def evaluate_pipeline(
         thresholds=spec.thresholds,
         artifacts=artifacts,
         out_dir=str(spec.out),
+        builds=builds,
     )
     return result, outputs

@@ -311,7 +311,8 @@ def write_pipeline_report(
     rows = [
         {
             "mix": mix["name"],
-            "precisions": ", ".join(f"{c}={p}" for c, p in mix["precisions"].items()),
+            "precisions": mix.get("label")
+            or ", ".join(f"{c}={p}" for c, p in mix["precisions"].items()),
             "output": output,
             "cells": [_show(values.get(k)) for k in keys],
             "failures": mix["failures"],

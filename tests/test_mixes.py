@@ -5,16 +5,35 @@ from __future__ import annotations
 import json
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import tiny_models
 from typer.testing import CliRunner
 
-from ascend_quant.cli.app import app
+from ascend_quant import mixes
+from ascend_quant.cli import common
+from ascend_quant.cli.app import app, main
+from ascend_quant.config import BuildConfig
 from ascend_quant.errors import UsageError
-from ascend_quant.mixes import evaluate_pipeline, load_pipeline_spec
-from ascend_quant.report import write_pipeline_report
+from ascend_quant.mixes import Choice, evaluate_pipeline, load_pipeline_spec
+from ascend_quant.pipeline import BuildResult
+from ascend_quant.report import json_safe, write_pipeline_report
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """The console entry point in-process: exit code, stdout, stderr."""
+    capsys.readouterr()
+    common.console.width = common.err_console.width = 200  # no wrapping in assertions
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
 
 FUNCTION = '''
 import numpy as np
@@ -70,9 +89,9 @@ def project(tmp_path: Path) -> Path:
 def test_two_components_two_mixes_against_the_fp32_golden(project: Path) -> None:
     spec = load_pipeline_spec(project)
     assert spec.mixes == {
-        "declared": {"first": "int8", "second": "fp16"},
-        "second-w8": {"first": "int8", "second": "w8"},
-        "all-fp32": {"first": "fp32", "second": "fp32"},
+        "declared": {"first": Choice("int8"), "second": Choice("fp16")},
+        "second-w8": {"first": Choice("int8"), "second": Choice("w8")},
+        "all-fp32": {"first": Choice("fp32"), "second": Choice("fp32")},
     }
     result, outputs = evaluate_pipeline(spec)
 
@@ -135,3 +154,162 @@ def test_spec_errors_name_the_fix(project: Path, tmp_path: Path) -> None:
         evaluate_pipeline(spec)
     result = CliRunner().invoke(app, ["compare", "--pipeline", "twostage:run"])
     assert isinstance(result.exception, UsageError) and "--config" in result.exception.message
+
+
+ONE_STAGE = """
+import numpy as np
+
+def run(runners, index):
+    x = np.random.default_rng(index).random((1, 3, 8, 8), dtype=np.float32)
+    return runners["net"].infer({"input": x})["output"]
+"""
+
+BENCH = "bench = {{ duration_s = 0.05, min_loop = 1, warmup = 0 }}"
+
+
+def one_component(tmp_path: Path, mixes_toml: str) -> Path:
+    """A one-component pipeline (an 8 -> 16 px SR net, declared INT8) with these mixes."""
+    tiny_models.save(tiny_models.sr_net(hw=8), tmp_path / "net.onnx")
+    (tmp_path / "onestage.py").write_text(ONE_STAGE)
+    toml = tmp_path / "pipeline.toml"
+    toml.write_text(
+        textwrap.dedent(
+            f"""
+            [pipeline]
+            function = "onestage:run"
+            samples = 3
+            backend = "sim"
+            out = "{tmp_path / "out"}"
+
+            [pipeline.components.net]
+            model = "net.onnx"
+            precision = "int8"
+            build = {{ {BENCH.format()} }}
+
+            [pipeline.mixes]
+            """
+        )
+        + textwrap.dedent(mixes_toml)
+    )
+    return toml
+
+
+@pytest.mark.slow
+def test_mix_overrides_one_build_per_effective_setting_reused_on_a_second_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    toml = one_component(
+        tmp_path,
+        """
+        "tuned" = { net = { precision = "int8", quant = { skip_layers = ["conv1"] } } }
+        "tuned-fp16" = { net = { precision = "fp16", quant = { skip_layers = ["conv1"] } } }
+        """,
+    )
+    spec = load_pipeline_spec(toml)
+    assert spec.mixes["declared"] == {"net": Choice("int8")}
+    assert spec.mixes["tuned"] == {"net": Choice("int8", {"quant": {"skip_layers": ["conv1"]}})}
+    built: list[str] = []
+    real_build = mixes.build
+
+    def counting_build(model: Path, config: BuildConfig, **kwargs: Any) -> BuildResult:
+        built.append(Path(str(config.out)).name)
+        return real_build(model, config, **kwargs)
+
+    monkeypatch.setattr(mixes, "build", counting_build)
+    result, outputs = evaluate_pipeline(spec)
+
+    # the plain build and ONE build for the two mixes with the same settings
+    assert len(built) == 2 and built[0] == "net" and built[1].startswith("net-")
+    by_name = {b.name: b for b in result.builds}
+    tuned = by_name[built[1]]
+    assert tuned.component == "net" and tuned.mixes == ["tuned", "tuned-fp16"]
+    assert tuned.overrides == {"quant": {"skip_layers": ["conv1"]}}
+    assert sorted(tuned.precisions) == ["fp16", "int8"]
+    assert by_name["net"].mixes == ["declared"] and by_name["net"].overrides == {}
+    assert Path(tuned.workspace) == Path(spec.out) / tuned.name
+    assert Path(result.artifacts[tuned.name]["int8"]).is_file()
+    # the mix runs the tuned build: conv1 in float changes the INT8 output
+    assert not np.array_equal(outputs["tuned"][0]["output"], outputs["declared"][0]["output"])
+    mix = {m.name: m for m in result.mixes}
+    assert mix["tuned"].builds == {"net": tuned.name}
+    assert mix["tuned"].overrides == {"net": {"quant": {"skip_layers": ["conv1"]}}}
+    assert mix["tuned"].label == "net=int8 [quant.skip_layers=[conv1]]"
+    assert mix["declared"].label == "net=int8" and mix["declared"].builds == {"net": "net"}
+    assert len(mix["tuned"].per_sample["output"]) == 3
+    saved = json.loads(json.dumps(json_safe(result)))
+    assert saved["mixes"][1]["label"] == "net=int8 [quant.skip_layers=[conv1]]"
+
+    # a second run: the same two builds, every stage taken from the cache
+    built.clear()
+    again, _ = evaluate_pipeline(load_pipeline_spec(toml))
+    assert len(built) == 2
+    for entry in again.builds:
+        assert entry.ran == [] and "convert-int8" in entry.reused and "preflight" in entry.reused
+
+
+@pytest.mark.parametrize(
+    ("mix", "message", "hint"),
+    [
+        (
+            '{ net = { precision = "int8", quant = { skip_layer = ["conv1"] } } }',
+            "'tuned' net: unknown config key 'quant.skip_layer'",
+            "did you mean 'skip_layers'?",
+        ),
+        ('{ net = { precison = "int8" } }', "unknown config key 'precison'", "precision"),
+        ('{ net = { precision = "int4" } }', "precision 'int4'", "W8A8"),
+        ('{ net = { socs = ["Ascend910B1"] } }', "socs is set by the pipeline", "[pipeline] soc"),
+        ("{ net = { build = { quant = {} } } }", "beside precision", 'precision = "int8"'),
+        (
+            '{ net = { precision = "fp32", quant = { skip_layers = ["conv1"] } } }',
+            "fp32 runs the ONNX model itself",
+            "drop the settings",
+        ),
+        ("{ net = 8 }", "expected a precision or a table", 'unet = "w8"'),
+        ('{ net = { quant = { skip_layers = "conv1" } } }', "expected a list", None),
+        ("{ net = { calib = { max_samples = 0 } } }", "'tuned' net: ", None),
+    ],
+)
+def test_bad_mix_overrides_are_usage_errors_with_a_hint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], mix: str, message: str, hint: str | None
+) -> None:
+    toml = one_component(tmp_path, f'"tuned" = {mix}\n')
+    with pytest.raises(UsageError, match=None) as caught:
+        load_pipeline_spec(toml)
+    assert message in caught.value.message
+    if hint is not None:
+        assert caught.value.hint is not None and hint in caught.value.hint
+    code, _, err = run_cli(capsys, "compare", "--pipeline", "onestage:run", "--config", str(toml))
+    assert code == 2 and "error:" in err and "hint:" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[pipeline]\nsamples = 'two'\n", "samples must be a whole number"),
+        ("[pipeline]\nsoc = 'Ascend310P'\n", "Ascend310P"),
+        ("[pipeline]\nbackend = 'npu'\n", "backend 'npu'"),
+        ("[pipeline]\ngates = 'psnr_db>=30'\n", "gates must be a list"),
+        ("[pipeline]\nout = 3\n", "out must be a string"),
+        ("[pipeline]\nsampels = 2\n", "unknown key(s) sampels"),
+        ("pipeline = 3\n", "pipeline must be a table"),
+        ("[pipeline.components.net]\nmodel = 'net.onnx'\nbuild = 3\n", "build must be a table"),
+        ("[pipeline.components.net]\nmodel = 'net.onnx'\nbuild = { out = 'x' }\n", "out is set"),
+        ("[pipeline.components.net]\nmodel = 'missing.onnx'\n", "model not found"),
+        ("[pipeline.components.net]\nmodel = 3\n", "needs model"),
+        ("[pipeline.components.net]\nmodel = 'net.onnx'\n[pipeline.mixes]\nx = 'fp16'\n", "'x'"),
+        ("[pipeline.components.net]\nmodel = 'net.onnx'\n[pipeline.mixes.x]\nnet = 'w4'\n", "w4"),
+    ],
+)
+def test_bad_pipeline_tomls_are_usage_errors_with_a_hint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str
+) -> None:
+    tiny_models.save(tiny_models.sr_net(hw=8), tmp_path / "net.onnx")
+    if "components" not in text and "pipeline =" not in text:
+        text += "[pipeline.components.net]\nmodel = 'net.onnx'\n"
+    toml = tmp_path / "bad.toml"
+    toml.write_text(text)
+    with pytest.raises(UsageError) as caught:
+        load_pipeline_spec(toml, "onestage:run")
+    assert message in caught.value.message and caught.value.hint
+    code, _, err = run_cli(capsys, "compare", "--pipeline", "m:f", "--config", str(toml))
+    assert code == 2 and "error:" in err and "hint:" in err and "Traceback" not in err

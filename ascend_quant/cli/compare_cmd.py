@@ -310,9 +310,9 @@ def pipeline_rich_table(result: PipelineResult) -> Table:
         for output, values in mix.outputs.items():
             failed = [f for f in mix.failures if f.startswith(f"{output}: ")]
             table.add_row(
-                mix.name,
-                ", ".join(f"{c}={p}" for c, p in mix.precisions.items()),
-                output,
+                Text(mix.name),
+                Text(mix.label or ", ".join(f"{c}={p}" for c, p in mix.precisions.items())),
+                Text(output),
                 metrics.format_value("cosine", values.get("cosine")),
                 metrics.format_value("psnr_db", values.get("psnr_db")),
                 metrics.format_value("ssim", values.get("ssim")),
