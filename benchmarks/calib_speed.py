@@ -41,9 +41,13 @@ def _ours(model_path: Path, feeds: list[dict[str, np.ndarray]]) -> dict[str, flo
     hist = [0.0]
     real_update = stats_module.TensorStats.update
 
-    def timed_update(self: stats_module.TensorStats, data: np.ndarray) -> None:
+    def timed_update(
+        self: stats_module.TensorStats,
+        data: np.ndarray,
+        buffers: stats_module.UpdateBuffers | None = None,
+    ) -> None:
         start = time.process_time()
-        real_update(self, data)
+        real_update(self, data, buffers)
         hist[0] += time.process_time() - start
 
     stats_module.TensorStats.update = timed_update  # type: ignore[method-assign]

@@ -18,7 +18,13 @@ from onnx import TensorProto, helper
 
 from ascend_quant.errors import UsageError
 from ascend_quant.progress import NULL_PROGRESS, Progress
-from ascend_quant.quant.stats import DEFAULT_BINS, RangeRequest, TensorStats, compute_range
+from ascend_quant.quant.stats import (
+    DEFAULT_BINS,
+    RangeRequest,
+    TensorStats,
+    UpdateBuffers,
+    compute_range,
+)
 from ascend_quant.runners.ort import expose_outputs, make_session
 
 if TYPE_CHECKING:
@@ -85,22 +91,23 @@ def collect_pass(
     outputs = [t for t in tensors if t not in graph_inputs]
     reduced = [t for t in dict.fromkeys(absmax_of) if t not in set(tensors)]
     augmented, reduced_names = with_absmax_outputs(model, reduced)
-    session: ort.InferenceSession = make_session(expose_outputs(augmented, outputs))
+    session: ort.InferenceSession = make_session(expose_outputs(augmented, outputs), spin=False)
     fetch = outputs + list(reduced_names.values())
     stats = {t: TensorStats(bins) for t in tensors}
     absmax = dict.fromkeys(reduced, 0.0)
+    buffers = UpdateBuffers()
     seen = 0
     with progress.task(label, total=total) as advance:
         for feeds in batches:
             values = session.run(fetch, feeds) if fetch else []
             for name, value in zip(outputs, values):
-                stats[name].update(value)
+                stats[name].update(value, buffers)
             for name, value in zip(reduced, values[len(outputs) :]):
                 top = float(value)
                 absmax[name] = top if math.isnan(top) else max(absmax[name], top)
             for name in tensors:
                 if name in graph_inputs:
-                    stats[name].update(feeds[name])
+                    stats[name].update(feeds[name], buffers)
             del values
             seen += 1
             advance(1)

@@ -32,9 +32,35 @@ import numpy as np
 DEFAULT_BINS = 16384  # signed bins over [-R, R]; >= 4096 bins cover a one-sided distribution
 QMIN, QMAX = -128, 127  # Ascend activations: int8, with an offset when asymmetric
 QMAX_SYMMETRIC = 127
+CHUNK = 32768  # values binned per step: the work arrays (32 bytes a value) stay in L2 cache
 PERCENTILE_DEFAULT = 0.99999  # the `percentile` algorithm's point (ONNX Runtime's 99.999)
 ENTROPY_BINS = 2048
 ENTROPY_LEVELS = 128
+
+
+class UpdateBuffers:
+    """Work arrays for `TensorStats.update`, reused across batches and tensors.
+
+    A batch is binned `chunk` values at a time through these fixed arrays, so an update allocates
+    nothing the size of the tensor (no page faults, everything stays in cache), and one set
+    serves every tensor of a calibration pass.
+    """
+
+    def __init__(self, chunk: int = CHUNK) -> None:
+        self.chunk = max(chunk, 1)
+        self.scaled64 = np.empty(self.chunk, dtype=np.float64)
+        self.index = np.empty(self.chunk, dtype=np.intp)
+        self.pairs = np.empty(self.chunk, dtype=np.complex128)
+        self.pairs.imag = 1.0  # every value counts once
+        self._totals = np.empty(0, dtype=np.complex128)
+
+    def totals(self, size: int) -> np.ndarray:
+        """A zeroed per-batch accumulator of `size` bins: (sum, count) as complex numbers."""
+        if self._totals.size < size:
+            self._totals = np.empty(size, dtype=np.complex128)
+        totals = self._totals[:size]
+        totals.fill(0.0)
+        return totals
 
 
 class TensorStats:
@@ -52,10 +78,10 @@ class TensorStats:
         self.sums = np.zeros(bins, dtype=np.float64)
         self._pending_zeros = 0  # all-zero data seen before the range is known
 
-    def update(self, data: np.ndarray) -> None:
-        """Add a batch. Vectorised and copy-light (float32 data stays float32 until the index
-        is computed, non-finite filtering only when there is something to filter), with
-        exactly the arithmetic of the plain float64 version: same bins, same sums."""
+    def update(self, data: np.ndarray, buffers: UpdateBuffers | None = None) -> None:
+        """Add a batch. Exactly the arithmetic of the plain float64 version (same bins, same
+        sums, bit for bit), done `CHUNK` values at a time in the reusable `buffers` (pass one
+        set for all the tensors of a pass), with non-finite filtering only when needed."""
         values = np.asarray(data)
         if values.dtype not in (np.float32, np.float64):
             values = values.astype(np.float64)
@@ -83,36 +109,44 @@ class TensorStats:
                 self._pending_zeros = 0
         while absmax > self.radius:
             self._double()
-        # Exact zeros (often half of a post-ReLU tensor) all land in the bin starting at 0 and add
-        # nothing to its sum: count them instead of binning them.
-        zeros = values.size - int(np.count_nonzero(values))
-        if zeros * 4 >= values.size:
-            values = values[values != 0]
-            self.counts[self.bins // 2] += zeros
-            if values.size == 0:
-                return
+        if buffers is None:
+            buffers = UpdateBuffers(min(values.size, CHUNK))
+        # Non-negative float32 (post-ReLU, the common case) only reaches the upper half.
+        upper = values.dtype == np.float32 and lo >= 0.0
+        first = self.bins // 2 if upper else 0
+        top = self.bins - 1 - first  # the last bin's index; only v == R computes one more
+        clip = hi >= self.radius or not upper
         width = 2.0 * self.radius / self.bins
-        if values.dtype == np.float32 and lo >= 0.0:
-            # Non-negative float32 (post-ReLU, the common case): v * (1/w) in float32 is exact
-            # (w is a power of two; an underflow only happens below 1, where the floor is 0
-            # anyway), and floor(fl64(v + R) / w) == floor(v / w) + bins/2 for every v >= 0:
-            # multiples of w near R are float64 numbers, and v sits at least ulp32(v) or
-            # w * 2**-24 below the next one, far more than float64's rounding step there
-            # (R * 2**-52). Half the memory traffic of the float64 route, the same bins.
-            scaled32 = np.multiply(values, np.float32(self.bins / (2.0 * self.radius)))
-            index = scaled32.astype(np.int64)
-            del scaled32
-            index += self.bins // 2
-        else:
-            # (v + R) / w in float64, in place; v >= -R so it is >= 0 and truncation is floor.
-            # (Negative v stay here: a tiny negative v rounds v + R up to R in float64.)
-            scaled = np.add(values, self.radius, dtype=np.float64)
-            np.divide(scaled, width, out=scaled)
-            index = scaled.astype(np.int64)
-        np.minimum(index, self.bins - 1, out=index)
-        self.counts += np.bincount(index, minlength=self.bins)
-        # bincount converts float32 weights to float64 itself: the same sums, no extra copy.
-        self.sums += np.bincount(index, weights=values, minlength=self.bins)
+        factor = np.float32(self.bins / (2.0 * self.radius))
+        # Each value is the pair (v, 1): one in-order `np.add.at` accumulates the bin sums in
+        # the real part, in exactly bincount's order (from 0, element by element, one batch),
+        # and the counts in the imaginary part (exact integers in float64).
+        totals = buffers.totals(self.bins - first)
+        for start in range(0, values.size, buffers.chunk):
+            part = values[start : start + buffers.chunk]
+            index = buffers.index[: part.size]
+            if upper:
+                # v * (1/w) in float32 is exact (w is a power of two; an underflow only happens
+                # below 1, where the floor is 0 anyway), and floor(fl64(v + R) / w) ==
+                # floor(v / w) + bins/2 for every v >= 0: multiples of w near R are float64
+                # numbers, and v sits at least ulp32(v) or w * 2**-24 below the next one, far
+                # more than float64's rounding step there (R * 2**-52). Computed in float32 and
+                # truncated (== floor, v >= 0) straight into the index.
+                np.multiply(part, factor, out=index, dtype=np.float32, casting="unsafe")
+            else:
+                # (v + R) / w in float64; v >= -R so it is >= 0 and truncation is floor.
+                # (Negative v stay here: a tiny negative v rounds v + R up to R in float64.)
+                scaled = np.add(
+                    part, self.radius, out=buffers.scaled64[: part.size], dtype=np.float64
+                )
+                np.divide(scaled, width, out=index, dtype=np.float64, casting="unsafe")
+            if clip:
+                np.minimum(index, top, out=index)
+            pairs = buffers.pairs[: part.size]
+            pairs.real = part
+            np.add.at(totals, index, pairs)
+        self.counts[first:] += totals.imag
+        self.sums[first:] += totals.real
 
     def _double(self) -> None:
         """Double the range: merge bin pairs into the middle half (exact, edges align)."""
@@ -196,12 +230,20 @@ def _quant_error(
     qmin: int,
     qmax: int,
 ) -> np.ndarray:
-    """Weighted MSE of quantize-dequantize for each candidate (scale, zp) (vectorised)."""
+    """Weighted MSE of quantize-dequantize for each candidate (scale, zp) (vectorised, in one
+    candidates x values work array: the same operations in the same order, no temporaries)."""
     s = scales[:, None]
     z = zps[:, None]
-    q = np.clip(np.round(values[None, :] / s) + z, qmin, qmax)
-    err = ((q - z) * s - values[None, :]) ** 2
-    return np.asarray((err * weights[None, :]).sum(axis=1) / max(weights.sum(), 1.0))
+    err = np.divide(values[None, :], s)
+    np.round(err, out=err)
+    err += z
+    np.clip(err, qmin, qmax, out=err)
+    err -= z
+    err *= s
+    err -= values[None, :]
+    np.square(err, out=err)
+    err *= weights[None, :]
+    return np.asarray(err.sum(axis=1) / max(weights.sum(), 1.0))
 
 
 def quant_mse(hist: Histogram, lo: float, hi: float, symmetric: bool) -> float:

@@ -22,12 +22,15 @@ from ascend_quant.runners.base import Feeds, Runner
 from ascend_quant.tensors import TensorSpec, ort_dtype_name
 
 
-def session_options() -> Any:
+def session_options(spin: bool = True) -> Any:
     """The one place ORT's settings live.
 
     Sequential execution; intra-op threads left to ORT (all cores); basic graph optimisation,
     which folds constants (e.g. DequantizeLinear of int8 weights, exactly) but applies none of
     the extended fusions that would turn Q/DQ pairs into integer kernels or drop FP16 Casts.
+    `spin=False` lets idle intra-op threads sleep instead of spinning: the same threads run the
+    same kernels (the same results), without burning CPU while the caller does numpy work
+    between runs (calibration statistics).
     """
     import onnxruntime as ort
 
@@ -35,17 +38,19 @@ def session_options() -> Any:
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     options.log_severity_level = 3
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
 
-def make_session(model: bytes | onnx.ModelProto) -> Any:
+def make_session(model: bytes | onnx.ModelProto, spin: bool = True) -> Any:
     """An `InferenceSession` on the CPU provider; a model ORT rejects is a UsageError."""
     import onnxruntime as ort
 
     data = to_ort_bytes(model) if isinstance(model, onnx.ModelProto) else model
     try:
         return ort.InferenceSession(
-            data, sess_options=session_options(), providers=["CPUExecutionProvider"]
+            data, sess_options=session_options(spin), providers=["CPUExecutionProvider"]
         )
     except Exception as exc:  # ORT raises its own exception types
         raise UsageError(

@@ -1,11 +1,20 @@
 from __future__ import annotations
 
-import numpy as np
-import pytest
+from collections.abc import Callable
+from typing import Literal
 
+import numpy as np
+import onnx
+import pytest
+import tiny_models
+
+from ascend_quant.config import QuantConfig
+from ascend_quant.quant.qdq import quantize_model
 from ascend_quant.quant.stats import (
     RangeRequest,
     TensorStats,
+    UpdateBuffers,
+    _quant_error,
     compute_range,
     entropy_range,
     hfmg_range,
@@ -175,3 +184,110 @@ def test_float32_index_route_matches_the_reference_at_bin_edges(radius_exp: int)
     assert fast.radius == reference.radius
     assert np.array_equal(fast.counts, reference.counts)
     assert np.array_equal(fast.sums, reference.sums)
+
+
+def _assert_same_histogram(fast: TensorStats, reference: TensorStats) -> None:
+    assert fast.count == reference.count and fast.radius == reference.radius
+    assert (fast.min, fast.max) == (reference.min, reference.max)
+    assert np.array_equal(fast.counts, reference.counts)
+    assert np.array_equal(fast.sums, reference.sums)
+    # Equal also as bytes: no -0.0 where the reference has 0.0.
+    assert fast.sums.tobytes() == reference.sums.tobytes()
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 4096])
+def test_chunked_update_with_shared_buffers_is_bit_identical(chunk: int) -> None:
+    """The update bins through small reusable buffers, one set shared by several tensors: the
+    sums must still be accumulated in bincount's order (chunk boundaries must not show), and
+    one tensor's leftovers must not leak into another's bins."""
+    rng = np.random.default_rng(11)
+    relu = [
+        np.maximum(rng.standard_normal((1, 4, 9, 13)), 0).astype(np.float32) * s
+        for s in (1.0, 0.25, 6.0)
+    ]
+    # tiny values next to large ones: float64 sums of the bin at zero are order-sensitive
+    relu[0].flat[::5] = np.float32(1e-30)
+    relu[1].flat[:4] = [0.0, -0.0, np.float32(1e-45), np.float32(4.0)]  # -0.0 counts as >= 0
+    # many values of mixed magnitudes inside the bins next to zero (width 2R/bins)
+    near_zero = rng.random(3000) * 10.0 ** rng.uniform(-9, 0, 3000) * (2 * 8.0 / 16384)
+    relu.append(np.append(near_zero, 8.0).astype(np.float32))
+    signed = [rng.standard_normal(300).astype(np.float32) * s for s in (0.5, 3.0)]
+    signed[0][:3] = [-1e-30, 1e-30, -0.0]
+    signed.append(np.append(near_zero * rng.choice([-1.0, 1.0], near_zero.size), 8.0))
+    signed[-1] = signed[-1].astype(np.float32)
+    doubles = [rng.standard_normal(257) * 1e3, rng.standard_normal(50), signed[-1] * 1e3]
+    buffers = UpdateBuffers(chunk)
+    tensors = {"relu": relu, "signed": signed, "doubles": doubles}
+    fast = {name: TensorStats() for name in tensors}
+    reference = {name: TensorStats() for name in tensors}
+    for step in range(4):  # interleave the tensors the way a calibration pass does
+        for name, batches in tensors.items():
+            if step < len(batches):
+                fast[name].update(batches[step], buffers)
+                _reference_update(reference[name], batches[step])
+    for name in tensors:
+        _assert_same_histogram(fast[name], reference[name])
+
+
+def test_update_without_buffers_and_integer_data_match_the_reference() -> None:
+    data = np.arange(-50, 200, dtype=np.int32).reshape(5, 50)
+    fast, reference = TensorStats(), TensorStats()
+    fast.update(data)
+    _reference_update(reference, data)
+    _assert_same_histogram(fast, reference)
+
+
+def _plain_quant_error(
+    values: np.ndarray,
+    weights: np.ndarray,
+    scales: np.ndarray,
+    zps: np.ndarray,
+    qmin: int,
+    qmax: int,
+) -> np.ndarray:
+    """The textbook expression the in-place `_quant_error` must reproduce bit for bit."""
+    s, z = scales[:, None], zps[:, None]
+    q = np.clip(np.round(values[None, :] / s) + z, qmin, qmax)
+    err = ((q - z) * s - values[None, :]) ** 2
+    return np.asarray((err * weights[None, :]).sum(axis=1) / max(weights.sum(), 1.0))
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_in_place_quant_error_is_bit_identical(symmetric: bool) -> None:
+    rng = np.random.default_rng(5)
+    values = np.sort(rng.standard_normal(3001) * 7.0)
+    weights = rng.integers(1, 500, values.size).astype(np.float64)
+    ratios = 0.7 + 0.01 * np.arange(61)
+    if symmetric:
+        scales = ratios * np.abs(values).max() / 127
+        zps, qmin = np.zeros_like(scales), -127
+    else:
+        scales = ratios * (values.max() - values.min()) / 255
+        zps, qmin = np.clip(np.round(-128 - ratios * values.min() / scales), -128, 127), -128
+    fast = _quant_error(values, weights, scales, zps, qmin, 127)
+    assert fast.tobytes() == _plain_quant_error(values, weights, scales, zps, qmin, 127).tobytes()
+
+
+@pytest.mark.parametrize("algorithm", ["ifmr", "hfmg"])
+@pytest.mark.parametrize("builder", [tiny_models.conv_net, tiny_models.classifier])
+def test_int8_model_bytes_equal_those_from_the_reference_update(
+    monkeypatch: pytest.MonkeyPatch,
+    algorithm: Literal["ifmr", "hfmg"],
+    builder: Callable[[], onnx.ModelProto],
+) -> None:
+    """The fast histogram update changes no byte of the calibrated INT8 model: the same model
+    from the plain float64 reference update (signed inputs, post-ReLU tensors, several batches)."""
+    model = builder()
+    rng = np.random.default_rng(2)
+    feeds = [
+        {"input": (rng.standard_normal((1, 3, 16, 16)) * scale).astype(np.float32)}
+        for scale in (1.0, 0.3, 2.5, 1.7)
+    ]
+    config = QuantConfig(algorithm=algorithm)
+    fast, fast_ranges = quantize_model(model, config, iter(feeds))
+    monkeypatch.setattr(
+        TensorStats, "update", lambda self, data, buffers=None: _reference_update(self, data)
+    )
+    reference, reference_ranges = quantize_model(model, config, iter(feeds))
+    assert fast_ranges == reference_ranges
+    assert fast.model.SerializeToString() == reference.model.SerializeToString()
