@@ -85,21 +85,29 @@ class RichProgress:
 
 class LineProgress:
     """Plain progress lines for logs and pipes: one when a task starts, one when it ends (with
-    its time), and one at every further 10 % of a counted task. Each line is written whole and
-    never wrapped, prefixed with the time since the run started."""
+    its time), and, once a counted task has run `long_s` seconds, one at every further 10 %.
+    Each line is written whole and never wrapped, prefixed with the time since the run started.
+    Short loops print no percentages: in a log they are noise."""
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        long_s: float = 2.0,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self._stream = stream
-        self._start = time.perf_counter()
+        self._clock = clock
+        self._long_s = long_s
+        self._start = clock()
 
     def _line(self, text: str) -> None:
         stream = self._stream or sys.stderr
-        stream.write(f"[{time.perf_counter() - self._start:7.1f}s] {text}\n")
+        stream.write(f"[{self._clock() - self._start:7.1f}s] {text}\n")
         stream.flush()
 
     @contextlib.contextmanager
     def task(self, description: str, total: int | None = None) -> Iterator[Advance]:
-        started = time.perf_counter()
+        started = self._clock()
         self._line(f"{description} ...")
         done = 0
         next_tenth = 1
@@ -110,15 +118,16 @@ class LineProgress:
             if total and total >= 10:
                 tenth = done * 10 // total
                 if next_tenth <= tenth < 10:
-                    self._line(f"{description}: {tenth * 10}% ({done}/{total})")
+                    if self._clock() - started >= self._long_s:
+                        self._line(f"{description}: {tenth * 10}% ({done}/{total})")
                     next_tenth = tenth + 1
 
         try:
             yield advance
         except BaseException:
-            self._line(f"{description} stopped after {time.perf_counter() - started:.1f}s")
+            self._line(f"{description} stopped after {self._clock() - started:.1f}s")
             raise
-        self._line(f"{description} done in {time.perf_counter() - started:.1f}s")
+        self._line(f"{description} done in {self._clock() - started:.1f}s")
 
 
 NULL_PROGRESS = NullProgress()
