@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from ascend_quant import render
 from ascend_quant.backends.base import Artifact, Backend, ConvertRequest
 from ascend_quant.config import PRECISIONS, BuildConfig, Precision, merge
+from ascend_quant.data.calibset import CalibSet
 from ascend_quant.data.feeds import RANDOM_WARNING
 from ascend_quant.data.inputs import is_random, make_sets, plan_inputs
 from ascend_quant.errors import UsageError
@@ -167,6 +168,84 @@ def make_calib_dirs(
         log.warning(RANDOM_WARNING)
     sets, _ = make_sets(plans, "calib", out, config, progress=progress)
     return {name: calib_set.root for name, calib_set in sets.items()}
+
+
+def calib_dirs_by_input(items: list[str] | None) -> dict[str, Path]:
+    """Calib set dirs (`ascend-quant calib --out DIR`, comma-separated or repeated) ->
+    {input name: dir}; each set names its input."""
+    result: dict[str, Path] = {}
+    for item in items or []:
+        for part in filter(None, (p.strip() for p in item.split(","))):
+            calib = CalibSet.load(Path(part))
+            if calib.input_name in result:
+                raise UsageError(f"two calibration sets for input '{calib.input_name}'")
+            result[calib.input_name] = Path(part)
+    return result
+
+
+def render_configs(
+    model: Path,
+    config: BuildConfig,
+    out: Path,
+    calib_dirs: dict[str, Path],
+    simplify: bool = True,
+    progress: Progress = NULL_PROGRESS,
+) -> dict[str, dict[str, Path]]:
+    """Preflight `model` and render configs and scripts for every soc; {soc: {file: path}}.
+
+    Calibration data comes from `calib_dirs` (calib sets by input) or, when none are given,
+    from the sources in `config`, made into sets under `out/calib/` as `convert` does. One soc
+    writes into `out`, several into `out/<soc>/`.
+    """
+    from ascend_quant.model import preflight, refuse_int8_reason
+    from ascend_quant.soc import get_soc
+
+    if not config.socs:
+        raise UsageError("no soc given", hint="pass --soc, e.g. --soc Ascend310P3")
+    for soc in config.socs:
+        get_soc(soc)
+    pinned = {n: s.value for n, s in config.inputs.items() if s.value is not None}
+    pre = preflight(
+        model,
+        out / "model",
+        config.input_shape,
+        simplify=simplify,
+        progress=progress,
+        pinned=pinned,
+        gears_config=config.gears,
+        input_format=config.atc.input_format,
+        extra_args=config.atc.extra_args,
+    )
+    unknown = [name for name in calib_dirs if name not in pre.input_shapes]
+    if unknown:
+        raise UsageError(
+            f"--calib: the calib set's input '{unknown[0]}' is not an input of the model "
+            f"(its inputs: {', '.join(pre.input_shapes)})",
+            hint="make the set for one of the model's inputs (`ascend-quant calib --input`)",
+        )
+    for soc in config.socs:
+        check_gear_target(config, soc, pre.gears)
+    if not calib_dirs and (config.calib.sources or any(s.calib for s in config.inputs.values())):
+        calib_dirs = make_calib_dirs(pre, config, out / "calib", progress)
+    config = follow_calib_batch(config, calib_dirs)
+    refused = refuse_int8_reason(pre.summary)
+    written: dict[str, dict[str, Path]] = {}
+    for soc in config.socs:
+        soc_out = out if len(config.socs) == 1 else out / soc
+        written[soc] = render_job(
+            config,
+            soc,
+            model=pre.model_path,
+            source_sha256=pre.source_sha256,
+            input_shapes=pre.input_shapes,
+            calib_dirs=calib_dirs,
+            config_dir=soc_out,
+            om_dir=soc_out / "om",
+            name=Path(model).stem,
+            int8_refused=refused,
+            gears=pre.gears,
+        )
+    return written
 
 
 def convert_model(

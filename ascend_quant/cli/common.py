@@ -14,9 +14,11 @@ from rich.console import Console
 from rich.text import Text
 
 from ascend_quant.config import to_mapping
+from ascend_quant.data.calibset import MANIFEST
 from ascend_quant.errors import UsageError
 from ascend_quant.gates import parse_gate
 from ascend_quant.gears import parse_gear_list
+from ascend_quant.jobs import calib_dirs_by_input
 from ascend_quant.progress import LineProgress, Progress, RichProgress
 
 # Data goes to stdout, everything meant for a person's eyes (progress, warnings) to stderr.
@@ -202,6 +204,33 @@ def data_sources(
         else:
             unnamed.append(item)
     return tuple(unnamed), named
+
+
+def _is_calib_set(item: str) -> bool:
+    return all((Path(p.strip()) / MANIFEST).is_file() for p in item.split(",") if p.strip())
+
+
+def calib_arguments(items: list[str] | None) -> tuple[dict[str, Path], dict[str, Any]]:
+    """`--calib` items, as every command reads them -> (calib set dirs by input, config
+    overrides for the other sources: `calib.sources` and `inputs.NAME.calib`)."""
+    sets = [item for item in items or [] if _is_calib_set(item)]
+    unnamed, named = data_sources([i for i in items or [] if i not in sets], "--calib")
+    if sets and (unnamed or named):
+        raise UsageError(
+            "--calib mixes calib set dirs with other sources",
+            hint="pass calib sets (from `ascend-quant calib`) or NAME=SOURCE data, not both",
+        )
+    overrides = given(
+        calib=given(sources=unnamed or None) or None,
+        inputs=input_overrides(named, {}) or None,
+    )
+    return calib_dirs_by_input(sets), overrides
+
+
+CALIB_HELP = (
+    "Calibration data: NAME=SOURCE per input (images, .npy/.bin/.npz, a calib set), "
+    "SOURCE for every input, calib set dirs from `ascend-quant calib`, or 'random'."
+)
 
 
 def input_overrides(

@@ -11,11 +11,13 @@ from rich.table import Table
 
 from ascend_quant.cli.common import (
     CALIB_GEAR_OPTION,
+    CALIB_HELP,
     DYNAMIC_BATCH_OPTION,
     DYNAMIC_DIMS_OPTION,
     DYNAMIC_IMAGE_SIZE_OPTION,
     INPUT_FORMAT_OPTION,
     JSON_OPTION,
+    calib_arguments,
     console,
     gear_overrides,
     given,
@@ -32,7 +34,7 @@ from ascend_quant.config import (
     to_toml,
 )
 from ascend_quant.errors import UsageError
-from ascend_quant.jobs import check_gear_target, follow_calib_batch, render_job
+from ascend_quant.jobs import render_configs
 
 log = logging.getLogger("ascend_quant")
 
@@ -112,75 +114,6 @@ def effective_config(config_file: Path | None, overrides: dict[str, Any]) -> Bui
     return merge(from_mapping(BuildConfig, data), overrides)
 
 
-def _calib_dirs(entries: list[str] | None, input_names: list[str]) -> dict[str, Path]:
-    dirs: dict[str, Path] = {}
-    for entry in entries or []:
-        name, sep, folder = entry.partition("=")
-        if not sep:
-            if len(input_names) != 1:
-                raise UsageError(
-                    f"--calib {entry}: the model has {len(input_names)} inputs",
-                    hint="name the input: --calib NAME=DIR, once per input",
-                )
-            name, folder = input_names[0], entry
-        if name not in input_names:
-            raise UsageError(
-                f"--calib {entry}: '{name}' is not a model input ({', '.join(input_names)})"
-            )
-        dirs[name] = Path(folder)
-    return dirs
-
-
-def render_all(
-    model: Path,
-    config: BuildConfig,
-    out: Path,
-    calib: list[str] | None = None,
-    simplify: bool = True,
-) -> dict[str, dict[str, Path]]:
-    """Preflight `model` and render configs and scripts for every soc; {soc: {file: path}}."""
-    from ascend_quant import model as model_mod
-    from ascend_quant.soc import get_soc
-
-    if not config.socs:
-        raise UsageError("no soc given", hint="pass --soc, e.g. --soc Ascend310P3")
-    for soc in config.socs:
-        get_soc(soc)
-    with progress_for(False) as progress:
-        pre = model_mod.preflight(
-            model,
-            out / "model",
-            config.input_shape,
-            simplify=simplify,
-            progress=progress,
-            gears_config=config.gears,
-            input_format=config.atc.input_format,
-            extra_args=config.atc.extra_args,
-        )
-    for soc in config.socs:
-        check_gear_target(config, soc, pre.gears)
-    calib_dirs = _calib_dirs(calib, list(pre.input_shapes))
-    config = follow_calib_batch(config, calib_dirs)
-    refused = model_mod.refuse_int8_reason(pre.summary)
-    written: dict[str, dict[str, Path]] = {}
-    for soc in config.socs:
-        soc_out = out if len(config.socs) == 1 else out / soc
-        written[soc] = render_job(
-            config,
-            soc,
-            model=pre.model_path,
-            source_sha256=pre.source_sha256,
-            input_shapes=pre.input_shapes,
-            calib_dirs=calib_dirs,
-            config_dir=soc_out,
-            om_dir=soc_out / "om",
-            name=Path(model).stem,
-            int8_refused=refused,
-            gears=pre.gears,
-        )
-    return written
-
-
 def config(
     model: Path | None = typer.Argument(None, help="The .onnx model (not needed with --show)."),
     soc: str | None = typer.Option(None, "--soc", help="soc_version, e.g. Ascend310P3."),
@@ -226,9 +159,7 @@ def config(
     templates: Path | None = typer.Option(
         None, "--templates", help="Directory of templates overriding the bundled ones by name."
     ),
-    calib: list[str] | None = typer.Option(
-        None, "--calib", help="Calib set directory (NAME=DIR per input for several inputs)."
-    ),
+    calib: list[str] | None = typer.Option(None, "--calib", help=CALIB_HELP),
     no_simplify: bool = typer.Option(False, "--no-simplify", help="Do not run onnxsim."),
     dynamic_batch: str | None = DYNAMIC_BATCH_OPTION,
     dynamic_image_size: str | None = DYNAMIC_IMAGE_SIZE_OPTION,
@@ -261,7 +192,8 @@ def config(
         calib_gear=calib_gear,
         input_format=input_format,
     )
-    effective = effective_config(config_file, overrides)
+    calib_dirs, calib_overrides = calib_arguments(calib)
+    effective = merge(effective_config(config_file, overrides), calib_overrides)
     if show:
         if json_output:
             print_json(to_mapping(effective))
@@ -272,7 +204,10 @@ def config(
         raise UsageError("missing MODEL", hint="ascend-quant config model.onnx --soc S --out DIR")
     if out is None:
         raise UsageError("missing --out DIR", hint="the rendered files go there")
-    written = render_all(model, effective, out, calib, simplify=not no_simplify)
+    with progress_for(json_output) as progress:
+        written = render_configs(
+            model, effective, out, calib_dirs, simplify=not no_simplify, progress=progress
+        )
     if json_output:
         print_json({soc: {k: str(v) for k, v in files.items()} for soc, files in written.items()})
         return

@@ -11,43 +11,24 @@ import typer
 
 from ascend_quant.cli.common import (
     CALIB_GEAR_OPTION,
+    CALIB_HELP,
     DYNAMIC_BATCH_OPTION,
     DYNAMIC_DIMS_OPTION,
     DYNAMIC_IMAGE_SIZE_OPTION,
     INPUT_FORMAT_OPTION,
     JSON_OPTION,
+    calib_arguments,
     console,
-    data_sources,
     err_console,
     gear_overrides,
     given,
-    input_overrides,
     print_json,
     progress_for,
     styled,
 )
 from ascend_quant.config import load_build_config
-from ascend_quant.data.calibset import MANIFEST, CalibSet
-from ascend_quant.errors import UsageError
 from ascend_quant.jobs import convert_model
 from ascend_quant.progress import NULL_PROGRESS, Progress
-
-
-def calib_dirs_by_input(items: list[str] | None) -> dict[str, Path]:
-    """Calib set dirs (`ascend-quant calib --out DIR`, comma-separated or repeated) ->
-    {input name: dir}; each set names its input."""
-    result: dict[str, Path] = {}
-    for item in items or []:
-        for part in filter(None, (p.strip() for p in item.split(","))):
-            calib = CalibSet.load(Path(part))
-            if calib.input_name in result:
-                raise UsageError(f"two calibration sets for input '{calib.input_name}'")
-            result[calib.input_name] = Path(part)
-    return result
-
-
-def _is_calib_set(item: str) -> bool:
-    return all((Path(p.strip()) / MANIFEST).is_file() for p in item.split(",") if p.strip())
 
 
 @contextlib.contextmanager
@@ -79,8 +60,7 @@ def convert(
     calib: list[str] = typer.Option(
         None,
         "--calib",
-        help="Calibration data: NAME=SOURCE per input (images, .npy/.bin/.npz, a calib set), "
-        "SOURCE for every input, calib set dirs from `ascend-quant calib`, or 'random'.",
+        help=CALIB_HELP,
     ),
     input_shape: str = typer.Option(
         None, "--input-shape", help='atc syntax, e.g. "input:1,3,224,224;mask:1,4".'
@@ -114,20 +94,8 @@ def convert(
         input_format=input_format,
         log=log_level,
     )
-    sets = [item for item in calib or [] if _is_calib_set(item)]
-    unnamed, named = data_sources([i for i in calib or [] if i not in sets], "--calib")
-    if sets and (unnamed or named):
-        raise UsageError(
-            "--calib mixes calib set dirs with other sources",
-            hint="pass calib sets (from `ascend-quant calib`) or NAME=SOURCE data, not both",
-        )
-    overrides: dict[str, Any] = given(
-        backend=backend,
-        input_shape=input_shape,
-        calib=given(sources=unnamed or None),
-        inputs=input_overrides(named, {}) or None,
-    )
-    overrides = {k: v for k, v in overrides.items() if v != {}}
+    calib_dirs, overrides = calib_arguments(calib)
+    overrides.update(given(backend=backend, input_shape=input_shape))
     if atc:
         overrides["atc"] = atc
     gears = gear_overrides(dynamic_batch, dynamic_image_size, dynamic_dims, calib_gear)
@@ -152,7 +120,7 @@ def convert(
             soc_name,
             precision,
             out_dir,
-            calib_dirs_by_input(sets),
+            calib_dirs,
             backend_obj,
             progress,
         )

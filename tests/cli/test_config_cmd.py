@@ -241,4 +241,34 @@ def test_config_with_a_calib_set_writes_every_file(
         "--calib",
         f"other={calib_dir}",
     )
-    assert code == 2 and "'other' is not a model input" in err
+    assert code == 2 and "'other' is not an input of the model" in err
+
+
+def test_config_takes_calib_sources_as_convert_does(
+    tmp_path: Path, conv_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--calib` means the same in config and convert: a source becomes a calib set here too."""
+    from PIL import Image
+
+    images = tmp_path / "photos"
+    images.mkdir()
+    for i in range(3):
+        Image.new("RGB", (20, 24), (40 * i, 90, 200 - 30 * i)).save(images / f"p{i}.png")
+    out = tmp_path / "cfg"
+    code, stdout, err = run_cli(
+        capsys,
+        "config",
+        str(conv_model),
+        "--soc",
+        "Ascend310P3",
+        "--out",
+        str(out),
+        "--calib",
+        str(images),
+        "--json",
+    )
+    assert code == 0, err
+    assert "compression_optimize.cfg" in json.loads(stdout)["Ascend310P3"]
+    comp = pt.parse((out / "compression_optimize.cfg").read_text())["calibration"]
+    made = Path(comp["input_data_dir"])
+    assert made.is_file() and out / "calib" in made.parents
