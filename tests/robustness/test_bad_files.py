@@ -111,7 +111,7 @@ def test_directories_where_files_are_expected(
         capsys, "config", str(model), "--soc", "Ascend310P3", "--calib", str(model),
         "--out", str(tmp_path / "c"),
     )  # fmt: skip
-    assert "not a directory" in err
+    assert "sr.onnx" in err and "nor a UTF-8 text list file" in err  # a file, but not data
     err = refused(
         capsys, "config", str(model), "--soc", "Ascend310P3", "--templates", str(model),
         "--out", str(tmp_path / "c"),
