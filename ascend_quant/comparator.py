@@ -212,6 +212,7 @@ def compare_runs(
     on_sample: SampleHook | None = None,
     progress: Progress = NULL_PROGRESS,
     total: int | None = None,
+    label: str = "comparing",
 ) -> Comparison:
     """Compare `tensors` (default: the golden's outputs) of every candidate with the golden.
 
@@ -254,7 +255,7 @@ def compare_runs(
             for name in candidates
         }
         samples = 0
-        with progress.task("comparing", total=total) as advance:
+        with progress.task(label, total=total) as advance:
             for index, sample in enumerate(feeds):
                 values = {key: runner.infer(sample) for key, runner in opened.items()}
                 gold = values[id(golden)]

@@ -1,9 +1,12 @@
 """FP32 golden vs converted candidates on identical inputs: metrics, thresholds and a verdict.
 
-The golden is the original ONNX model in FP32 on ONNX Runtime; each candidate .om runs through
-its backend's `run`, which writes ais_bench-named output files. Golden and candidates read the
-same inputs through `calibset.iter_eval_feeds` (calib sets joined along each input's batch dim,
-plain files by `aisbench_io`'s conventions), so they see identical tensors.
+The golden is the original ONNX model in FP32 on ONNX Runtime, recorded once (`golden.py`) and
+replayed sample by sample. Each candidate .om is opened in-process (`Backend.open`) and streamed
+against it through `comparator.compare_runs`, so memory stays flat in the number of samples and
+no candidate output files are written. Only where an .om cannot be loaded in-process (an NPU
+host without ais_bench's Python API) does its backend's `run` write ais_bench files, read back
+per sample. Golden and candidates read the same inputs through `calibset.iter_eval_feeds` (calib
+sets joined along each input's batch dim, plain files by `aisbench_io`'s conventions).
 
 Per candidate and output, the metrics of `metrics.py` and of the output's task (`tasks.py`) are
 computed over all samples at once and per sample. Gates (`gates.py`: msit's thresholds, the
@@ -26,12 +29,17 @@ from typing import Any
 import numpy as np
 
 from ascend_quant import aisbench_io, backends, metrics, tasks
+from ascend_quant.backends.base import RunResult
+from ascend_quant.comparator import compare_runs
 from ascend_quant.config import AccuracyConfig, Thresholds
 from ascend_quant.data.calibset import iter_eval_feeds
-from ascend_quant.errors import UsageError, not_a_model_file
+from ascend_quant.errors import InProcessUnavailable, UsageError, not_a_model_file
 from ascend_quant.gates import Extremes, Gate, GateFailure, judge, merge_gates, verdict_line
 from ascend_quant.golden import GoldenSet, golden_runner, resolve_inputs, write_golden
 from ascend_quant.progress import NULL_PROGRESS, Progress
+from ascend_quant.runners.base import Feeds, Runner
+from ascend_quant.runners.geared import GearedRunner
+from ascend_quant.runners.recorded import RecordedRunner
 from ascend_quant.sanity import DegenerateTracker
 from ascend_quant.tensors import TensorSpec
 from ascend_quant.usermetric import DEFAULT_GATES as USER_METRIC_GATES
@@ -49,6 +57,10 @@ THRESHOLD_METRICS: dict[str, tuple[str, str]] = {
     "mean_rel_error_max": ("mean_rel_error", "<="),
 }
 
+BATCH_HINT = (
+    "the .om was probably converted with a different input or batch shape; pass --input-shape "
+    "to match the .om"
+)
 OPTIMISTIC_WARNING = (
     "{n} of {total} evaluation samples are also calibration samples: the INT8 accuracy figures "
     "are optimistic; evaluate on inputs kept apart from calibration"
@@ -325,21 +337,163 @@ def _check_output_thresholds(
             )
 
 
-def _read_candidate(path: Path, golden: np.ndarray, name: str) -> np.ndarray:
-    """A candidate output file as an array shaped like the golden (dtype from the file size)."""
-    dtype = golden.dtype
+def _read_candidate(path: Path, spec: TensorSpec, name: str) -> np.ndarray:
+    """A candidate output file as an array of the golden's shape (dtype from the file size)."""
+    dtype = np.dtype(spec.dtype)
+    size = int(np.prod([int(d) for d in spec.shape]))
     if path.suffix.lower() == ".bin":
-        size = path.stat().st_size
-        if size == golden.size * 2 and dtype.itemsize != 2:
+        nbytes = path.stat().st_size
+        if nbytes == size * 2 and dtype.itemsize != 2:
             dtype = np.dtype("float16")
-        elif size != golden.size * dtype.itemsize:
+        elif nbytes != size * dtype.itemsize:
             raise UsageError(
-                f"{name}: output file {path.name} has {size} bytes, expected {golden.size} "
-                f"values like the golden output of shape {list(golden.shape)}",
-                hint="the .om was probably converted with a different input or batch shape",
+                f"{name}: output file {path.name} has {nbytes} bytes, expected {size} "
+                f"values like the golden output of shape {list(spec.shape)}",
+                hint=BATCH_HINT,
             )
-    spec = TensorSpec(path.stem, dtype.name, tuple(golden.shape))
-    return aisbench_io.read_output(path, spec).reshape(golden.shape)
+    return aisbench_io.read_output(path, replace(spec, dtype=dtype.name)).reshape(spec.shape)
+
+
+def _candidate_array(value: np.ndarray, golden: np.ndarray, name: str) -> np.ndarray:
+    """A candidate output shaped like the golden (UsageError when its size differs)."""
+    value = np.asarray(value)
+    if value.size != golden.size:
+        raise UsageError(
+            f"{name}: an output has {value.size} values, expected {golden.size} like the "
+            f"golden output of shape {list(golden.shape)}",
+            hint=BATCH_HINT,
+        )
+    return value.reshape(golden.shape)
+
+
+def _check_batch(name: str, runner: Runner, fed: list[TensorSpec]) -> None:
+    """UsageError when a static candidate takes other input shapes than the golden is fed."""
+    shapes = {s.name: tuple(s.shape) for s in fed}
+    for spec in runner.input_specs():
+        shape = shapes.get(spec.name)
+        if shape is not None and spec.is_static and tuple(spec.shape) != shape:
+            raise UsageError(
+                f"{name} takes '{spec.name}' of shape {list(spec.shape)} but the ONNX model is "
+                f"fed {list(shape)}: one inference would not match the other",
+                hint=BATCH_HINT,
+            )
+
+
+@dataclass
+class _OutputAccumulator:
+    """One candidate output: its metrics, its task's metrics, and each metric's worst sample.
+
+    The accumulator `compare_runs` updates per sample; the sample's own figures feed the
+    worst-sample gates (`Extremes`), named by the golden's stems in input order.
+    """
+
+    metrics: metrics.MetricAccumulator
+    task: tasks.TaskAccumulator
+    stems: list[str]
+    candidate: str
+    extremes: Extremes = field(default_factory=Extremes)
+    seen: int = 0
+
+    def update(self, golden: np.ndarray, mine: np.ndarray) -> dict[str, Any]:
+        mine = _candidate_array(mine, golden, self.candidate)
+        sample = self.metrics.update(golden, mine)
+        sample.pop("notes", None)
+        sample.update(
+            {
+                key: value
+                for key, value in self.task.update(golden, mine).items()
+                if not isinstance(value, metrics.Undefined)
+            }
+        )
+        self.extremes.update(sample, self.stems[self.seen])
+        self.seen += 1
+        return sample
+
+    def result(self) -> dict[str, Any]:
+        return self.metrics.result()
+
+
+def _golden_replay(golden: GoldenSet) -> RecordedRunner:
+    """The recorded golden as a runner (the ONNX model is not run again per candidate)."""
+    names = [o.name for o in golden.outputs]
+    return RecordedRunner(
+        "golden",
+        golden.inputs,
+        golden.outputs,
+        len(golden.stems),
+        lambda i: dict(zip(names, golden.read(golden.stems[i]))),
+    )
+
+
+def _files_replay(
+    name: str, run: RunResult, golden: GoldenSet, mapping: list[int]
+) -> RecordedRunner:
+    """What `Backend.run` wrote for a candidate, read back one inference at a time."""
+    if len(run.outputs) != len(golden.stems) or any(
+        Path(files[0]).stem.rsplit("_", 1)[0] != stem
+        for files, stem in zip(run.outputs, golden.stems)
+    ):
+        raise UsageError(
+            f"{name} ran {len(run.outputs)} inference(s) on these inputs but the ONNX "
+            f"model ran {len(golden.stems)}",
+            hint=BATCH_HINT,
+        )
+    # The golden output each file holds gives its shape (and dtype, unless the file is FP16).
+    specs = {
+        run.output_names[mapping[k]]: replace(spec, name=run.output_names[mapping[k]])
+        for k, spec in enumerate(golden.outputs)
+    }
+
+    def read(i: int) -> Feeds:
+        return {
+            out: _read_candidate(Path(path), specs[out], name)
+            for out, path in zip(run.output_names, run.outputs[i])
+        }
+
+    return RecordedRunner(name, golden.inputs, list(specs.values()), len(run.outputs), read)
+
+
+def _open_candidate(
+    name: str,
+    om: Path,
+    backend: backends.Backend,
+    gear: str | None,
+    golden: GoldenSet,
+    input_dirs: list[Path],
+    files_dir: Path,
+    progress: Progress,
+) -> tuple[Runner, list[str], str | None]:
+    """The candidate as a runner, its output names, and a note when it ran through files.
+
+    In-process (`Backend.open`) wherever the model can be loaded here; otherwise (on an NPU host
+    without ais_bench's Python API) the backend's `run` writes ais_bench files into `files_dir`
+    through its command-line tool (ais_bench or msame), and those are read back per sample.
+    """
+    golden_names = [o.name for o in golden.outputs]
+    try:
+        runner = backend.open(om)
+    except InProcessUnavailable as exc:
+        extra = {"gear": gear} if gear is not None else {}
+        run = backend.run(om, input_dirs, files_dir, "BIN", progress, **extra)
+        mapping, _ = _match_outputs(golden_names, list(run.output_names), name)
+        note = f"ran through output files ({exc.message})"
+        return _files_replay(name, run, golden, mapping), list(run.output_names), note
+    if isinstance(runner, GearedRunner):
+        if gear is not None:
+            runner = runner.at_gear(gear)  # feeds of any other gear are refused
+    elif gear is not None:
+        runner.close()
+        raise UsageError(
+            f"{om.name} has no gears (converted with static shapes); gear {gear} does not apply",
+            hint="compare it without a gear, or re-convert with --dynamic-batch/"
+            "--dynamic-image-size/--dynamic-dims",
+        )
+    try:
+        _check_batch(name, runner, golden.inputs)
+    except UsageError:
+        runner.close()
+        raise
+    return runner, [o.name for o in runner.output_specs()], None
 
 
 def _match_outputs(
@@ -380,8 +534,9 @@ def compare_models(
     golden runs here into `out_dir/outputs/golden/`. `gear`: the gear the candidates (gear
     models) run at; the inputs and `input_shapes` must be that gear's.
 
-    Output files go to `out_dir/outputs/` (`golden/`, one folder per candidate, and `samples/`
-    with the first image sample as .npy for the report), replaced as a whole on success.
+    Output files go to `out_dir/outputs/` (`golden/`, `samples/` with the first image sample as
+    .npy for the report, and a folder per candidate only for those run through files), replaced
+    as a whole on success.
     `accuracy` says what each output means (its task), adds gates and a user metric hook.
     """
     onnx_model = Path(onnx_model)
@@ -441,79 +596,79 @@ def compare_models(
         ]
         options = [r[0] for r in resolved]
 
-        runs = []
-        for name, om, backend in zip(names, candidates, runners):
-            extra = {"gear": gear} if gear is not None else {}
-            run = backend.run(om, input_dirs, work / _safe(name), "BIN", progress, **extra)
-            mapping, note = _match_outputs(golden_names, list(run.output_names), name)
-            if len(run.outputs) != len(stems) or any(
-                Path(files[0]).stem.rsplit("_", 1)[0] != stem
-                for files, stem in zip(run.outputs, stems)
-            ):
-                raise UsageError(
-                    f"{name} ran {len(run.outputs)} inference(s) on these inputs but the ONNX "
-                    f"model ran {len(stems)}",
-                    hint="the .om and the ONNX model have different batch sizes; pass "
-                    "--input-shape to match the .om",
-                )
-            runs.append((run, mapping, note, getattr(backend, "name", "?")))
-
         kinds = [tasks.ACCUMULATOR_KIND[str(o.task)] for o in options]
         ranges = [_value_range(options[k], lo[k], hi[k]) for k in range(len(golden_names))]
-        accs = [
-            [
-                metrics.MetricAccumulator(
-                    kinds[k],  # type: ignore[arg-type]
-                    ranges[k][0],
-                    logits=options[k].task in ("classification", "sequence"),
+        accs = {
+            name: {
+                out: _OutputAccumulator(
+                    metrics.MetricAccumulator(
+                        kinds[k],  # type: ignore[arg-type]
+                        ranges[k][0],
+                        logits=options[k].task in ("classification", "sequence"),
+                    ),
+                    tasks.TaskAccumulator(options[k]),
+                    stems,
+                    name,
                 )
-                for k in range(len(golden_names))
-            ]
-            for _ in candidates
-        ]
-        task_accs = [[tasks.TaskAccumulator(o) for o in options] for _ in candidates]
-        extremes = [[Extremes() for _ in golden_names] for _ in candidates]
-        hook_accs = [UserMetricAccumulator(hook) for _ in candidates] if hook else []
-        hook_extremes = [Extremes() for _ in hook_accs]
+                for k, out in enumerate(golden_names)
+            }
+            for name in names
+        }
+        hook_accs = {name: UserMetricAccumulator(hook) for name in names} if hook else {}
+        hook_extremes = {name: Extremes() for name in hook_accs}
         image_samples = _image_outputs(
             kinds, [r[0] for r in ranges], golden_specs, specs, first_feeds, first_outs, work
         )
-        # The inputs again, sample by sample: checked for degenerate data and given to the hook.
-        feeds = iter_eval_feeds(input_dirs, specs)
-        with progress.task("comparing outputs", total=len(stems) * len(candidates)) as advance:
-            for i, stem in enumerate(stems):
-                gold = golden.read(stem)
-                inputs = next(feeds)[1]
+
+        with contextlib.ExitStack() as stack:
+            opened: dict[str, Runner] = {}
+            runs: dict[str, tuple[str | None, str]] = {}  # name -> (note, backend name)
+            tensor_map: dict[str, dict[str, str]] = {}
+            for name, om, backend in zip(names, candidates, runners):
+                candidate, out_names, files_note = _open_candidate(
+                    name, om, backend, gear, golden, input_dirs, work / _safe(name), progress
+                )
+                opened[name] = stack.enter_context(candidate)
+                mapping, note = _match_outputs(golden_names, out_names, name)
+                tensor_map[name] = {
+                    out: out_names[mapping[k]] for k, out in enumerate(golden_names)
+                }
+                notes = [n for n in (note, files_note) if n]
+                runs[name] = ("; ".join(notes) or None, getattr(backend, "name", "?"))
+
+            def on_sample(i: int, inputs: Feeds, gold: Feeds, mine: dict[str, Feeds]) -> None:
+                """What needs a whole sample: degenerate data, the hook, the report's images."""
+                stem = stems[i]
                 degenerate.check_inputs(inputs, stem)
-                for k, array in enumerate(gold):
-                    degenerate.check_golden(golden_names[k], array, stem)
-                for c, (run, mapping, _note, _b) in enumerate(runs):
-                    mine = []
-                    for k, g in enumerate(gold):
-                        m = _read_candidate(Path(run.outputs[i][mapping[k]]), g, names[c])
-                        mine.append(m)
-                        per_sample = accs[c][k].update(g, m)
-                        per_sample.pop("notes", None)
-                        per_sample.update(
-                            {
-                                key: value
-                                for key, value in task_accs[c][k].update(g, m).items()
-                                if not isinstance(value, metrics.Undefined)
-                            }
-                        )
-                        extremes[c][k].update(per_sample, stem)
-                        if i == 0 and k in image_samples:
-                            path = work / "samples" / f"{_safe(golden_names[k])}.{names[c]}.npy"
-                            np.save(path, m)
-                            image_samples[k].candidates[names[c]] = str(
-                                final_outputs / path.relative_to(work)
-                            )
+                for out in golden_names:
+                    degenerate.check_golden(out, gold[out], stem)
+                for name in names:
+                    values = {
+                        out: _candidate_array(mine[name][tensor_map[name][out]], gold[out], name)
+                        for out in golden_names
+                    }
+                    if i == 0:
+                        for k, sample in image_samples.items():
+                            path = work / "samples" / f"{_safe(golden_names[k])}.{name}.npy"
+                            np.save(path, values[golden_names[k]])
+                            sample.candidates[name] = str(final_outputs / path.relative_to(work))
                     if hook_accs:
-                        values = hook_accs[c].update(
-                            dict(zip(golden_names, gold)), dict(zip(golden_names, mine)), inputs
-                        )
-                        hook_extremes[c].update(values, stem)
-                    advance(1)
+                        outcome = hook_accs[name].update(gold, values, inputs)
+                        hook_extremes[name].update(outcome, stem)
+
+            # One pass over the inputs, each candidate in-process against the recorded golden:
+            # nothing outlives a sample but the accumulators.
+            compare_runs(
+                _golden_replay(golden),
+                opened,
+                (feeds for _stem, feeds in iter_eval_feeds(input_dirs, specs)),
+                tensor_map=tensor_map,
+                accumulator=lambda name, out: accs[name][out],
+                on_sample=on_sample,
+                progress=progress,
+                total=len(stems),
+                label="comparing outputs",
+            )
 
     for message in degenerate.warnings(len(stems)):
         log.warning(message)
@@ -527,15 +682,16 @@ def compare_models(
         )
 
     results: list[CandidateResult] = []
-    for c, (name, om) in enumerate(zip(names, candidates)):
-        run, _mapping, note, backend_name = runs[c]
+    for name, om in zip(names, candidates):
+        note, backend_name = runs[name]
         outputs = []
         for k, out_name in enumerate(golden_names):
-            agg = accs[c][k].result()
+            acc = accs[name][out_name]
+            agg = acc.metrics.result()
             notes = list(agg.pop("notes"))
-            task_values, task_notes = tasks.split_undefined(task_accs[c][k].result())
+            task_values, task_notes = tasks.split_undefined(acc.task.result())
             agg.update(task_values)
-            notes += task_notes + task_accs[c][k].notes()
+            notes += task_notes + acc.task.notes()
             if note and k == 0:
                 notes.append(note)
             limits = output_thresholds.get(out_name, thresholds)
@@ -548,12 +704,12 @@ def compare_models(
             failed = judge(
                 gates,
                 agg,
-                extremes[c][k],
+                acc.extremes,
                 candidate=name if gear is None else f"{name} at {gear}",
                 output=out_name,
                 nan_reason=_nan_reason(notes),
             )
-            worst, worst_at = _worst_of(extremes[c][k], list(agg))
+            worst, worst_at = _worst_of(acc.extremes, list(agg))
             outputs.append(
                 OutputComparison(
                     output=out_name,
@@ -585,8 +741,8 @@ def compare_models(
                 _hook_comparison(
                     hook,
                     hook_gates,
-                    hook_accs[c],
-                    hook_extremes[c],
+                    hook_accs[name],
+                    hook_extremes[name],
                     name if gear is None else f"{name} at {gear}",
                     stems,
                 )

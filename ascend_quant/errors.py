@@ -61,6 +61,11 @@ class ToolchainError(AscendQuantError):
         self.codes = codes
 
 
+class InProcessUnavailable(ToolchainError):
+    """This host cannot load the model in-process (e.g. ais_bench's Python API is missing), though
+    its backend may still run it through a command-line tool (`Backend.run` and its files)."""
+
+
 class WorkspaceBusyError(UsageError):
     """Another build holds the workspace lock."""
 

@@ -1,7 +1,9 @@
 """A fake backend for compare/bench tests: runs the FP32 ONNX model and perturbs its outputs.
 
-`run` writes ais_bench-named output files (through the same aisbench_io conventions as the real
-backends), so thresholds pass or fail deterministically depending on the perturbation.
+`open` gives a runner that perturbs each inference; `run` writes ais_bench-named output files
+(through the same aisbench_io conventions as the real backends). Both draw the same noise in the
+same order, so either way thresholds pass or fail deterministically with the perturbation.
+`FilesOnlyBackend` cannot `open` (as an NPU host without ais_bench's Python API).
 """
 
 from __future__ import annotations
@@ -16,8 +18,15 @@ from ascend_quant import aisbench_io
 from ascend_quant.backends.base import BenchResult, RunResult
 from ascend_quant.bench import latency_stats
 from ascend_quant.config import BenchConfig
+from ascend_quant.errors import InProcessUnavailable
 from ascend_quant.progress import NULL_PROGRESS, Progress
+from ascend_quant.runners.base import Feeds, Runner
 from ascend_quant.runners.ort import OrtRunner
+from ascend_quant.tensors import TensorSpec
+
+# Which sample a feed is, by its bytes: `write_inputs` records it, so a runner (which sees only
+# arrays) perturbs the same samples as `run` (which sees file stems); see `remember`.
+_STEMS: dict[bytes, str] = {}
 
 
 @dataclass
@@ -31,12 +40,52 @@ class Perturb:
     nan_sample: str | None = None  # this sample's outputs get a NaN (an FP16 overflow)
 
 
+def _perturbed(perturb: Perturb, rng: np.random.Generator, stem: str, g: np.ndarray) -> np.ndarray:
+    noise = perturb.bad_noise if stem == perturb.bad_sample else None
+    noise = perturb.noise if noise is None else noise
+    m = g + perturb.bias + rng.normal(0, noise * g.std(), g.shape)
+    if stem == perturb.nan_sample:
+        m.reshape(-1)[0] = np.nan
+    return m.astype(perturb.dtype)
+
+
+class FakeRunner(Runner):
+    """The FP32 model with its outputs perturbed, in-process."""
+
+    def __init__(self, model: Path, perturb: Perturb) -> None:
+        self.inner = OrtRunner(onnx.load(str(model)))
+        self.name = "fake"
+        self.perturb = perturb
+        self.rng = np.random.default_rng(7)
+
+    def input_specs(self) -> list[TensorSpec]:
+        return self.inner.input_specs()
+
+    def output_specs(self) -> list[TensorSpec]:
+        return self.inner.output_specs()
+
+    def _run(self, feeds: Feeds) -> Feeds:
+        result = self.inner.infer(feeds)
+        first = np.ascontiguousarray(next(iter(feeds.values())))
+        stem = _STEMS.get(first.tobytes(), "")
+        return {
+            s.name: _perturbed(self.perturb, self.rng, stem, result[s.name])
+            for s in self.output_specs()
+        }
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 class FakeBackend:
     name = "fake"
 
     def __init__(self, model: Path, perturb: Perturb) -> None:
         self.model = model
         self.perturb = perturb
+
+    def open(self, om: Path) -> Runner:
+        return FakeRunner(self.model, self.perturb)
 
     def run(
         self,
@@ -55,14 +104,9 @@ class FakeBackend:
             result = runner.infer(feeds)
             paths = []
             for k, spec in enumerate(runner.output_specs()):
-                g = result[spec.name]
-                noise = self.perturb.bad_noise if stem == self.perturb.bad_sample else None
-                noise = self.perturb.noise if noise is None else noise
-                m = g + self.perturb.bias + rng.normal(0, noise * g.std(), g.shape)
-                if stem == self.perturb.nan_sample:
-                    m.reshape(-1)[0] = np.nan
+                m = _perturbed(self.perturb, rng, stem, result[spec.name])
                 path = aisbench_io.output_path(output_dir, stem, k, outfmt)
-                aisbench_io.write_output(path, m.astype(self.perturb.dtype))
+                aisbench_io.write_output(path, m)
                 paths.append(path)
             outputs.append(paths)
         return RunResult(output_dir, outputs, [s.name for s in runner.output_specs()], [])
@@ -86,12 +130,23 @@ class FakeBackend:
         )
 
 
-def install(monkeypatch, model: Path, perturbs: dict[str, Perturb]) -> None:  # type: ignore[no-untyped-def]
+class FilesOnlyBackend(FakeBackend):
+    """Runs only through files, as the atc backend where ais_bench's Python API is missing."""
+
+    def open(self, om: Path) -> Runner:
+        raise InProcessUnavailable("ais_bench's Python API is not importable here")
+
+
+def install(
+    monkeypatch, model: Path, perturbs: dict[str, Perturb], files_only: bool = False
+) -> None:  # type: ignore[no-untyped-def]
     """Make `backend_for_om` return a FakeBackend chosen by the .om's file name."""
     from ascend_quant import backends
 
+    kind = FilesOnlyBackend if files_only else FakeBackend
+
     def backend_for_om(path: Path) -> FakeBackend:
-        return FakeBackend(model, perturbs[Path(path).name])
+        return kind(model, perturbs[Path(path).name])
 
     monkeypatch.setattr(backends, "backend_for_om", backend_for_om)
 
@@ -102,6 +157,13 @@ def write_inputs(directory: Path, shape: tuple[int, ...], count: int, seed: int 
     rng = np.random.default_rng(seed)
     for i in range(count):
         rng.random(shape, dtype=np.float32).tofile(directory / f"sample_{i}.bin")
+    return remember(directory)
+
+
+def remember(directory: Path) -> Path:
+    """Note which sample each .bin file in `directory` is, so a FakeRunner can name it."""
+    for path in sorted(Path(directory).glob("*.bin")):
+        _STEMS[path.read_bytes()] = path.stem
     return directory
 
 

@@ -20,6 +20,7 @@ from ascend_quant.compare import compare_models
 from ascend_quant.config import Thresholds
 
 NAN = math.nan
+FILES_NOTE = "ran through output files"
 
 SCENARIOS = {
     "sr": (
@@ -214,27 +215,39 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def _measure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, dict[str, Any]]:
+def _measure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files_only: bool
+) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     for key, (make, perturbs) in SCENARIOS.items():
         model = tiny_models.save(make(), tmp_path / f"{key}.onnx")
         inputs = write_inputs(tmp_path / f"eval_{key}", (1, 3, 16, 16), 5, seed=3)
         oms = [make_om(tmp_path / name) for name in perturbs]
-        install(monkeypatch, model, perturbs)
-        result = compare_models(model, oms, [inputs], tmp_path / f"out_{key}", Thresholds())
+        install(monkeypatch, model, perturbs, files_only=files_only)
+        out = tmp_path / f"out_{key}"
+        result = compare_models(model, oms, [inputs], out, Thresholds())
+        # candidate output files exist only where the model could not be opened in-process
+        written = {p.name for p in (out / "outputs").iterdir()} - {"samples"}
+        by_files = {Path(n).stem for n in perturbs} if files_only else set()
+        assert written == {"golden"} | by_files
         for c in result.candidates:
+            assert any(n.startswith(FILES_NOTE) for n in c.outputs[0].notes) is files_only
             for o in c.outputs:
                 found[f"{c.name}/{o.output}"] = {
                     "metrics": o.metrics,
                     "worst": o.worst,
                     "worst_sample": o.worst_sample,
-                    "notes": o.notes,
+                    "notes": [n for n in o.notes if not n.startswith(FILES_NOTE)],
                 }
     return found
 
 
-def test_compare_figures_are_pinned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    found = _measure(tmp_path, monkeypatch)
+@pytest.mark.parametrize("files_only", [False, True], ids=["in-process", "through-files"])
+def test_compare_figures_are_pinned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files_only: bool
+) -> None:
+    """In-process runners and the files fallback (no ais_bench Python API) agree with the pins."""
+    found = _measure(tmp_path, monkeypatch, files_only)
     assert list(found) == list(PINNED)
     for name, pinned in PINNED.items():
         for part in ("metrics", "worst", "worst_sample"):

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tiny_models
-from fake_backend import Perturb, install, make_om
+from fake_backend import Perturb, install, make_om, remember
 
 from ascend_quant import tasks
 from ascend_quant.compare import compare_models
@@ -153,7 +153,7 @@ def _write(directory: Path, arrays: list[np.ndarray]) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     for i, a in enumerate(arrays):
         a.astype(np.float32).tofile(directory / f"sample_{i}.bin")
-    return directory
+    return remember(directory)
 
 
 def test_segmentation_task_through_compare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

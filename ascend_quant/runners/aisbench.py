@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ascend_quant.errors import ToolchainError, UsageError, not_a_model_file
+from ascend_quant.errors import InProcessUnavailable, ToolchainError, UsageError, not_a_model_file
 from ascend_quant.runners.base import Feeds, Runner
 from ascend_quant.tensors import TensorSpec
 
@@ -55,7 +55,7 @@ class AisBenchRunner(Runner):
         try:
             interface = importlib.import_module("ais_bench.infer.interface")
         except ImportError:
-            raise ToolchainError(
+            raise InProcessUnavailable(
                 "ais_bench's Python API is not importable here", hint=AISBENCH_HINT
             ) from None
         try:
