@@ -8,16 +8,15 @@ them (`tensors`); each runner is re-opened with those outputs (`Runner.with_outp
 candidate may be the golden runner itself (e.g. a model that computes both the golden and a
 perturbed copy of some layers): it then infers once per sample, not twice.
 
-The accumulators are pluggable (`Accumulator`): `ErrorAccumulator` here is the light per-layer
-one (cosine, SQNR, relative Euclidean, max |error|, non-finite counts, the golden range seen);
-`compare.py` plugs in `metrics.MetricAccumulator` (task metrics) and keeps thresholds and the
-verdict on top (note for issue 13: gates and verdicts stay in compare.py/gates.py; this module
-only produces the numbers).
+The accumulators are pluggable (`Accumulator`); `ErrorAccumulator` is the one built in: the
+light per-layer set for `analysis/` (cosine, SQNR, relative Euclidean, max |error|, non-finite
+counts, the golden range seen), or msit's metrics of a model output for `compare.py`, which keeps
+thresholds, worst samples and the verdict on top (gates and verdicts stay in
+compare.py/gates.py; this module only produces the numbers).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -25,10 +24,19 @@ from typing import Any, Protocol
 import numpy as np
 
 from ascend_quant.errors import UsageError
+from ascend_quant.metrics import Stats, StatsKind, cosine_from, finalize, sample_stats, sqnr_from
 from ascend_quant.progress import NULL_PROGRESS, Progress
 from ascend_quant.runners.base import Feeds, Runner
 
-FP16_MAX = 65504.0
+__all__ = [
+    "Accumulator",
+    "Comparison",
+    "ErrorAccumulator",
+    "TensorComparison",
+    "compare_runs",
+    "cosine_from",
+    "sqnr_from",
+]
 
 
 class Accumulator(Protocol):
@@ -45,124 +53,32 @@ class Accumulator(Protocol):
 
 @dataclass
 class ErrorAccumulator:
-    """Cosine, SQNR, relative Euclidean, max |error| and non-finite counts of one tensor.
+    """The error of one tensor over many samples, from additive statistics (`metrics.Stats`).
 
-    Additive (sums of products accumulated in float64, see `_dot`), so the result equals the
-    metric of all samples concatenated. Non-finite candidate values are counted (FP16
-    overflow) and left out of the sums, so one inf does not turn every figure into NaN; the
-    count says they were there.
+    `kind` says which metrics (`metrics.sample_stats`): "error", the light per-layer set of
+    analysis (cosine, SQNR, relative Euclidean, max |error|, non-finite counts left out of the
+    sums, the golden's range); "tensor", "image" or "classes", msit's metrics and the kind's own
+    for a model output that gates judge (non-finite values kept in: NaN reads NaN). The result
+    equals the metrics of all samples concatenated.
     """
 
-    count: int = 0
-    gm: float = 0.0
-    gg: float = 0.0
-    mm: float = 0.0
-    sse: float = 0.0
-    max_abs: float = 0.0
-    nonfinite: int = 0  # candidate values that are inf/NaN
-    golden_nonfinite: int = 0
-    golden_over_fp16: int = 0  # finite golden values beyond +-65504 (overflow in FP16)
-    golden_min: float = math.inf
-    golden_max: float = -math.inf
+    kind: StatsKind = "error"
+    value_range: float | None = None  # L of PSNR/SSIM (kind "image"), fixed up front
+    logits: bool = False  # rows along the last axis are class scores (KL of their softmax)
+    stats: Stats = field(default_factory=Stats)
 
     def update(self, golden: np.ndarray, mine: np.ndarray) -> dict[str, Any]:
-        wide = (
-            np.float64 if np.float64 in (np.asarray(golden).dtype, np.asarray(mine).dtype) else None
-        )
-        g = np.asarray(golden, dtype=wide or np.float32).reshape(-1)
-        m = np.asarray(mine, dtype=wide or np.float32).reshape(-1)
-        if g.size != m.size:
+        if np.size(golden) != np.size(mine):
             raise UsageError(
-                f"golden has {g.size} values but the candidate has {m.size}",
+                f"golden has {np.size(golden)} values but the candidate has {np.size(mine)}",
                 hint="the tensor map pairs tensors of different shapes",
             )
-        sample = ErrorAccumulator(count=int(g.size))
-        if not g.size:
-            self._merge(sample)
-            return sample.result()
-        # One sum per array tells whether anything is inf/NaN; masks only then (rare).
-        if not (math.isfinite(float(g.sum())) and math.isfinite(float(m.sum()))):
-            finite_g, finite_m = np.isfinite(g), np.isfinite(m)
-            sample.nonfinite = int(m.size - np.count_nonzero(finite_m))
-            sample.golden_nonfinite = int(g.size - np.count_nonzero(finite_g))
-            ok = finite_g & finite_m
-            gvals = g[finite_g]
-            g, m = g[ok], m[ok]
-        else:
-            gvals = g
-        diff = m - g
-        sample.gm, sample.gg, sample.mm = _dot(g, m), _dot(g, g), _dot(m, m)
-        sample.sse = _dot(diff, diff)
-        sample.max_abs = max(float(diff.max()), -float(diff.min())) if diff.size else 0.0
-        if gvals.size:
-            sample.golden_min, sample.golden_max = float(gvals.min()), float(gvals.max())
-            if max(-sample.golden_min, sample.golden_max) > FP16_MAX:
-                sample.golden_over_fp16 = int(np.count_nonzero(np.abs(gvals) > FP16_MAX))
-        self._merge(sample)
-        return sample.result()
-
-    def _merge(self, o: ErrorAccumulator) -> None:
-        self.count += o.count
-        self.gm += o.gm
-        self.gg += o.gg
-        self.mm += o.mm
-        self.sse += o.sse
-        self.max_abs = max(self.max_abs, o.max_abs)
-        self.nonfinite += o.nonfinite
-        self.golden_nonfinite += o.golden_nonfinite
-        self.golden_over_fp16 += o.golden_over_fp16
-        self.golden_min = min(self.golden_min, o.golden_min)
-        self.golden_max = max(self.golden_max, o.golden_max)
+        sample = sample_stats(golden, mine, self.kind, self.value_range, self.logits)
+        self.stats = self.stats.merge(sample)
+        return finalize(sample, self.kind, self.value_range)
 
     def result(self) -> dict[str, Any]:
-        return {
-            "cosine": cosine_from(self.gm, self.gg, self.mm),
-            "sqnr_db": sqnr_from(self.gg, self.sse),
-            "rel_euclidean": math.sqrt(self.sse / self.gg) if self.gg > 0 else None,
-            "max_abs_error": self.max_abs,
-            "nonfinite": self.nonfinite,
-            "golden_nonfinite": self.golden_nonfinite,
-            "golden_over_fp16": self.golden_over_fp16,
-            "golden_min": self.golden_min if self.count else None,
-            "golden_max": self.golden_max if self.count else None,
-            "values": self.count,
-        }
-
-
-_CHUNK = 4096
-
-
-def _dot(a: np.ndarray, b: np.ndarray) -> float:
-    """Σ a·b accumulated in float64: float32 data is summed in float32 within 4096-value chunks
-    (relative error ~1e-8) and the chunk sums in float64, ~10x faster than widening it all."""
-    if a.dtype != np.float32:
-        return float(np.dot(a.astype(np.float64), b.astype(np.float64)))
-    n = a.size // _CHUNK * _CHUNK
-    head = np.einsum("ij,ij->i", a[:n].reshape(-1, _CHUNK), b[:n].reshape(-1, _CHUNK))
-    tail = np.dot(a[n:].astype(np.float64), b[n:].astype(np.float64))
-    return float(head.sum(dtype=np.float64)) + float(tail)
-
-
-def cosine_from(gm: float, gg: float, mm: float) -> float | None:
-    """Cosine from sums; 1.0 when both are all zero, None when only the golden is."""
-    if gg == 0 and mm == 0:
-        return 1.0
-    if gg == 0:
-        return None
-    if mm == 0:
-        return 0.0
-    return max(-1.0, min(1.0, gm / math.sqrt(gg * mm)))
-
-
-def sqnr_from(gg: float, sse: float) -> float | None:
-    """Signal-to-quantization-noise ratio in dB, 10·log10(Σg² / Σ(m−g)²) (ORT's qdq_loss_debug).
-
-    inf when the candidate is exact; None when the golden is all zero (no signal to compare)."""
-    if gg == 0:
-        return None
-    if sse == 0:
-        return math.inf
-    return 10.0 * math.log10(gg / sse)
+        return finalize(self.stats, self.kind, self.value_range)
 
 
 AccumulatorFactory = Callable[[str, str], Accumulator]  # (candidate, golden tensor) -> accumulator

@@ -30,7 +30,7 @@ import numpy as np
 
 from ascend_quant import aisbench_io, backends, metrics, tasks
 from ascend_quant.backends.base import RunResult
-from ascend_quant.comparator import compare_runs
+from ascend_quant.comparator import ErrorAccumulator, compare_runs
 from ascend_quant.config import AccuracyConfig, Thresholds
 from ascend_quant.data.calibset import iter_eval_feeds
 from ascend_quant.errors import InProcessUnavailable, UsageError, not_a_model_file
@@ -387,7 +387,7 @@ class _OutputAccumulator:
     worst-sample gates (`Extremes`), named by the golden's stems in input order.
     """
 
-    metrics: metrics.MetricAccumulator
+    errors: ErrorAccumulator
     task: tasks.TaskAccumulator
     stems: list[str]
     candidate: str
@@ -396,7 +396,7 @@ class _OutputAccumulator:
 
     def update(self, golden: np.ndarray, mine: np.ndarray) -> dict[str, Any]:
         mine = _candidate_array(mine, golden, self.candidate)
-        sample = self.metrics.update(golden, mine)
+        sample = self.errors.update(golden, mine)
         sample.pop("notes", None)
         sample.update(
             {
@@ -410,7 +410,7 @@ class _OutputAccumulator:
         return sample
 
     def result(self) -> dict[str, Any]:
-        return self.metrics.result()
+        return self.errors.result()
 
 
 def _golden_replay(golden: GoldenSet) -> RecordedRunner:
@@ -601,7 +601,7 @@ def compare_models(
         accs = {
             name: {
                 out: _OutputAccumulator(
-                    metrics.MetricAccumulator(
+                    ErrorAccumulator(
                         kinds[k],  # type: ignore[arg-type]
                         ranges[k][0],
                         logits=options[k].task in ("classification", "sequence"),
@@ -687,7 +687,7 @@ def compare_models(
         outputs = []
         for k, out_name in enumerate(golden_names):
             acc = accs[name][out_name]
-            agg = acc.metrics.result()
+            agg = acc.errors.result()
             notes = list(agg.pop("notes"))
             task_values, task_notes = tasks.split_undefined(acc.task.result())
             agg.update(task_values)

@@ -5,15 +5,16 @@ float64; eps is float32 machine epsilon. The msit definitions come from
 `msit/components/utils/cmp_algorithm.py` (see docs/metrics.md for every formula).
 
 Each metric is a small pure function. `compare_arrays` computes every metric that applies to a
-pair of arrays. `MetricAccumulator` computes the same metrics over many samples from additive
-statistics, so the aggregate over a whole evaluation set never needs all outputs in memory and
-equals the metric of the concatenated outputs.
+pair of arrays. Over many samples, the same metrics come from additive statistics (`Stats`, one
+sample's from `sample_stats`, `finalize` turns them into values), so the aggregate over a whole
+evaluation set never needs all outputs in memory and equals the metric of the concatenated
+outputs; `comparator.ErrorAccumulator` is the one accumulator built on them.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -382,19 +383,34 @@ def detect_kind(shape: tuple[int, ...]) -> str:
     return "tensor"
 
 
+FP16_MAX = 65504.0
+
+# What `sample_stats` measures: "error" is the light per-layer set (cosine, SQNR, relative
+# Euclidean, max |error|, non-finite counts, the golden's range); the others are msit's metrics
+# plus an output kind's own (image: PSNR/SSIM; classes: top-1/top-5).
+StatsKind = Literal["error", "image", "classes", "tensor"]
+
+
 @dataclass
-class _Stats:
-    """Additive statistics from which every metric is finalized."""
+class Stats:
+    """Additive statistics of (golden, mine) pairs of one tensor, from which metrics are finalized
+    (`finalize`): merged over samples, they give the metric of all samples concatenated."""
 
     count: int = 0
     gm: float = 0.0
     gg: float = 0.0
     mm: float = 0.0
+    sse: float = 0.0
+    max_abs: float = 0.0
     g_any: bool = False
     m_any: bool = False
-    sse: float = 0.0
+    nonfinite_golden: int = 0
+    nonfinite_mine: int = 0
+    golden_over_fp16: int = 0  # finite golden values beyond +-65504 (overflow in FP16)
+    golden_min: float = math.inf  # over finite golden values
+    golden_max: float = -math.inf
+    # msit's (every kind but "error")
     abs_sum: float = 0.0
-    abs_max: float = 0.0
     msit_abs_sum: float = 0.0
     msit_abs_max: float = 0.0
     rel_sum: float = 0.0
@@ -403,25 +419,28 @@ class _Stats:
     kl_sum: float = 0.0
     kl_rows: int = 0
     kl_na: str | None = None
-    nonfinite_golden: int = 0
-    nonfinite_mine: int = 0
     ssim_sum: float = 0.0
     ssim_images: int = 0
     top1_hits: float = 0.0
     top5_hits: float = 0.0
     rows: int = 0
 
-    def merge(self, o: _Stats) -> _Stats:
-        return _Stats(
+    def merge(self, o: Stats) -> Stats:
+        return Stats(
             count=self.count + o.count,
             gm=self.gm + o.gm,
             gg=self.gg + o.gg,
             mm=self.mm + o.mm,
+            sse=self.sse + o.sse,
+            max_abs=_nanmax(self.max_abs, o.max_abs),
             g_any=self.g_any or o.g_any,
             m_any=self.m_any or o.m_any,
-            sse=self.sse + o.sse,
+            nonfinite_golden=self.nonfinite_golden + o.nonfinite_golden,
+            nonfinite_mine=self.nonfinite_mine + o.nonfinite_mine,
+            golden_over_fp16=self.golden_over_fp16 + o.golden_over_fp16,
+            golden_min=min(self.golden_min, o.golden_min),
+            golden_max=max(self.golden_max, o.golden_max),
             abs_sum=self.abs_sum + o.abs_sum,
-            abs_max=_nanmax(self.abs_max, o.abs_max),
             msit_abs_sum=self.msit_abs_sum + o.msit_abs_sum,
             msit_abs_max=_nanmax(self.msit_abs_max, o.msit_abs_max),
             rel_sum=self.rel_sum + o.rel_sum,
@@ -429,8 +448,6 @@ class _Stats:
             kl_sum=self.kl_sum + o.kl_sum,
             kl_rows=self.kl_rows + o.kl_rows,
             kl_na=self.kl_na or o.kl_na,
-            nonfinite_golden=self.nonfinite_golden + o.nonfinite_golden,
-            nonfinite_mine=self.nonfinite_mine + o.nonfinite_mine,
             ssim_sum=self.ssim_sum + o.ssim_sum,
             ssim_images=self.ssim_images + o.ssim_images,
             top1_hits=self.top1_hits + o.top1_hits,
@@ -443,26 +460,70 @@ def _nanmax(a: float, b: float) -> float:
     return math.nan if math.isnan(a) or math.isnan(b) else max(a, b)
 
 
-def _sample_stats(
+_CHUNK = 4096
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """Σ a·b accumulated in float64: float32 data is summed in float32 within 4096-value chunks
+    (relative error ~1e-8) and the chunk sums in float64, ~10x faster than widening it all."""
+    if a.dtype != np.float32:
+        return float(np.dot(a.astype(np.float64, copy=False), b.astype(np.float64, copy=False)))
+    n = a.size // _CHUNK * _CHUNK
+    head = np.einsum("ij,ij->i", a[:n].reshape(-1, _CHUNK), b[:n].reshape(-1, _CHUNK))
+    tail = np.dot(a[n:].astype(np.float64), b[n:].astype(np.float64))
+    return float(head.sum(dtype=np.float64)) + float(tail)
+
+
+def sample_stats(
     golden: np.ndarray,
     mine: np.ndarray,
-    kind: str,
-    value_range: float | None,
+    kind: StatsKind = "error",
+    value_range: float | None = None,
     logits: bool = False,
-) -> _Stats:
-    g, m = _pair(golden, mine)
-    s = _Stats(count=int(g.size))
+) -> Stats:
+    """One sample's statistics.
+
+    "error" (per-layer analysis, many tensors): float32 data stays float32 (`_dot`), and
+    non-finite candidate values are counted and left out of the sums, so one FP16 overflow does
+    not hide where error starts. msit's kinds (a model's outputs, judged by gates): float64, and
+    non-finite values stay in, so a NaN output reads NaN and fails. `value_range`: L of SSIM;
+    `logits`: rows along the last axis are class scores (KL of their softmax).
+    """
+    full = kind != "error"
+    g0, m0 = np.asarray(golden), np.asarray(mine)
+    wide = full or np.float64 in (g0.dtype, m0.dtype)
+    g = g0.astype(np.float64 if wide else np.float32, copy=False).reshape(-1)
+    m = m0.astype(np.float64 if wide else np.float32, copy=False).reshape(-1)
+    if g.size != m.size:
+        raise ValueError(f"golden has {g.size} values but mine has {m.size}")
+    s = Stats(count=int(g.size))
     if g.size == 0:
         return s
     with np.errstate(invalid="ignore", over="ignore"):
+        # One sum per array tells whether anything is inf/NaN; masks only then (rare).
+        gvals = g
+        if not (math.isfinite(float(g.sum())) and math.isfinite(float(m.sum()))):
+            finite_g, finite_m = np.isfinite(g), np.isfinite(m)
+            s.nonfinite_golden = int(g.size - np.count_nonzero(finite_g))
+            s.nonfinite_mine = int(m.size - np.count_nonzero(finite_m))
+            gvals = g[finite_g]
+            if not full:
+                ok = finite_g & finite_m
+                g, m = g[ok], m[ok]
         diff = m - g
+        s.gm, s.gg, s.mm, s.sse = _dot(g, m), _dot(g, g), _dot(m, m), _dot(diff, diff)
+        if gvals.size:
+            s.golden_min, s.golden_max = float(gvals.min()), float(gvals.max())
+            if max(-s.golden_min, s.golden_max) > FP16_MAX:
+                s.golden_over_fp16 = int(np.count_nonzero(np.abs(gvals) > FP16_MAX))
+        if not full:
+            s.max_abs = max(float(diff.max()), -float(diff.min())) if diff.size else 0.0
+            return s
         absd = np.abs(diff)
         masked = np.where(np.abs(g) > EPS, absd, 0.0)
         rel = _rel_error(g, m)
-        s.gm, s.gg, s.mm = float(g @ m), float(g @ g), float(m @ m)
         s.g_any, s.m_any = bool(np.any(g)), bool(np.any(m))
-        s.sse = float(diff @ diff)
-        s.abs_sum, s.abs_max = float(absd.sum()), float(absd.max())
+        s.abs_sum, s.max_abs = float(absd.sum()), float(absd.max())
         s.msit_abs_sum, s.msit_abs_max = float(masked.sum()), float(masked.max())
         s.rel_sum, s.rel_max = float(rel.sum()), float(rel.max())
     form = row_distribution(golden, logits or kind == "classes")
@@ -471,8 +532,6 @@ def _sample_stats(
     else:
         kl = row_kl(golden, mine, form)
         s.kl_sum, s.kl_rows = float(kl.sum()), int(kl.size)
-    s.nonfinite_golden = int(g.size - np.count_nonzero(np.isfinite(g)))
-    s.nonfinite_mine = int(m.size - np.count_nonzero(np.isfinite(m)))
     shape = np.shape(golden)
     if kind == "image":
         layout = image_layout(shape)
@@ -496,8 +555,44 @@ def _sample_stats(
     return s
 
 
-def _finalize(s: _Stats, kind: str, value_range: float | None) -> dict[str, Any]:
-    """Metric values (float, or None with a note) from statistics."""
+def cosine_from(gm: float, gg: float, mm: float) -> float | None:
+    """Cosine from sums; 1.0 when both are all zero, None when only the golden is."""
+    if gg == 0 and mm == 0:
+        return 1.0
+    if gg == 0:
+        return None
+    if mm == 0:
+        return 0.0
+    return max(-1.0, min(1.0, gm / math.sqrt(gg * mm)))
+
+
+def sqnr_from(gg: float, sse: float) -> float | None:
+    """Signal-to-quantization-noise ratio in dB, 10·log10(Σg² / Σ(m−g)²) (ORT's qdq_loss_debug).
+
+    inf when the candidate is exact; None when the golden is all zero (no signal to compare)."""
+    if gg == 0:
+        return None
+    if sse == 0:
+        return math.inf
+    return 10.0 * math.log10(gg / sse)
+
+
+def finalize(s: Stats, kind: StatsKind, value_range: float | None = None) -> dict[str, Any]:
+    """Metric values from statistics: the per-layer set for "error", else msit's (float, or
+    None with its reason in `notes`)."""
+    if kind == "error":
+        return {
+            "cosine": cosine_from(s.gm, s.gg, s.mm),
+            "sqnr_db": sqnr_from(s.gg, s.sse),
+            "rel_euclidean": math.sqrt(s.sse / s.gg) if s.gg > 0 else None,
+            "max_abs_error": s.max_abs,
+            "nonfinite": s.nonfinite_mine,
+            "golden_nonfinite": s.nonfinite_golden,
+            "golden_over_fp16": s.golden_over_fp16,
+            "golden_min": s.golden_min if s.count else None,
+            "golden_max": s.golden_max if s.count else None,
+            "values": s.count,
+        }
     values: dict[str, float | None] = {}
     notes: dict[str, str] = {}
 
@@ -517,7 +612,7 @@ def _finalize(s: _Stats, kind: str, value_range: float | None) -> dict[str, Any]
         put("cosine", 0.0)
     else:
         put("cosine", _cosine_from(s.gm, s.gg, s.mm))
-    put("max_abs_error", s.abs_max)
+    put("max_abs_error", s.max_abs)
     put("mae", s.abs_sum / n)
     put("msit_max_abs_error", s.msit_abs_max)
     put("msit_mean_abs_error", s.msit_abs_sum / n)
@@ -582,29 +677,5 @@ def compare_arrays(
     if resolved == "image" and value_range is None:
         g = np.asarray(golden)
         value_range = data_range(float(g.min()), float(g.max())) if g.size else 0.0
-    acc = MetricAccumulator(resolved, value_range)  # type: ignore[arg-type]
-    acc.update(golden, mine)
-    return acc.result()
-
-
-@dataclass
-class MetricAccumulator:
-    """Metrics over many (golden, mine) samples of one output, without keeping them.
-
-    `update` returns that sample's own metrics; `result` gives the metrics of all samples seen,
-    equal to `compare_arrays` on the concatenated samples (SSIM: the mean over all images).
-    For images, `value_range` must be fixed up front (see `data_range`).
-    """
-
-    kind: Literal["image", "classes", "tensor"]
-    value_range: float | None = None
-    logits: bool = False  # rows along the last axis are class scores (KL of their softmax)
-    _stats: _Stats = field(default_factory=_Stats)
-
-    def update(self, golden: np.ndarray, mine: np.ndarray) -> dict[str, Any]:
-        stats = _sample_stats(golden, mine, self.kind, self.value_range, self.logits)
-        self._stats = self._stats.merge(stats)
-        return _finalize(stats, self.kind, self.value_range)
-
-    def result(self) -> dict[str, Any]:
-        return _finalize(self._stats, self.kind, self.value_range)
+    stats = sample_stats(golden, mine, resolved, value_range)  # type: ignore[arg-type]
+    return finalize(stats, resolved, value_range)  # type: ignore[arg-type]

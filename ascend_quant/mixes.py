@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from ascend_quant.backends import get_backend
+from ascend_quant.comparator import ErrorAccumulator
 from ascend_quant.compare import check_thresholds
 from ascend_quant.config import (
     PRECISIONS,
@@ -66,7 +67,7 @@ from ascend_quant.config import (
 )
 from ascend_quant.errors import UsageError
 from ascend_quant.gates import Extremes, Gate, judge, parse_gate
-from ascend_quant.metrics import MetricAccumulator, data_range, detect_kind
+from ascend_quant.metrics import data_range, detect_kind
 from ascend_quant.pipeline import build
 from ascend_quant.progress import NULL_PROGRESS, Progress
 from ascend_quant.runners.base import Runner
@@ -667,7 +668,7 @@ def compare_outputs(
             lo = min(float(np.min(g[name])) for g in golden)
             hi = max(float(np.max(g[name])) for g in golden)
             value_range = data_range(lo, hi)
-        acc = MetricAccumulator(kind, value_range)  # type: ignore[arg-type]
+        acc = ErrorAccumulator(kind, value_range)  # type: ignore[arg-type]
         per_sample[name] = [acc.update(g[name], m[name]) for g, m in zip(golden, mine)]
         results[name] = acc.result()
         failures += [f"{name}: {f}" for f in check_thresholds(results[name], thresholds)]

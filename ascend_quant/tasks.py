@@ -37,7 +37,7 @@ TASKS: tuple[str, ...] = get_args(Task)
 SequenceLayout = Literal["NTC", "TNC"]
 Decode = Literal["ctc", "steps"]
 
-# Which metrics.MetricAccumulator kind carries a task's built-in metrics.
+# Which comparator.ErrorAccumulator kind carries a task's built-in metrics.
 ACCUMULATOR_KIND: dict[str, str] = {
     "generic": "tensor",
     "image": "image",

@@ -11,7 +11,6 @@ from onnx import numpy_helper
 
 from ascend_quant.comparator import ErrorAccumulator, compare_runs, cosine_from, sqnr_from
 from ascend_quant.errors import UsageError
-from ascend_quant.metrics import MetricAccumulator
 from ascend_quant.runners.ort import OrtRunner
 
 
@@ -54,6 +53,30 @@ def test_nonfinite_candidate_values_are_counted_not_averaged() -> None:
     assert out["cosine"] == pytest.approx(1.0) and out["sqnr_db"] == math.inf
 
 
+def test_one_accumulator_two_metric_sets_share_the_sums() -> None:
+    """Per layer ("error") and per model output (msit's "tensor") read the same sums; only NaN
+    differs on purpose: analysis counts it and goes on, a judged output reads NaN and fails."""
+    rng = np.random.default_rng(3)
+    g = rng.standard_normal((4, 32)).astype(np.float32)
+    m = (g + rng.standard_normal(g.shape) * 0.05).astype(np.float32)
+    light, msit = ErrorAccumulator(), ErrorAccumulator("tensor")
+    for i in range(4):
+        light.update(g[i], m[i])
+        msit.update(g[i], m[i])
+    a, b = light.result(), msit.result()
+    assert a["cosine"] == pytest.approx(b["cosine"], abs=1e-9)
+    assert a["rel_euclidean"] == pytest.approx(b["rel_euclidean"], rel=1e-6)
+    assert a["max_abs_error"] == pytest.approx(b["max_abs_error"], rel=1e-6)
+    bad = m.copy()
+    bad[1, 0] = np.nan
+    light, msit = ErrorAccumulator(), ErrorAccumulator("tensor")
+    light.update(g, bad)
+    msit.update(g, bad)
+    assert light.result()["nonfinite"] == 1 and math.isfinite(light.result()["cosine"])
+    assert math.isnan(msit.result()["cosine"])
+    assert "candidate output has 1 NaN/Inf values (FP16 overflow?)" in msit.result()["notes"]
+
+
 def test_degenerate_sums() -> None:
     assert cosine_from(0, 0, 0) == 1.0 and cosine_from(0, 0, 1) is None
     assert sqnr_from(0, 1) is None and sqnr_from(1, 0) == math.inf
@@ -94,7 +117,7 @@ def test_missing_tensors_are_listed_and_metric_accumulators_plug_in(conv_model) 
             _feeds(2),
             tensor_map={"c": {"r1": "gone"}},
             tensors=["r1", "output"],
-            accumulator=lambda _c, _t: MetricAccumulator("tensor"),
+            accumulator=lambda _c, _t: ErrorAccumulator("tensor"),
         )
     assert result.missing == {"c": ["r1"]}
     assert 0.99 < result.result("c", "output")["cosine"] < 1.0

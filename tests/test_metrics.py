@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from ascend_quant import metrics as M
+from ascend_quant.comparator import ErrorAccumulator
 
 EPS = float(np.finfo(np.float32).eps)
 
@@ -171,7 +172,7 @@ def test_accumulator_equals_concatenation() -> None:
     g = rng.normal(size=(6, 3, 16, 16)) * 3
     m = g + rng.normal(0, 0.1, g.shape)
     value_range = M.data_range(float(g.min()), float(g.max()))
-    acc = M.MetricAccumulator("image", value_range)
+    acc = ErrorAccumulator("image", value_range)
     per_sample = [acc.update(g[i : i + 1], m[i : i + 1]) for i in range(6)]
     total = acc.result()
     whole = M.compare_arrays(g, m, kind="image", value_range=value_range)
@@ -181,7 +182,7 @@ def test_accumulator_equals_concatenation() -> None:
     # class scores: KL per row of their softmax, the mean over rows equals the concatenation's
     scores = rng.normal(size=(6, 10))
     noisy = scores + rng.normal(0, 0.2, scores.shape)
-    acc = M.MetricAccumulator("classes")
+    acc = ErrorAccumulator("classes")
     for i in range(6):
         acc.update(scores[i : i + 1], noisy[i : i + 1])
     expected = np.mean([M.kl_divergence(scores[i], noisy[i]) for i in range(6)])
