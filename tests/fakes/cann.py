@@ -7,7 +7,9 @@ up) or new (`cann/bin/atc`, `cann/set_env.sh`) layout, with version files, for d
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -62,6 +64,19 @@ def use_fakes_on_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **env: st
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     discover.cache_clear()
+
+
+def use_aisbench_python_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ais_bench's Python API importable in this process: the stand-in `InferSession`
+    (`pylib/ais_bench/infer/interface.py`), for this test only (without it, the atc backend's
+    `open` finds no Python API and `compare` runs through the command line's files)."""
+    monkeypatch.syspath_prepend(str(PYLIB))  # the stand-in imports fakecann
+    path = PYLIB / "ais_bench" / "infer" / "interface.py"
+    spec = importlib.util.spec_from_file_location("ais_bench.infer.interface", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setitem(sys.modules, "ais_bench.infer.interface", module)
 
 
 def _link(target: Path, link: Path) -> None:

@@ -1,0 +1,1 @@
+"""Stand-in for ais_bench.infer (tests only)."""
