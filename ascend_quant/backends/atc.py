@@ -417,8 +417,9 @@ class AtcBackend:
 
     # ------------------------------------------------------------ run / bench on the NPU
 
-    def _check_npu(self, om: Path) -> dict[str, Any]:
-        """The om is real, an NPU is visible and its soc is the one the om was built for."""
+    def _check_npu(self, om: Path, need_cli: bool = True) -> dict[str, Any]:
+        """The om is real, an NPU is visible and its soc is the one the om was built for; the
+        ais_bench CLI or msame is found when a file run needs one (`open` imports the API)."""
         om = Path(om)
         if not om.is_file():
             raise not_a_model_file(om)
@@ -428,7 +429,7 @@ class AtcBackend:
                 hint="simulated models run with --backend sim",
             )
         tk = self.toolkit
-        if tk.ais_bench is None and tk.msame is None:
+        if need_cli and tk.ais_bench is None and tk.msame is None:
             raise ToolchainError(
                 "neither ais_bench nor msame was found",
                 hint="pip install the aclruntime and ais_bench wheels into the toolkit's python "
@@ -461,7 +462,7 @@ class AtcBackend:
 
     def open(self, om: Path) -> AisBenchRunner | GearedRunner:
         """The .om on this host's NPU through ais_bench's Python API (checked like `run`)."""
-        manifest = self._check_npu(Path(om))
+        manifest = self._check_npu(Path(om), need_cli=False)
         gears = Gears.from_record(manifest.get("gears"))
         if gears is None:
             return AisBenchRunner(Path(om), device=self.device)

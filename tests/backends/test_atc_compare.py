@@ -58,3 +58,19 @@ def test_in_process_compare_refuses_a_model_for_another_npu(
     fake_cann(FAKE_NPU_NAME="910B3")
     with pytest.raises(ToolchainError, match="visible NPU is Ascend910B3"):
         compare_models(conv_model, [om], [inputs], tmp_path / "out", Thresholds())
+
+
+def test_in_process_compare_needs_no_command_line_runner(
+    fake_cann, make_request, conv_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host with ais_bench's Python API but neither its CLI nor msame still compares."""
+    from ascend_quant.backends.toolkit import discover
+
+    om = AtcBackend().convert(make_request()).path
+    inputs = make_calib_set(tmp_path / "eval", samples=2) / "samples"
+    monkeypatch.delenv("PYTHONPATH")  # `python3 -m ais_bench` no longer finds the module
+    discover.cache_clear()
+    assert discover().ais_bench is None and discover().msame is None
+    use_aisbench_python_api(monkeypatch)
+    result = compare_models(conv_model, [om], [inputs], tmp_path / "npu", Thresholds())
+    assert result.samples == 2 and result.candidates[0].backend == "atc"
