@@ -10,7 +10,9 @@ of alternating rounds taken before and after the builds, so machine drift cancel
 - peak RSS of a cold 1-soc build at 256x256 / at 128x128 (target <= 2.5).
 
 Every build is a fresh `ascend-quant build` process in an empty workspace; its peak RSS is the
-child's own `ru_maxrss` from wait4. Prints JSON.
+child's own `ru_maxrss` from wait4. The tool's bytecode is compiled first, as `pip install` does
+(a dev shell with PYTHONDONTWRITEBYTECODE would otherwise compile ~80 modules in every process).
+Prints JSON.
 
     python benchmarks/build_cost.py [--hw 128] [--soc Ascend310P3 --soc2 Ascend310B1]
 """
@@ -18,6 +20,7 @@ child's own `ru_maxrss` from wait4. Prints JSON.
 from __future__ import annotations
 
 import argparse
+import compileall
 import itertools
 import json
 import os
@@ -101,21 +104,32 @@ def inference_ms(model: Path, rounds: int = 5, per_round: int = 10) -> list[floa
     return medians
 
 
-def cold_build(model: Path, socs: list[str], workspace: Path) -> tuple[float, float]:
-    """(wall seconds, peak RSS MB) of one `ascend-quant build` process in an empty workspace."""
+def cold_build(
+    model: Path, socs: list[str], workspace: Path
+) -> tuple[float, float, dict[str, float]]:
+    """(wall seconds, peak RSS MB, seconds per stage) of one `ascend-quant build` process in an
+    empty workspace; the time outside the stages (start-up, imports, summary) is "outside"."""
     command = [sys.executable, "-m", "ascend_quant", "build", str(model), "--backend", "sim"]
     for soc in socs:
         command += ["--soc", soc]
     command += ["--out", str(workspace), "--json"]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     start = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _pid, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - start
-    stderr = child.stderr.read().decode() if child.stderr else ""
-    if os.waitstatus_to_exitcode(status) not in (0, 1):
-        raise SystemExit(f"build failed:\n{stderr}")
-    return seconds, usage.ru_maxrss / 1024.0
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        child = subprocess.Popen(command, stdout=out, stderr=err, env=env)
+        _pid, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status) not in (0, 1):
+            err.seek(0)
+            raise SystemExit(f"build failed:\n{err.read().decode()}")
+        out.seek(0)
+        result = json.loads(out.read().decode())
+    stages: dict[str, float] = {}
+    for run in result["stages"]:
+        name = run["stage"] + (f"[{run['soc']}]" if run["soc"] else "")
+        stages[name] = round(run["seconds"], 2)
+    stages["outside"] = round(seconds - sum(stages.values()), 2)
+    return seconds, usage.ru_maxrss / 1024.0, stages
 
 
 def import_seconds(code: str, baseline: str = "pass") -> float:
@@ -137,14 +151,15 @@ def main() -> None:
     parser.add_argument("--soc2", default="Ascend310B1")
     args = parser.parse_args()
 
+    compileall.compile_dir(ROOT / "ascend_quant", quiet=1)
     with tempfile.TemporaryDirectory(prefix="build_cost_") as tmp:
         root = Path(tmp)
         small = save_for_ort(conv_model(args.hw), root / f"conv{args.hw}.onnx")
         large = save_for_ort(conv_model(2 * args.hw), root / f"conv{2 * args.hw}.onnx")
         before = inference_ms(small)
-        one_soc, rss_small = cold_build(small, [args.soc], root / "ws1")
-        two_soc, _ = cold_build(small, [args.soc, args.soc2], root / "ws2")
-        _, rss_large = cold_build(large, [args.soc], root / "ws3")
+        one_soc, rss_small, stages = cold_build(small, [args.soc], root / "ws1")
+        two_soc, _, _ = cold_build(small, [args.soc, args.soc2], root / "ws2")
+        _, rss_large, _ = cold_build(large, [args.soc], root / "ws3")
         after = inference_ms(small)
     # as preflight imports it (torch hidden: see model._import_onnxsim)
     onnxsim_s = import_seconds(
@@ -160,6 +175,8 @@ def main() -> None:
                 "fp32_inference_round_medians_ms": [round(v, 2) for v in before + after],
                 "build_1soc_s": round(one_soc, 2),
                 "build_over_inference": round(one_soc * 1000.0 / infer_ms, 1),
+                "build_1soc_stages_s": stages,
+                "load_average": [round(v, 2) for v in os.getloadavg()],
                 # preflight imports onnxsim (with torch hidden, which onnxsim would import)
                 "onnxsim_import_s": round(onnxsim_s, 2),
                 "build_over_inference_without_onnxsim_import": round(
