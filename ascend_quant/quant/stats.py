@@ -111,8 +111,9 @@ class TensorStats:
             self._double()
         if buffers is None:
             buffers = UpdateBuffers(min(values.size, CHUNK))
-        # Non-negative float32 (post-ReLU, the common case) only reaches the upper half.
-        upper = values.dtype == np.float32 and lo >= 0.0
+        # Non-negative float32 (post-ReLU, the common case) only reaches the upper half, and
+        # its index is exact in float32 when the bin width is a power of two (bins is one).
+        upper = values.dtype == np.float32 and lo >= 0.0 and self.bins & (self.bins - 1) == 0
         first = self.bins // 2 if upper else 0
         top = self.bins - 1 - first  # the last bin's index; only v == R computes one more
         clip = hi >= self.radius or not upper

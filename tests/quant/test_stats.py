@@ -229,6 +229,19 @@ def test_chunked_update_with_shared_buffers_is_bit_identical(chunk: int) -> None
         _assert_same_histogram(fast[name], reference[name])
 
 
+@pytest.mark.parametrize("bins", [12, 1000, 16380])
+def test_bin_counts_that_are_not_powers_of_two_match_the_reference(bins: int) -> None:
+    """The float32 index route is exact only for a power-of-two bin width; other counts take
+    the float64 route (this failed for most such counts before)."""
+    rng = np.random.default_rng(bins)
+    fast, reference = TensorStats(bins), TensorStats(bins)
+    for scale in (0.3, 7.0, 90.0):
+        batch = (rng.random(20000) * scale).astype(np.float32)
+        fast.update(batch)
+        _reference_update(reference, batch)
+    _assert_same_histogram(fast, reference)
+
+
 def test_update_without_buffers_and_integer_data_match_the_reference() -> None:
     data = np.arange(-50, 200, dtype=np.int32).reshape(5, 50)
     fast, reference = TensorStats(), TensorStats()
