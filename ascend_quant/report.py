@@ -22,7 +22,7 @@ import numpy as np
 
 from ascend_quant import metrics, tasks
 from ascend_quant.config import to_mapping
-from ascend_quant.gates import limits_by_metric
+from ascend_quant.gates import Extremes, limits_by_metric
 from ascend_quant.render import render_template
 from ascend_quant.workspace import atomic_write_text
 
@@ -31,6 +31,9 @@ LATENCY_KEYS = ("min", "mean", "median", "p90", "p95", "p99", "max")
 CROP = 96  # output pixels per side of the side-by-side crops
 PIPELINE_TEMPLATE = "pipeline_report.html.j2"
 DISPLAY = 224  # displayed size of each crop (nearest-neighbour magnification)
+MAX_GRID_SAMPLES = 8  # sample rows of the pipeline report's grid; beyond, the worst are chosen
+THUMB = 128  # longest displayed side of a grid image; larger images are reduced to it
+GRID_BUDGET = 4 << 20  # bytes of images in one output's grid; rows past it are left out
 
 # Anchors of a perceptually ordered black-purple-orange-yellow colour map (inferno-like).
 _COLORMAP = np.array(
@@ -245,17 +248,14 @@ def pipeline_panels(
     One panel per image-shaped output (4-D, 1 or 3 channels); the first image of the batch.
     Images share one display scale, error maps one colour scale (0 .. largest error).
     """
-    from ascend_quant.metrics import image_layout
-
     panels = []
     for name, array in golden.items():
-        layout = image_layout(tuple(array.shape))
+        layout = metrics.image_layout(tuple(array.shape))
         if layout is None:
             continue
         g = _hwc(array, layout)
         cands = {m: _hwc(outs[name], layout).reshape(g.shape) for m, outs in mixes.items()}
-        g_lo, g_hi = float(np.nanmin(g)), float(np.nanmax(g))
-        lo, hi = (0.0, 1.0) if g_lo >= 0.0 and g_hi <= 1.0 else (g_lo, g_hi)
+        lo, hi = _display_range([g])
         size = max(DISPLAY, max(g.shape[:2]))
         tiles = [
             {
@@ -278,17 +278,159 @@ def pipeline_panels(
             }
             for m, e in errors.items()
         ]
-        bar = colormap(np.tile(np.linspace(0.0, 1.0, 256), (12, 1)))
         panels.append(
             {
                 "output": name,
                 "tiles": tiles,
                 "heatmaps": heatmaps,
                 "error_scale": scale,
-                "colorbar": _png_uri(bar),
+                "colorbar": _colorbar(),
             }
         )
     return panels
+
+
+def _display_range(images: list[np.ndarray]) -> tuple[float, float]:
+    """[0, 1] when the goldens lie in it, else their own min .. max."""
+    g_lo = min(float(np.nanmin(g)) for g in images)
+    g_hi = max(float(np.nanmax(g)) for g in images)
+    return (0.0, 1.0) if g_lo >= 0.0 and g_hi <= 1.0 else (g_lo, g_hi)
+
+
+def _colorbar() -> str:
+    return _png_uri(colormap(np.tile(np.linspace(0.0, 1.0, 256), (12, 1))))
+
+
+def worst_sample(per_sample: list[dict[str, Any]], metric: str) -> tuple[float, int] | None:
+    """The worst per-sample value of `metric` (a NaN first) and its sample; None if absent."""
+    extremes = Extremes()
+    for index, values in enumerate(per_sample):
+        value = values.get(metric)
+        if value is not None and not isinstance(value, (list, dict)):
+            extremes.update({metric: _num(value)}, str(index))
+    if metric in extremes.nan_at:
+        return math.nan, int(extremes.nan_at[metric])
+    if metrics.HIGHER_IS_BETTER.get(metric, False):
+        found, at = extremes.low, extremes.low_at
+    else:
+        found, at = extremes.high, extremes.high_at
+    return (found[metric], int(at[metric])) if metric in found else None
+
+
+def _worst_text(per_sample: list[dict[str, Any]], metric: str) -> str:
+    worst = worst_sample(per_sample, metric)
+    if worst is None:
+        return "n/a"
+    return f"{_show(worst[0])} (sample {worst[1]})"
+
+
+def grid_samples(count: int, worst: list[int], cap: int = MAX_GRID_SAMPLES) -> list[int]:
+    """Which samples the grid shows: all of them up to `cap`, else each mix's worst sample and
+    then the first ones, in index order."""
+    if count <= cap:
+        return list(range(count))
+    chosen = list(dict.fromkeys(worst))[:cap]
+    chosen += [i for i in range(count) if i not in chosen][: cap - len(chosen)]
+    return sorted(chosen)
+
+
+def _reduce(image: np.ndarray, side: int, how: str = "mean") -> np.ndarray:
+    """[H, W, ...] reduced by a whole factor until its longest side is at most `side`:
+    block mean for pictures, block maximum for error maps (a hot pixel stays visible)."""
+    factor = -(-max(image.shape[:2]) // side)
+    if factor <= 1:
+        return image
+    h, w = image.shape[0] // factor * factor, image.shape[1] // factor * factor
+    blocks = image[:h, :w].reshape(h // factor, factor, w // factor, factor, *image.shape[2:])
+    return blocks.max(axis=(1, 3)) if how == "max" else blocks.mean(axis=(1, 3))
+
+
+def _thumb(pixels: np.ndarray, label: str, note: str = "", worst: bool = False) -> dict[str, Any]:
+    """A grid image, displayed with its longest side THUMB px (small images magnified)."""
+    h, w = pixels.shape[:2]
+    zoom = THUMB / max(h, w)
+    return {
+        "label": label,
+        "note": note,
+        "worst": worst,
+        "uri": _png_uri(pixels),
+        "width": max(1, round(w * zoom)),
+        "height": max(1, round(h * zoom)),
+    }
+
+
+def pipeline_grid(
+    outputs: dict[str, list[dict[str, np.ndarray]]], mixes: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Every sample's final image per image output: FP32, each mix, each |mix − FP32| map.
+
+    At most MAX_GRID_SAMPLES rows (beyond that each mix's worst sample, then the first ones) and
+    GRID_BUDGET bytes of images per output; the grid says what it left out. Images larger than
+    THUMB are reduced (block mean; error maps block maximum). One display range and one error
+    colour scale per output over every sample shown; the first image of a batch.
+    """
+    golden = outputs["fp32"]
+    grids = []
+    for output, first in golden[0].items():
+        layout = metrics.image_layout(tuple(first.shape))
+        if layout is None:
+            continue
+        per_mix = {m["name"]: m["per_sample"].get(output, []) for m in mixes}
+        worst = {name: worst_sample(values, "psnr_db") for name, values in per_mix.items()}
+        shown = grid_samples(len(golden), [w[1] for w in worst.values() if w is not None])
+        g = {i: _hwc(golden[i][output], layout) for i in shown}
+        cands = {
+            (i, m): _hwc(outputs[m][i][output], layout).reshape(g[i].shape)
+            for i in shown
+            for m in per_mix
+        }
+        errors = {key: np.abs(c - g[key[0]]).mean(axis=2) for key, c in cands.items()}
+        scale = max((float(np.nanmax(e)) for e in errors.values()), default=0.0)
+        lo, hi = _display_range(list(g.values()))
+        rows: list[dict[str, Any]] = []
+        used, dropped = 0, 0
+        for i in shown:
+            images = [_thumb(_to_pixels(_reduce(g[i], THUMB), lo, hi), "FP32")]
+            maps = []
+            for m, values in per_mix.items():
+                sample = values[i] if i < len(values) else {}
+                note = "PSNR " + _show(sample.get("psnr_db")) + " dB"
+                mark = worst[m]  # not for a mix identical to FP32 on every sample (PSNR inf)
+                is_worst = mark is not None and mark[1] == i and mark[0] != math.inf
+                is_worst = is_worst and len(golden) > 1
+                pixels = _to_pixels(_reduce(cands[(i, m)], THUMB), lo, hi)
+                images.append(_thumb(pixels, m, note, is_worst))
+                error = errors[(i, m)] / scale if scale > 0 else np.zeros_like(errors[(i, m)])
+                maps.append(_thumb(colormap(_reduce(error, THUMB, "max")), f"|{m} − FP32|"))
+            size = sum(len(t["uri"]) for t in images + maps)
+            if rows and used + size > GRID_BUDGET:
+                dropped = len(shown) - len(rows)
+                break
+            used += size
+            rows.append({"sample": i, "images": images, "maps": maps})
+        grids.append(
+            {
+                "output": output,
+                "rows": rows,
+                "samples": len(golden),
+                "capped": len(shown) < len(golden),
+                "dropped": dropped,
+                "budget_mb": GRID_BUDGET / (1 << 20),
+                "error_scale": scale,
+                "colorbar": _colorbar(),
+                "batch": int(first.shape[0]),
+            }
+        )
+    return grids
+
+
+def featured_sample(mixes: list[dict[str, Any]], output: str | None) -> int:
+    """The sample shown full size: the worst PSNR of any mix on `output`, else sample 0."""
+    found = [worst_sample(m["per_sample"].get(output, []), "psnr_db") for m in mixes if output]
+    candidates = [w for w in found if w is not None]
+    if not candidates:
+        return 0
+    return min(candidates, key=lambda w: (not math.isnan(w[0]), w[0]))[1]
 
 
 def write_pipeline_report(
@@ -300,14 +442,22 @@ def write_pipeline_report(
     templates: Path | None = None,
 ) -> dict[str, Path]:
     """`pipeline.json` and a self-contained `pipeline.html`: every mix against the all-FP32
-    golden on the final outputs (metric table, verdict), and sample 0's final images side by
-    side with error maps. `outputs`: mix name (and "fp32") -> per sample {output: array}."""
+    golden on the final outputs (metric table with each mix's worst sample, verdict), the worst
+    sample's final images full size with error maps, and a grid of every sample (capped).
+    `outputs`: mix name (and "fp32") -> per sample {output: array}."""
     out_dir = Path(out_dir)
     generated = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     data = json_safe(result)
-    golden = outputs["fp32"][0]
-    panels = pipeline_panels(golden, {m: o[0] for m, o in outputs.items() if m != "fp32"})
+    image_outputs = [
+        name
+        for name, array in outputs["fp32"][0].items()
+        if metrics.image_layout(tuple(array.shape)) is not None
+    ]
+    featured = featured_sample(data["mixes"], image_outputs[0] if image_outputs else None)
+    golden = outputs["fp32"][featured]
+    panels = pipeline_panels(golden, {m: o[featured] for m, o in outputs.items() if m != "fp32"})
     keys = ["cosine", "psnr_db", "ssim", "rel_euclidean", "rmse", "max_abs_error"]
+    worst_keys = ["cosine", "psnr_db"]
     rows = [
         {
             "mix": mix["name"],
@@ -315,6 +465,7 @@ def write_pipeline_report(
             or ", ".join(f"{c}={p}" for c, p in mix["precisions"].items()),
             "output": output,
             "cells": [_show(values.get(k)) for k in keys],
+            "worst": [_worst_text(mix["per_sample"].get(output, []), k) for k in worst_keys],
             "failures": mix["failures"],
         }
         for mix in data["mixes"]
@@ -325,8 +476,14 @@ def write_pipeline_report(
         "generated": generated,
         "result": data,
         "keys": keys,
+        "worst_keys": worst_keys,
         "rows": rows,
         "panels": panels,
+        "featured": featured,
+        "grids": pipeline_grid(outputs, data["mixes"]),
+        "builds": [
+            {**b, "settings": _flatten(b.get("overrides") or {})} for b in data.get("builds", [])
+        ],
         "environment": _flatten(environment_info()),
     }
     html = render_template(PIPELINE_TEMPLATE, context, templates, autoescape=True)

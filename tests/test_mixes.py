@@ -12,12 +12,12 @@ import pytest
 import tiny_models
 from typer.testing import CliRunner
 
-from ascend_quant import mixes
+from ascend_quant import mixes, report
 from ascend_quant.cli import common
 from ascend_quant.cli.app import app, main
-from ascend_quant.config import BuildConfig
+from ascend_quant.config import BuildConfig, Thresholds
 from ascend_quant.errors import UsageError
-from ascend_quant.mixes import Choice, evaluate_pipeline, load_pipeline_spec
+from ascend_quant.mixes import Choice, PipelineResult, evaluate_pipeline, load_pipeline_spec
 from ascend_quant.pipeline import BuildResult
 from ascend_quant.report import json_safe, write_pipeline_report
 
@@ -238,6 +238,11 @@ def test_mix_overrides_one_build_per_effective_setting_reused_on_a_second_run(
     assert len(mix["tuned"].per_sample["output"]) == 3
     saved = json.loads(json.dumps(json_safe(result)))
     assert saved["mixes"][1]["label"] == "net=int8 [quant.skip_layers=[conv1]]"
+    assert saved["builds"][1]["mixes"] == ["tuned", "tuned-fp16"]
+    html = write_pipeline_report(Path(spec.out), result, outputs, title="t")["html"].read_text()
+    assert "net=int8 [quant.skip_layers=[conv1]]" in html
+    assert "quant.skip_layers = conv1" in html and "tuned, tuned-fp16" in html
+    assert "output: 3 of 3 sample(s)" in html
 
     # a second run: the same two builds, every stage taken from the cache
     built.clear()
@@ -313,3 +318,81 @@ def test_bad_pipeline_tomls_are_usage_errors_with_a_hint(
     assert message in caught.value.message and caught.value.hint
     code, _, err = run_cli(capsys, "compare", "--pipeline", "m:f", "--config", str(toml))
     assert code == 2 and "error:" in err and "hint:" in err and "Traceback" not in err
+
+
+def fake_pipeline(
+    samples: int, hw: int = 16
+) -> tuple[PipelineResult, dict[str, list[dict[str, np.ndarray]]]]:
+    """A result and outputs as evaluate_pipeline returns them, without building anything:
+    mix "noisy" gets more noise on sample 3 than on any other."""
+    rng = np.random.default_rng(0)
+    golden = [{"image": rng.random((1, 3, hw, hw), dtype=np.float32)} for _ in range(samples)]
+    noise = [0.2 if i == 3 else 0.01 for i in range(samples)]
+    outputs = {
+        "fp32": golden,
+        "exact": [dict(g) for g in golden],
+        "noisy": [
+            {
+                "image": np.clip(g["image"] + rng.normal(0, s, g["image"].shape), 0, 1).astype(
+                    np.float32
+                )
+            }
+            for g, s in zip(golden, noise)
+        ],
+    }
+    mix_results = []
+    for name in ("exact", "noisy"):
+        aggregate, per_sample, failures = mixes.compare_outputs(
+            golden, outputs[name], Thresholds(), mix=name
+        )
+        mix_results.append(
+            mixes.MixResult(
+                name, {"net": "int8"}, aggregate, per_sample, failures, label=f"net=int8 [{name}]"
+            )
+        )
+    result = mixes.PipelineResult(
+        function="m:f",
+        soc="Ascend310P3",
+        backend="sim",
+        simulated=True,
+        samples=samples,
+        mixes=mix_results,
+        verdict="PASSED",
+        failures=[],
+        thresholds=Thresholds(),
+        artifacts={},
+    )
+    return result, outputs
+
+
+def test_the_report_shows_every_sample_and_each_mix_worst(tmp_path: Path) -> None:
+    result, outputs = fake_pipeline(samples=5)
+    html = write_pipeline_report(tmp_path, result, outputs, title="t")["html"].read_text()
+    # the table: each mix's worst sample
+    assert "worst psnr_db" in html and "(sample 3)" in html
+    # full size: the worst sample; the grid: all 5 samples, each FP32 + 2 mixes + 2 error maps
+    assert "image: sample 3, side by side" in html
+    assert "image: 5 of 5 sample(s)" in html
+    for i in range(5):
+        assert f'alt="FP32, sample {i}"' in html and f'alt="|noisy − FP32|, sample {i}"' in html
+    assert html.count('class="worst"') == 1  # noisy's sample 3 (exact has no worst: all inf)
+    assert "Showing" not in html
+
+
+def test_the_report_grid_is_capped_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result, outputs = fake_pipeline(samples=12)
+    html = write_pipeline_report(tmp_path, result, outputs, title="t")["html"].read_text()
+    assert f"image: {report.MAX_GRID_SAMPLES} of 12 sample(s)" in html
+    assert "Showing 8 of 12 samples: each mix's worst sample" in html
+    assert 'alt="FP32, sample 3"' in html  # the worst is shown although it is not among the first
+    assert 'alt="FP32, sample 11"' not in html
+    # a byte budget: each row of 128 px noise is ~5 x 66 kB of PNG; 300 kB hold at most 4 rows
+    result, outputs = fake_pipeline(samples=6, hw=128)
+    monkeypatch.setattr(report, "GRID_BUDGET", 300_000)
+    html = write_pipeline_report(tmp_path, result, outputs, title="t")["html"].read_text()
+    shown = html.count('alt="FP32, sample ')
+    assert 1 <= shown < 6
+    assert f"image: {shown} of 6 sample(s)" in html
+    assert f"{6 - shown} sample(s) left out to keep the report under 0.286 MB" in html

@@ -46,6 +46,7 @@ from ascend_quant.report import (
     environment_info,
     json_safe,
     save_json,
+    worst_sample,
     write_pipeline_report,
     write_report,
 )
@@ -304,7 +305,8 @@ def pipeline_rich_table(result: PipelineResult) -> Table:
     if result.simulated:
         title += ", simulated on CPU"
     table = Table(title=title, title_justify="left")
-    for column in ("mix", "components", "output", "cosine", "PSNR dB", "SSIM", "gate"):
+    columns = ("mix", "components", "output", "cosine", "PSNR dB", "SSIM", "worst PSNR", "gate")
+    for column in columns:
         table.add_column(column, justify="left" if column in ("mix", "components") else "right")
     for mix in result.mixes:
         for output, values in mix.outputs.items():
@@ -316,9 +318,16 @@ def pipeline_rich_table(result: PipelineResult) -> Table:
                 metrics.format_value("cosine", values.get("cosine")),
                 metrics.format_value("psnr_db", values.get("psnr_db")),
                 metrics.format_value("ssim", values.get("ssim")),
+                _worst(mix.per_sample.get(output, []), "psnr_db"),
                 styled(("✗ " + "; ".join(failed), "red") if failed else ("✓", "green")),
             )
     return table
+
+
+def _worst(per_sample: list[dict[str, Any]], metric: str) -> str:
+    """`15.06 (#3)`: the worst sample's value and index; n/a without the metric."""
+    worst = worst_sample(per_sample, metric)
+    return "n/a" if worst is None else f"{metrics.format_value(metric, worst[0])} (#{worst[1]})"
 
 
 def compare_rich_tables(result: CompareResult) -> list[Table]:
