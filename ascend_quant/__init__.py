@@ -12,6 +12,13 @@ The whole job is `ascend_quant.build(model, config)`; each stage is also a funct
     compare_models   compare.compare_models     FP32 golden vs candidates, msit metrics, verdict
     write_report     report.write_report        report.json and a self-contained report.html
 
+A multi-model pipeline (e.g. a diffusion UNet, then an upscaler), one precision per component:
+
+    load_pipeline_spec     mixes.load_pipeline_spec     a pipeline TOML -> PipelineSpec
+    evaluate_pipeline      mixes.evaluate_pipeline      build, run every precision mix and the
+                                                        all-FP32 golden, judge the final outputs
+    write_pipeline_report  report.write_pipeline_report pipeline.json and pipeline.html
+
 Imports are lazy so that `import ascend_quant` stays cheap.
 """
 
@@ -32,10 +39,16 @@ if TYPE_CHECKING:
     from ascend_quant.data.recorder import Recorder
     from ascend_quant.errors import AscendQuantError, ToolchainError, UsageError
     from ascend_quant.jobs import convert_model
+    from ascend_quant.mixes import (
+        PipelineResult,
+        PipelineSpec,
+        evaluate_pipeline,
+        load_pipeline_spec,
+    )
     from ascend_quant.model import preflight
     from ascend_quant.pipeline import BuildResult, build
     from ascend_quant.render import render_configs
-    from ascend_quant.report import write_report
+    from ascend_quant.report import write_pipeline_report, write_report
 
 _EXPORTS = {
     "build": "ascend_quant.pipeline",
@@ -53,6 +66,11 @@ _EXPORTS = {
     "bench_models": "ascend_quant.bench",
     "compare_models": "ascend_quant.compare",
     "write_report": "ascend_quant.report",
+    "load_pipeline_spec": "ascend_quant.mixes",
+    "evaluate_pipeline": "ascend_quant.mixes",
+    "PipelineSpec": "ascend_quant.mixes",
+    "PipelineResult": "ascend_quant.mixes",
+    "write_pipeline_report": "ascend_quant.report",
     "AscendQuantError": "ascend_quant.errors",
     "UsageError": "ascend_quant.errors",
     "ToolchainError": "ascend_quant.errors",
@@ -63,6 +81,8 @@ __all__ = [
     "BuildConfig",
     "BuildResult",
     "CalibSet",
+    "PipelineResult",
+    "PipelineSpec",
     "Recorder",
     "ToolchainError",
     "UsageError",
@@ -72,11 +92,14 @@ __all__ = [
     "build",
     "compare_models",
     "convert_model",
+    "evaluate_pipeline",
     "get_backend",
     "load_build_config",
+    "load_pipeline_spec",
     "make_calib_set",
     "preflight",
     "render_configs",
+    "write_pipeline_report",
     "write_report",
 ]
 

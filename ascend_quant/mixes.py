@@ -65,7 +65,7 @@ from ascend_quant.config import (
     merge,
     to_mapping,
 )
-from ascend_quant.errors import UsageError
+from ascend_quant.errors import AscendQuantError, UsageError
 from ascend_quant.gates import Extremes, Gate, judge, parse_gate
 from ascend_quant.metrics import data_range, detect_kind
 from ascend_quant.pipeline import build
@@ -473,7 +473,7 @@ def _text(table: Mapping[str, Any], key: str, default: Any) -> Any:
 
 
 def load_pipeline_spec(
-    path: Path, function: str | None = None, overrides: Mapping[str, Any] | None = None
+    path: str | Path, function: str | None = None, overrides: Mapping[str, Any] | None = None
 ) -> PipelineSpec:
     """Read `[pipeline]` from a TOML file; `overrides` (soc, backend, out, samples) win.
 
@@ -509,12 +509,21 @@ def load_function(reference: str, search_path: Path) -> PipelineFunction:
             f"cannot import pipeline module '{module_name}': {exc}",
             hint=f"put {module_name}.py beside the config file or on PYTHONPATH",
         ) from None
+    except Exception as exc:  # the module's own code failed on import: a user error
+        raise UsageError(
+            f"importing pipeline module '{module_name}' raised {type(exc).__name__}: {exc}",
+            hint="fix the module (--debug shows the traceback)",
+        ) from exc
     finally:
         with contextlib.suppress(ValueError):
             sys.path.remove(added)
     function = getattr(module, attr, None)
     if not callable(function):
-        raise UsageError(f"'{module_name}' has no function '{attr}'")
+        names = [n for n in vars(module) if callable(getattr(module, n)) and not n.startswith("_")]
+        raise UsageError(
+            f"'{module_name}' has no function '{attr}'",
+            hint=_suggest_key(attr, names) or f"its functions: {', '.join(names) or 'none'}",
+        )
     return function
 
 
@@ -607,14 +616,28 @@ def build_components(
 
 
 def _outputs(value: Any, mix: str, index: int) -> dict[str, np.ndarray]:
-    if isinstance(value, Mapping):
-        return {str(k): np.asarray(v) for k, v in value.items()}
+    """The function's return value as {output: numeric array}, or a UsageError saying why not."""
     if isinstance(value, np.ndarray):
-        return {"output": value}
-    raise UsageError(
-        f"the pipeline function returned {type(value).__name__} for mix '{mix}', sample {index}",
-        hint="return the final output as a NumPy array or a mapping name -> array",
-    )
+        value = {"output": value}
+    if not isinstance(value, Mapping) or not value:
+        what = "an empty mapping" if isinstance(value, Mapping) else type(value).__name__
+        raise UsageError(
+            f"the pipeline function returned {what} for mix '{mix}', sample {index}",
+            hint="return the final output as a NumPy array or a mapping name -> array",
+        )
+    arrays = {}
+    for name, array in value.items():
+        try:
+            arrays[str(name)] = np.asarray(array)
+        except (TypeError, ValueError):
+            arrays[str(name)] = np.asarray(None)
+        if arrays[str(name)].dtype.kind not in "biuf":
+            raise UsageError(
+                f"the pipeline function's output '{name}' for mix '{mix}', sample {index} is "
+                f"{type(array).__name__}, not a numeric array",
+                hint="return NumPy arrays of numbers (e.g. the decoded image as float32)",
+            )
+    return arrays
 
 
 @contextlib.contextmanager
@@ -642,8 +665,26 @@ def run_mix(
     samples: int,
     mix: str,
 ) -> list[dict[str, np.ndarray]]:
-    """The function's final outputs for samples 0..samples-1 with these runners."""
-    return [_outputs(function(runners, index), mix, index) for index in range(samples)]
+    """The function's final outputs for samples 0..samples-1 with these runners.
+
+    An exception in the user's function is a `UsageError` naming the mix and sample (the
+    traceback is kept for --debug); the tool's own errors pass through as they are.
+    """
+    results = []
+    for index in range(samples):
+        try:
+            value = function(runners, index)
+        except AscendQuantError:
+            raise
+        except Exception as exc:
+            raise UsageError(
+                f"the pipeline function raised {type(exc).__name__}: {exc} "
+                f"(mix '{mix}', sample {index})",
+                hint=f"fix the function; it gets runners for {', '.join(sorted(runners))} "
+                "and the sample index (--debug shows the traceback)",
+            ) from exc
+        results.append(_outputs(value, mix, index))
+    return results
 
 
 def compare_outputs(
@@ -660,8 +701,18 @@ def compare_outputs(
     failures: list[str] = []
     for name in golden[0]:
         if any(name not in m for m in mine):
-            raise UsageError(f"a mix's pipeline output lacks '{name}' that the golden has")
+            raise UsageError(
+                f"mix '{mix}': the pipeline output lacks '{name}' that the golden has",
+                hint="return the same outputs whatever the precision of the runners",
+            )
         shape = tuple(golden[0][name].shape)
+        for index, (g, m) in enumerate(zip(golden, mine)):
+            if g[name].shape != m[name].shape:
+                raise UsageError(
+                    f"mix '{mix}', sample {index}: output '{name}' has shape "
+                    f"{tuple(m[name].shape)}, the golden {tuple(g[name].shape)}",
+                    hint="return the same shapes whatever the precision of the runners",
+                )
         kind = detect_kind(shape)
         value_range = None
         if kind == "image":

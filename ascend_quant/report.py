@@ -434,7 +434,7 @@ def featured_sample(mixes: list[dict[str, Any]], output: str | None) -> int:
 
 
 def write_pipeline_report(
-    out_dir: Path,
+    out_dir: str | Path,
     result: Any,
     outputs: dict[str, list[dict[str, np.ndarray]]],
     *,

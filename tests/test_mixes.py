@@ -396,3 +396,76 @@ def test_the_report_grid_is_capped_and_says_so(
     assert 1 <= shown < 6
     assert f"image: {shown} of 6 sample(s)" in html
     assert f"{6 - shown} sample(s) left out to keep the report under 0.286 MB" in html
+
+
+BAD_FUNCTIONS = """
+import numpy as np
+
+CALLS = []
+
+
+def x(index):
+    return np.random.default_rng(index).random((1, 3, 8, 8), dtype=np.float32)
+
+
+def raises(runners, index):
+    return runners["missing"].infer({"input": x(index)})
+
+
+def none(runners, index):
+    return None
+
+
+def empty(runners, index):
+    return {}
+
+
+def text(runners, index):
+    return {"image": "not an image"}
+
+
+def shape_changes(runners, index):
+    CALLS.append(index)
+    out = runners["net"].infer({"input": x(index)})["output"]
+    return out if (len(CALLS) - 1) // 2 % 2 == 0 else out[:, :1]  # golden full, the mix not
+
+
+def generate(runners, index):
+    return runners["net"].infer({"input": x(index)})["output"]
+"""
+
+
+@pytest.mark.parametrize(
+    ("function", "message"),
+    [
+        ("raises", "the pipeline function raised KeyError: 'missing' (mix 'fp32', sample 0)"),
+        ("none", "returned NoneType for mix 'fp32', sample 0"),
+        ("empty", "returned an empty mapping"),
+        ("text", "output 'image' for mix 'fp32', sample 0 is str, not a numeric array"),
+        ("shape_changes", "mix 'declared', sample 0: output 'output' has shape (1, 1, 16, 16)"),
+        ("genrate", "has no function 'genrate'"),
+        ("broken_module:run", "importing pipeline module 'broken_module' raised ZeroDivisionError"),
+    ],
+)
+def test_a_bad_pipeline_function_is_a_usage_error_naming_the_mix_and_sample(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], function: str, message: str
+) -> None:
+    """Every component in FP32: nothing is built, the function's mistakes are the subject."""
+    tiny_models.save(tiny_models.sr_net(hw=8), tmp_path / "net.onnx")
+    module = f"badfunctions_{function.partition(':')[0]}"  # a fresh module per case
+    (tmp_path / f"{module}.py").write_text(BAD_FUNCTIONS)
+    (tmp_path / "broken_module.py").write_text("1 / 0\n")
+    toml = tmp_path / "pipeline.toml"
+    toml.write_text(
+        '[pipeline]\nsamples = 2\n[pipeline.components.net]\nmodel = "net.onnx"\n'
+        'precision = "fp32"\n'
+    )
+    reference = function if ":" in function else f"{module}:{function}"
+    spec = load_pipeline_spec(toml, reference)
+    with pytest.raises(UsageError) as caught:
+        evaluate_pipeline(spec)
+    assert message in caught.value.message and caught.value.hint
+    if function == "genrate":
+        assert caught.value.hint == "did you mean 'generate'?"
+    code, _, err = run_cli(capsys, "compare", "--pipeline", reference, "--config", str(toml))
+    assert code == 2 and "error:" in err and "hint:" in err, err
