@@ -1,13 +1,16 @@
 """Collect activation statistics by running the model one calibration batch at a time.
 
 Every tensor to be calibrated is exposed as a graph output (`runners.ort.expose_outputs`); each
-batch's activations update fixed-size `TensorStats` and are dropped before the next batch, so memory
-does not grow with the number of calibration samples.
+batch's activations update fixed-size `TensorStats` (on a worker thread, while the session runs the
+next batch) and are dropped after that, so memory does not grow with the number of calibration
+samples.
 """
 
 from __future__ import annotations
 
 import math
+import queue
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -75,6 +78,50 @@ class Collected:
         return found
 
 
+class _BackgroundUpdates:
+    """Histogram updates of the session's outputs on one worker thread, a batch behind.
+
+    ONNX Runtime releases the GIL while it runs the next batch, so binning overlaps inference
+    (wall time; the CPU time is the same). One worker applies the batches in arrival order, so
+    every histogram is bit for bit the one a serial loop builds.
+    """
+
+    def __init__(self, stats: dict[str, TensorStats]) -> None:
+        self._stats = stats
+        self._buffers = UpdateBuffers()
+        self._queue: queue.Queue[list[tuple[str, np.ndarray]] | None] = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="calibration-histograms")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _work(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            try:
+                if self._error is None:  # after an error, only drain: the producer never blocks
+                    for name, value in batch:
+                        self._stats[name].update(value, self._buffers)
+            except BaseException as exc:  # re-raised in the calling thread
+                self._error = exc
+            finally:
+                del batch
+                self._queue.task_done()
+
+    def put(self, batch: list[tuple[str, np.ndarray]]) -> None:
+        """Hand over one batch of (tensor, value) once the previous one is binned (so at most
+        two batches of activations are alive); raises an earlier update's error."""
+        self._queue.join()
+        if self._error is not None:
+            raise self._error
+        self._queue.put(batch)
+
+    def stop(self) -> BaseException | None:
+        """Finish the queued batches and end the worker; the first update error, if any."""
+        self._queue.put(None)
+        self._thread.join()
+        return self._error
+
+
 def collect_pass(
     model: onnx.ModelProto,
     tensors: list[str],
@@ -95,22 +142,27 @@ def collect_pass(
     fetch = outputs + list(reduced_names.values())
     stats = {t: TensorStats(bins) for t in tensors}
     absmax = dict.fromkeys(reduced, 0.0)
-    buffers = UpdateBuffers()
+    input_buffers = UpdateBuffers()
+    binning = _BackgroundUpdates(stats)
     seen = 0
-    with progress.task(label, total=total) as advance:
-        for feeds in batches:
-            values = session.run(fetch, feeds) if fetch else []
-            for name, value in zip(outputs, values):
-                stats[name].update(value, buffers)
-            for name, value in zip(reduced, values[len(outputs) :]):
-                top = float(value)
-                absmax[name] = top if math.isnan(top) else max(absmax[name], top)
-            for name in tensors:
-                if name in graph_inputs:
-                    stats[name].update(feeds[name], buffers)
-            del values
-            seen += 1
-            advance(1)
+    try:
+        with progress.task(label, total=total) as advance:
+            for feeds in batches:
+                values = session.run(fetch, feeds) if fetch else []
+                binning.put(list(zip(outputs, values)))
+                for name, value in zip(reduced, values[len(outputs) :]):
+                    top = float(value)
+                    absmax[name] = top if math.isnan(top) else max(absmax[name], top)
+                for name in tensors:
+                    if name in graph_inputs:  # the caller's arrays: binned before they change
+                        stats[name].update(feeds[name], input_buffers)
+                del values
+                seen += 1
+                advance(1)
+    finally:
+        error = binning.stop()
+    if error is not None:
+        raise error
     if seen == 0:
         raise UsageError(
             "the calibration set is empty", hint="run `ascend-quant calib` with some images"

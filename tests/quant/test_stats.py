@@ -9,6 +9,7 @@ import pytest
 import tiny_models
 
 from ascend_quant.config import QuantConfig
+from ascend_quant.quant.calibrate import collect
 from ascend_quant.quant.qdq import quantize_model
 from ascend_quant.quant.stats import (
     RangeRequest,
@@ -304,3 +305,21 @@ def test_int8_model_bytes_equal_those_from_the_reference_update(
     reference, reference_ranges = quantize_model(model, config, iter(feeds))
     assert fast_ranges == reference_ranges
     assert fast.model.SerializeToString() == reference.model.SerializeToString()
+
+
+def test_a_failing_histogram_update_on_the_worker_thread_is_raised(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Outputs are binned on a worker thread: its error reaches the caller, nothing hangs."""
+    real_update = TensorStats.update
+
+    def failing(self: TensorStats, data: np.ndarray, buffers: UpdateBuffers | None = None) -> None:
+        if np.asarray(data).shape[1] == 8:  # r1, the hidden ReLU output
+            raise RuntimeError("binning failed")
+        real_update(self, data, buffers)
+
+    monkeypatch.setattr(TensorStats, "update", failing)
+    rng = np.random.default_rng(0)
+    feeds = ({"input": rng.random((1, 3, 16, 16), dtype=np.float32)} for _ in range(5))
+    with pytest.raises(RuntimeError, match="binning failed"):
+        collect(tiny_models.conv_net(), ["input", "r1"], feeds)
