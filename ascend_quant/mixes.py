@@ -65,7 +65,7 @@ from ascend_quant.config import (
     merge,
     to_mapping,
 )
-from ascend_quant.errors import AscendQuantError, UsageError
+from ascend_quant.errors import AscendQuantError, UsageError, not_a_model_file
 from ascend_quant.gates import Extremes, Gate, judge, parse_gate
 from ascend_quant.metrics import data_range, detect_kind
 from ascend_quant.pipeline import build
@@ -305,6 +305,16 @@ def _choice(value: Any, component: Component, base: Path, where: str) -> Choice:
     return Choice(precision, overrides)
 
 
+@contextlib.contextmanager
+def _config_hint() -> Iterator[None]:
+    """A config error without a hint of its own points at the reference of the keys."""
+    try:
+        yield
+    except UsageError as exc:
+        exc.hint = exc.hint or "the keys and values of ascend-quant.toml: docs/config.md"
+        raise
+
+
 def effective_config(
     component: Component, overrides: Mapping[str, Any] | None = None, where: str = ""
 ) -> BuildConfig:
@@ -319,7 +329,7 @@ def effective_config(
         return merge(config, dict(overrides))
     except UsageError as exc:
         where = where or f"overrides of {component.name}"
-        hint = exc.hint or "the same keys and values as ascend-quant.toml (docs/config.md)"
+        hint = exc.hint or "the keys and values of ascend-quant.toml: docs/config.md"
         raise UsageError(f"{where}: {exc.message}", hint=hint) from None
 
 
@@ -372,9 +382,10 @@ def pipeline_spec(data: Mapping[str, Any], base: Path, function: str | None = No
         model = Path(entry["model"])
         model = model if model.is_absolute() else base / model
         if not model.is_file():
+            problem = not_a_model_file(model)
             raise UsageError(
-                f"{where}: model not found: {model}",
-                hint="model paths are relative to the TOML file",
+                f"{where}: {problem.message}",
+                hint="the path of the .onnx file, relative to the TOML file",
             )
         raw_build = entry.get("build") or {}
         if not isinstance(raw_build, dict):
@@ -384,7 +395,8 @@ def pipeline_spec(data: Mapping[str, Any], base: Path, function: str | None = No
             )
         build_table = _resolve_paths(dict(raw_build), base)
         _check_owned(build_table, f"{where}.build")
-        from_mapping(BuildConfig, build_table, f"{where}.build")  # unknown keys fail early
+        with _config_hint():  # unknown keys and bad values fail here, not mid-build
+            from_mapping(BuildConfig, build_table, f"{where}.build")
         components[name] = Component(
             name, model, _precision(entry.get("precision", "fp16"), where), build_table
         )
@@ -447,6 +459,8 @@ def pipeline_spec(data: Mapping[str, Any], base: Path, function: str | None = No
             f"[pipeline] thresholds must be a table, got {raw_thresholds!r}",
             hint="[pipeline.thresholds] cosine_min = 0.99",
         )
+    with _config_hint():
+        thresholds = from_mapping(Thresholds, dict(raw_thresholds), "pipeline.thresholds")
     return PipelineSpec(
         function=str(function),
         components=components,
@@ -456,7 +470,7 @@ def pipeline_spec(data: Mapping[str, Any], base: Path, function: str | None = No
         backend=backend,
         out=Path(_text(table, "out", str(Path("build") / f"pipeline-{base.name or 'pipeline'}"))),
         search_path=base,
-        thresholds=from_mapping(Thresholds, dict(raw_thresholds), "pipeline.thresholds"),
+        thresholds=thresholds,
         gates=tuple(parse_gate(str(text)) for text in raw_gates),
     )
 

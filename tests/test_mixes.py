@@ -301,6 +301,8 @@ def test_bad_mix_overrides_are_usage_errors_with_a_hint(
         ("[pipeline.components.net]\nmodel = 'net.onnx'\nbuild = { out = 'x' }\n", "out is set"),
         ("[pipeline.components.net]\nmodel = 'missing.onnx'\n", "model not found"),
         ("[pipeline.components.net]\nmodel = 3\n", "needs model"),
+        ("[pipeline.components.net]\nmodel = '.'\n", "model is a directory"),
+        ("[pipeline]\nthresholds = { cosine_min = 'x' }\n", "cosine_min: expected a number"),
         ("[pipeline.components.net]\nmodel = 'net.onnx'\n[pipeline.mixes]\nx = 'fp16'\n", "'x'"),
         ("[pipeline.components.net]\nmodel = 'net.onnx'\n[pipeline.mixes.x]\nnet = 'w4'\n", "w4"),
     ],
