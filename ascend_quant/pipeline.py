@@ -327,6 +327,9 @@ class Stage:
     `load(ctx, result)`: put a new or reused result into the typed records.
     `shared(ctx)`: the result is the same for every soc (the key then leaves the soc out) and
     `adopt(ctx, donor_result, donor)` makes another soc's result this soc's.
+    `narrow(ctx, donor_result)`: for a soc that runs a subset of another soc's models (no W8 on
+    Ascend310B1), that soc's result cut down to this soc's models, or None when it cannot be;
+    `adopt` then takes the cut result.
     """
 
     name: str  # record file name and the label in the summary
@@ -338,6 +341,7 @@ class Stage:
     applies: Callable[[BuildContext], bool] = _always
     shared: Callable[[BuildContext], bool] = _never
     adopt: Callable[[BuildContext, dict[str, Any], SocWork], Outcome] | None = None
+    narrow: Callable[[BuildContext, dict[str, Any]], dict[str, Any] | None] | None = None
 
 
 # --------------------------------------------------------------------------- soc-independent
@@ -712,6 +716,18 @@ def _bench_adopt(ctx: BuildContext, donor: dict[str, Any], source: SocWork) -> O
     return Outcome(table, [save_json(ctx.soc.directory / "reports" / "bench.json", table)])
 
 
+def _bench_narrow(ctx: BuildContext, donor: dict[str, Any]) -> dict[str, Any] | None:
+    """Another soc's bench table with only this soc's models: they were timed in the same
+    alternating rounds, and each speedup is against the first model (FP16), which both have."""
+    wanted = set(ctx.soc.runs_sha256)
+    rows = donor.get("rows", [])
+    kept = [r for r in rows if r.get("result", {}).get("precision") in wanted]
+    if not rows or not kept or kept[0] is not rows[0]:
+        return None
+    # `timed`: how many rows shared the time budget (the settings line states each one's share)
+    return {**donor, "rows": kept, "timed": donor.get("timed", len(rows))}
+
+
 def _bench_load(ctx: BuildContext, result: dict[str, Any]) -> None:
     ctx.soc.bench = dict(result)
 
@@ -986,6 +1002,7 @@ PIPELINE: tuple[Stage, ...] = (
         applies=_measures,
         shared=_simulated,
         adopt=_bench_adopt,
+        narrow=_bench_narrow,
     ),
     Stage(
         "compare",
@@ -1023,6 +1040,9 @@ class _Runner:
         self.runs: list[StageRun] = []
         # (stage, key) -> the soc that produced it in this build, for adoption across socs
         self.produced: dict[tuple[str, str], tuple[SocWork, dict[str, Any]]] = {}
+        # (stage, key without "runs") -> (soc, its runs, result): donors for a subset of models
+        self.partial: dict[tuple[str, str], list[tuple[SocWork, dict[str, str], dict[str, Any]]]]
+        self.partial = {}
 
     def forced(self, stage: Stage) -> bool:
         return self.force_from is not None and STAGES.index(stage.phase) >= self.force_from
@@ -1053,11 +1073,11 @@ class _Runner:
                 with ctx.progress.task(f"{stage.name}{where} (reused)", total=1) as advance:
                     advance(1)
                 stage.load(ctx, record["result"])
-                self._remember(stage, key, record["result"])
+                self._remember(stage, key, key_data, record["result"])
                 self.runs.append(StageRun(stage.name, soc, True, time.perf_counter() - start))
                 return
         record_path.unlink(missing_ok=True)
-        donor = self._donor(stage, key, forced)
+        donor = self._donor(stage, key, forced) or self._narrowed(stage, key_data)
         if donor is not None and stage.adopt is not None:
             source, donor_result = donor
             text = f"{stage.name}{where} (same simulated model as {source.soc})"
@@ -1076,7 +1096,7 @@ class _Runner:
             },
         )
         stage.load(ctx, outcome.result)
-        self._remember(stage, key, outcome.result)
+        self._remember(stage, key, key_data, outcome.result)
         self.runs.append(
             StageRun(
                 stage.name,
@@ -1087,9 +1107,31 @@ class _Runner:
             )
         )
 
-    def _remember(self, stage: Stage, key: str, result: dict[str, Any]) -> None:
+    def _remember(
+        self, stage: Stage, key: str, key_data: dict[str, Any], result: dict[str, Any]
+    ) -> None:
         if stage.per_soc and stage.shared(self.ctx):
             self.produced.setdefault((stage.name, key), (self.ctx.soc, result))
+            if stage.narrow is not None and "runs" in key_data:
+                rest = sha256_json({k: v for k, v in key_data.items() if k != "runs"})
+                entry = (self.ctx.soc, dict(key_data["runs"]), result)
+                self.partial.setdefault((stage.name, rest), []).append(entry)
+
+    def _narrowed(
+        self, stage: Stage, key_data: dict[str, Any]
+    ) -> tuple[SocWork, dict[str, Any]] | None:
+        """A soc of this build that ran every model this soc runs (and more), with its result
+        cut down to this soc's models by `stage.narrow`."""
+        if stage.narrow is None or "runs" not in key_data or not stage.shared(self.ctx):
+            return None
+        runs = key_data["runs"]
+        rest = sha256_json({k: v for k, v in key_data.items() if k != "runs"})
+        for source, donor_runs, result in self.partial.get((stage.name, rest), []):
+            if all(donor_runs.get(p) == h for p, h in runs.items()):
+                narrowed = stage.narrow(self.ctx, result)
+                if narrowed is not None:
+                    return source, narrowed
+        return None
 
     def _donor(self, stage: Stage, key: str, forced: bool) -> tuple[SocWork, dict[str, Any]] | None:
         """Another soc's result for the same key: made in this build, or (unless forced) on disk."""

@@ -136,9 +136,18 @@ def test_a_soc_added_later_adopts_the_recorded_conversion(sr_onnx: Path, tmp_pat
     both = build(sr_onnx, _config(tmp_path, socs=["Ascend310P3", "Ascend310B1"]))
     added = {run.stage: run for run in both.stages if run.soc == "Ascend310B1"}
     assert added["convert-int8"].shared_with == "Ascend310P3"
-    # 310B has no weight-only INT8: no w8 build, so it measures its own two models.
+    # 310B has no weight-only INT8: no w8 build. Its two models were timed in 310P3's rounds,
+    # so its bench table is 310P3's without the W8 row; compare judges its own candidates.
     assert "convert-w8" not in added and "w8" not in both.socs[1].artifacts
-    assert added["bench"].shared_with is None
+    assert added["bench"].shared_with == "Ascend310P3"
+    first, second = both.socs
+    rows = second.bench["rows"]
+    assert [r["result"]["precision"] for r in rows] == ["fp16", "int8"]
+    assert {r["result"]["soc"] for r in rows} == {"Ascend310B1"}
+    assert all(r["result"]["model"].startswith(str(second.directory)) for r in rows)
+    assert rows[1]["speedup"] == first.bench["rows"][1]["speedup"]
+    assert second.bench["timed"] == 3  # the budget was split three ways
+    assert added["compare"].shared_with is None
     assert added["report"].shared_with is None and not added["report"].reused
 
 

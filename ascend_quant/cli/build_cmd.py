@@ -333,7 +333,7 @@ def bench_notes(bench: dict[str, Any]) -> list[str]:
     lines = []
     settings = bench.get("config") or {}
     if settings:
-        rows = len(bench.get("rows", []))
+        rows = bench.get("timed", len(bench.get("rows", [])))  # a shared table: as timed
         lines.append("bench: " + describe_settings(BenchConfig(**settings), rows))
     for row in bench.get("rows", []):
         rounds = row.get("speedup_rounds")
