@@ -800,6 +800,32 @@ def _compare_adopt(ctx: BuildContext, donor: dict[str, Any], source: SocWork) ->
     return Outcome(data, [save_json(reports / "compare.json", data)])
 
 
+def _compare_narrow(ctx: BuildContext, donor: dict[str, Any]) -> dict[str, Any] | None:
+    """Another soc's comparison with only this soc's candidates (identical models, eval set and
+    golden, so identical figures) and the verdict over those alone; not for gear models."""
+    wanted = set(ctx.soc.runs_sha256)
+    candidates = donor.get("candidates", [])
+    kept = [c for c in candidates if c.get("precision") in wanted]
+    if donor.get("gears") or not kept or len({c.get("precision") for c in kept}) != len(wanted):
+        return None
+    names = {c["name"] for c in kept}
+    failures = [f for f in donor.get("gate_failures", []) if f.get("candidate") in names]
+    verdict = verdict_line([GateFailure.from_mapping(f) for f in failures])
+    samples = [
+        {**s, "candidates": {n: v for n, v in s.get("candidates", {}).items() if n in names}}
+        for s in donor.get("image_samples", [])
+    ]
+    return {
+        **donor,
+        "candidates": kept,
+        "passed": not failures,
+        "verdict": verdict,
+        "failures": [GateFailure.from_mapping(f).text() for f in failures],
+        "gate_failures": failures,
+        "image_samples": samples,
+    }
+
+
 def _compare_load(ctx: BuildContext, result: dict[str, Any]) -> None:
     ctx.soc.compare = dict(result)
 
@@ -1014,6 +1040,7 @@ PIPELINE: tuple[Stage, ...] = (
         applies=_measures,
         shared=_simulated,
         adopt=_compare_adopt,
+        narrow=_compare_narrow,
     ),
     Stage(
         "analyze",

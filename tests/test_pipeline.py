@@ -136,8 +136,8 @@ def test_a_soc_added_later_adopts_the_recorded_conversion(sr_onnx: Path, tmp_pat
     both = build(sr_onnx, _config(tmp_path, socs=["Ascend310P3", "Ascend310B1"]))
     added = {run.stage: run for run in both.stages if run.soc == "Ascend310B1"}
     assert added["convert-int8"].shared_with == "Ascend310P3"
-    # 310B has no weight-only INT8: no w8 build. Its two models were timed in 310P3's rounds,
-    # so its bench table is 310P3's without the W8 row; compare judges its own candidates.
+    # 310B has no weight-only INT8: no w8 build. Its two models were timed in 310P3's rounds
+    # and compared on the same data, so its bench and compare are 310P3's without W8.
     assert "convert-w8" not in added and "w8" not in both.socs[1].artifacts
     assert added["bench"].shared_with == "Ascend310P3"
     first, second = both.socs
@@ -147,7 +147,14 @@ def test_a_soc_added_later_adopts_the_recorded_conversion(sr_onnx: Path, tmp_pat
     assert all(r["result"]["model"].startswith(str(second.directory)) for r in rows)
     assert rows[1]["speedup"] == first.bench["rows"][1]["speedup"]
     assert second.bench["timed"] == 3  # the budget was split three ways
-    assert added["compare"].shared_with is None
+    assert added["compare"].shared_with == "Ascend310P3"  # its candidates' rows, its verdict
+    assert [c["precision"] for c in second.compare["candidates"]] == ["fp16", "int8"]
+    assert [c["cosine_min"] for c in second.compare["candidates"]] == [
+        c["cosine_min"] for c in first.compare["candidates"][:2]
+    ]
+    assert second.compare["verdict"] == "PASSED" and second.passed
+    for sample in second.compare["image_samples"]:
+        assert set(sample["candidates"]) == {"sr_fp16", "sr_int8"}
     assert added["report"].shared_with is None and not added["report"].reused
 
 
@@ -302,3 +309,32 @@ def test_fp32_statistics_are_gathered_once_per_build(
     assert passes == ["calibrating"]
     for om in result.socs[0].artifacts.values():
         assert json.loads(Path(om).with_suffix(".json").read_text())["fp16_overflow"] == []
+
+
+def test_a_narrowed_comparison_is_judged_on_its_own_candidates() -> None:
+    from types import SimpleNamespace
+
+    from ascend_quant.pipeline import _compare_narrow
+
+    failure = {"candidate": "m_w8", "output": "y", "metric": "cosine", "value": 0.5, "op": ">=",
+               "threshold": 0.99}  # fmt: skip
+    donor = {
+        "candidates": [
+            {"name": f"m_{p}", "precision": p, "passed": p != "w8"} for p in ("fp16", "int8", "w8")
+        ],
+        "passed": False,
+        "verdict": "FAILED: m_w8 y cosine 0.5 >= 0.99",
+        "failures": ["m_w8 y cosine 0.5 >= 0.99"],
+        "gate_failures": [failure],
+        "image_samples": [{"candidates": {"m_fp16": "a", "m_int8": "b", "m_w8": "c"}}],
+        "gears": [],
+    }
+    ctx = SimpleNamespace(soc=SimpleNamespace(runs_sha256={"fp16": "1", "int8": "2"}))
+    narrowed = _compare_narrow(ctx, donor)  # type: ignore[arg-type]
+    assert narrowed is not None
+    assert [c["name"] for c in narrowed["candidates"]] == ["m_fp16", "m_int8"]
+    assert narrowed["passed"] and narrowed["verdict"] == "PASSED"
+    assert narrowed["failures"] == [] and narrowed["gate_failures"] == []
+    assert narrowed["image_samples"][0]["candidates"] == {"m_fp16": "a", "m_int8": "b"}
+    ctx.soc.runs_sha256 = {"fp16": "1", "int8": "2", "w8": "3", "x": "4"}
+    assert _compare_narrow(ctx, donor) is None  # a model the donor did not compare
