@@ -216,6 +216,9 @@ def tune(**options: Any) -> None:
 tune.__signature__ = inspect.signature(build).replace(  # type: ignore[attr-defined]
     parameters=[p for p in inspect.signature(build).parameters.values() if p.name != "tune"]
 )
+# Typer resolves the (string) annotations through get_type_hints, which reads __annotations__,
+# not __signature__: without them every option of `tune` was parsed as a plain string.
+tune.__annotations__ = {k: v for k, v in build.__annotations__.items() if k != "tune"}
 
 
 def _print_summary(result: BuildResult) -> None:

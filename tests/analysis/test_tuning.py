@@ -86,6 +86,8 @@ def test_max_float_stops_with_exit_1_and_writes_the_best_so_far(
         capsys,
         "tune",
         str(one_sensitive),
+        "--soc",  # a list option: `tune` once parsed every option as a plain string
+        "Ascend310P3",
         "--backend",
         "sim",
         "--out",
