@@ -49,7 +49,12 @@ def per_step_cosine(unet_fp32: Any, others: dict[str, Any], index: int = 0) -> d
 
     pipeline.sample_unet(unet_fp32, index, table, on_step=hook)
     return {
-        name: {"min": min(v), "mean": float(np.mean(v)), "per_step": [round(x, 7) for x in v]}
+        name: {
+            "min": min(v),
+            "min_at_step": int(np.argmin(v)),
+            "mean": float(np.mean(v)),
+            "per_step": [round(x, 7) for x in v],
+        }
         for name, v in values.items()
     }
 
@@ -104,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "verdict": report["verdict"],
         "final_image": mixes,
-        "unet_per_step_cosine": {k: {"min": v["min"], "mean": v["mean"]} for k, v in steps.items()},
+        "unet_per_step_cosine": steps,
         "unet_sizes_bytes": sizes,
         "unet_bench": memory,
         "samples_png": str(args.out / "samples.png"),

@@ -1,15 +1,18 @@
 """Train and export the diffusion example: a small conditional UNet denoiser, 32x32 RGB pixels.
 
 Data: the bundled CC0/public-domain photographs in ``calib/images/`` (sorted), each downscaled to
-a short side of 48, 64 or 80 pixels; a training sample is a random 32x32 crop (with horizontal
-flips) labelled with its photograph. The label is the "prompt": a learned table maps it to a
+a short side of 32 or 40 pixels (so a crop is most of the picture); a training sample is a random
+32x32 crop (no flips by default: photographs and text have a left and right) labelled with its
+photograph. The label is the "prompt": a learned table maps it to a
 sequence of 4 context tokens of 32 values, which the UNet reads through cross-attention, as Stable
 Diffusion's UNet reads its text encoder's output. The table ships beside the model
 (``context.npz``), so NumPy alone turns a label into the UNet's ``context`` input.
 
 The UNet predicts the noise (epsilon objective) at a timestep of the cosine schedule in
 ``sampler.py``; an exponential moving average of the weights is exported. Outputs
-``unet.onnx`` (static batch 16, opset 17, IR 8), ``context.npz`` and ``metrics.json``.
+``unet.onnx`` (static batch 16, opset 17, IR 8), ``context.npz`` and ``metrics.json`` (settings,
+loss every ``--log-every`` steps, export check). ``--checkpoint-every N`` also saves the EMA
+weights every N steps (``OUT_DIR/checkpoints/``, not committed), to look at samples early.
 
 PyTorch is needed only here, never by the ascend_quant package:
 
@@ -48,19 +51,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out-dir", type=Path, default=HERE)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=32, help="training crop and sample size")
-    p.add_argument("--short-sides", default="36,44,56", help="photo short sides to crop from")
-    p.add_argument("--steps", type=int, default=1600)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--short-sides", default="32,40", help="photo short sides to crop from")
+    p.add_argument("--flip", type=float, default=0.0, help="horizontal flip probability")
+    p.add_argument("--steps", type=int, default=3200)
+    p.add_argument("--batch-size", type=int, default=24)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--lr-min", type=float, default=1e-4)
     p.add_argument("--warmup", type=int, default=200)
-    p.add_argument("--ema", type=float, default=0.999)
+    p.add_argument("--ema", type=float, default=0.998, help="EMA decay (half-life ~350 steps)")
     p.add_argument("--width", type=int, default=32, help="channels at full resolution")
     p.add_argument("--tokens", type=int, default=4, help="context tokens per label")
     p.add_argument("--token-dim", type=int, default=32)
     p.add_argument("--onnx-batch", type=int, default=16, help="static batch of the export")
     p.add_argument("--threads", type=int, default=1, help="1: two threads spin on a busy machine")
     p.add_argument("--log-every", type=int, default=250)
+    p.add_argument(
+        "--checkpoint-every", type=int, default=0, help="save the EMA weights every N steps"
+    )
+    p.add_argument("--checkpoint-dir", type=Path, default=None, help="default: OUT_DIR/checkpoints")
     return p.parse_args(argv)
 
 
@@ -88,9 +96,10 @@ def load_photos(folder: Path, short_sides: list[int]) -> tuple[list[str], list[l
 
 
 def random_batch(
-    photos: list[list[np.ndarray]], rng: np.random.Generator, n: int, size: int
+    photos: list[list[np.ndarray]], rng: np.random.Generator, n: int, size: int, flip: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Random crops (flip augmented) and their photograph labels, each photo equally likely."""
+    """Random crops (flipped with probability `flip`) and their photograph labels, each photo
+    equally likely."""
     xs, labels = [], []
     for _ in range(n):
         label = int(rng.integers(len(photos)))
@@ -98,7 +107,7 @@ def random_batch(
         y = int(rng.integers(img.shape[1] - size + 1))
         x = int(rng.integers(img.shape[2] - size + 1))
         crop = img[:, y : y + size, x : x + size]
-        if rng.random() < 0.5:
+        if rng.random() < flip:
             crop = crop[:, :, ::-1]
         xs.append(crop)
         labels.append(label)
@@ -162,12 +171,24 @@ def build_model(args: argparse.Namespace, n_labels: int) -> Any:
             o = (att @ v).transpose(1, 2).reshape(b, h * w, c)
             return x + self.out(o).transpose(1, 2).reshape(b, c, h, w)
 
-    class UNet(nn.Module):
-        """32x32 pixels, patchified 2x2 to 16 -> 8 -> 4; cross-attention at 8 and 4, self at 4.
+    class Up(nn.Module):
+        """x2 nearest-neighbour upsampling, then a 3x3 convolution: no checkerboard, unlike a
+        transposed convolution (its kernels overlap unevenly) or PixelShuffle (each pixel of a
+        2x2 block comes from its own channel)."""
 
-        The 2x2 patch embedding (a stride-2 convolution in, a PixelShuffle out) keeps the full
-        pixel resolution out of the convolutions: a quarter of the compute, which is what makes
-        training take minutes on two CPU cores.
+        def __init__(self, cin: int, cout: int) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(cin, cout, 3, padding=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv(nn.functional.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+    class UNet(nn.Module):
+        """32 -> 16 -> 8 -> 4 and back, a ResBlock at every level including the full 32x32.
+
+        Channels w, 2w, 2w, 2w; cross-attention over the context at 16, 8 and 4 (as SD's UNet
+        reads its text embedding at every level but the outermost), self-attention at 4; skip
+        connections at each level; 3x3 convolutions in and out at full resolution.
         """
 
         def __init__(self) -> None:
@@ -175,22 +196,28 @@ def build_model(args: argparse.Namespace, n_labels: int) -> Any:
             w, temb, ctx = args.width, args.width * 4, args.token_dim
             self.temb_dim = w
             self.time = nn.Sequential(nn.Linear(w, temb), nn.SiLU(), nn.Linear(temb, temb))
-            self.inp = nn.Conv2d(3, w, 2, stride=2)
-            self.d1 = ResBlock(w, w, temb)
-            self.down1 = nn.Conv2d(w, w, 3, stride=2, padding=1)
-            self.d2 = ResBlock(w, 2 * w, temb)
+            self.inp = nn.Conv2d(3, w, 3, padding=1)
+            self.d0 = ResBlock(w, w, temb)  # 32x32
+            self.down0 = nn.Conv2d(w, w, 3, stride=2, padding=1)
+            self.d1 = ResBlock(w, 2 * w, temb)  # 16x16
+            self.down1 = nn.Conv2d(2 * w, 2 * w, 3, stride=2, padding=1)
+            self.d2 = ResBlock(2 * w, 2 * w, temb)  # 8x8
             self.d2x = Attention(2 * w, ctx)
             self.down2 = nn.Conv2d(2 * w, 2 * w, 3, stride=2, padding=1)
-            self.m1 = ResBlock(2 * w, 2 * w, temb)
+            self.m1 = ResBlock(2 * w, 2 * w, temb)  # 4x4
             self.mself = Attention(2 * w, None)
             self.mx = Attention(2 * w, ctx)
             self.m2 = ResBlock(2 * w, 2 * w, temb)
-            self.u2 = ResBlock(4 * w, 2 * w, temb)
+            self.up2 = Up(2 * w, 2 * w)
+            self.u2 = ResBlock(4 * w, 2 * w, temb)  # 8x8
             self.u2x = Attention(2 * w, ctx)
-            self.u1 = ResBlock(3 * w, w, temb)
+            self.up1 = Up(2 * w, 2 * w)
+            self.u1 = ResBlock(4 * w, 2 * w, temb)  # 16x16
+            self.u1x = Attention(2 * w, ctx)
+            self.up0 = Up(2 * w, w)
+            self.u0 = ResBlock(2 * w, w, temb)  # 32x32
             self.out_norm = norm(w)
-            self.out = nn.Conv2d(w, 3 * 4, 3, padding=1)
-            self.unpatch = nn.PixelShuffle(2)
+            self.out = nn.Conv2d(w, 3, 3, padding=1)
             nn.init.zeros_(self.out.weight)
             nn.init.zeros_(self.out.bias)
 
@@ -204,15 +231,15 @@ def build_model(args: argparse.Namespace, n_labels: int) -> Any:
             self, sample: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor
         ) -> torch.Tensor:
             temb = self.time(self.timestep_embedding(timestep))
-            h1 = self.d1(self.inp(sample), temb)
+            h0 = self.d0(self.inp(sample), temb)
+            h1 = self.d1(self.down0(h0), temb)
             h2 = self.d2x(self.d2(self.down1(h1), temb), context)
             m = self.m1(self.down2(h2), temb)
             m = self.m2(self.mx(self.mself(m), context), temb)
-            up = nn.functional.interpolate(m, scale_factor=2.0, mode="nearest")
-            u = self.u2x(self.u2(torch.cat([up, h2], dim=1), temb), context)
-            up = nn.functional.interpolate(u, scale_factor=2.0, mode="nearest")
-            u = self.u1(torch.cat([up, h1], dim=1), temb)
-            return self.unpatch(self.out(nn.functional.silu(self.out_norm(u))))
+            u = self.u2x(self.u2(torch.cat([self.up2(m), h2], dim=1), temb), context)
+            u = self.u1x(self.u1(torch.cat([self.up1(u), h1], dim=1), temb), context)
+            u = self.u0(torch.cat([self.up0(u), h0], dim=1), temb)
+            return self.out(nn.functional.silu(self.out_norm(u)))
 
     class Denoiser(nn.Module):
         """The UNet plus the label -> context table (the example's "text encoder")."""
@@ -283,6 +310,17 @@ def export(model: Any, args: argparse.Namespace, names: list[str]) -> dict[str, 
     return {"onnx_bytes": len(data), "onnx_vs_torch_max_abs_diff": max_diff, "onnx_ops": ops}
 
 
+def save_checkpoint(model: Any, path: Path, step: int) -> Path:
+    """The EMA weights at `step` (atomic), to look at samples before training ends."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"step": step, "state_dict": model.state_dict()}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -318,10 +356,12 @@ def main(argv: list[str] | None = None) -> int:
     a_bar = torch.from_numpy(sampler.alphas_cumprod()).float()
     rng = np.random.default_rng(args.seed)
     start, running, last_loss = time.perf_counter(), 0.0, float("nan")
+    history: list[dict[str, Any]] = []
+    checkpoint_dir = args.checkpoint_dir or args.out_dir / "checkpoints"
     for step in range(args.steps):
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
-        x0_np, labels_np = random_batch(photos, rng, args.batch_size, args.size)
+        x0_np, labels_np = random_batch(photos, rng, args.batch_size, args.size, args.flip)
         x0, labels = torch.from_numpy(x0_np), torch.from_numpy(labels_np)
         t = torch.randint(0, sampler.TRAIN_STEPS, (args.batch_size,))
         noise = torch.randn_like(x0)
@@ -345,19 +385,24 @@ def main(argv: list[str] | None = None) -> int:
                 "elapsed_s": round(time.perf_counter() - start, 1),
             }
             print(json.dumps(line), flush=True)
+            history.append(line)
             running, last_loss = 0.0, line["loss"]
+        if args.checkpoint_every and (step + 1) % args.checkpoint_every == 0:
+            save_checkpoint(ema, checkpoint_dir / f"ema_{step + 1:06d}.pt", step + 1)
     train_s = time.perf_counter() - start
 
     facts = export(ema, args, names)
     metrics = {
-        "model": "conditional UNet 32x32 RGB: 2x2 patch embedding, ResBlocks 32/64/64 channels "
-        "at 16/8/4, cross-attention at 8x8 and 4x4 over a 4x32 context, self-attention at 4x4, "
-        "epsilon objective",
+        "model": f"conditional UNet 32x32 RGB: 3x3 conv in and out at full resolution, ResBlocks "
+        f"{args.width}/{2 * args.width}/{2 * args.width}/{2 * args.width} channels at 32/16/8/4, "
+        "nearest upsampling + conv, cross-attention at 16x16, 8x8 and 4x4 over a "
+        f"{args.tokens}x{args.token_dim} context, self-attention at 4x4, epsilon objective",
         "parameters_unet": n_params,
         "labels": names,
         "train_seconds": round(train_s, 1),
         "train_threads": args.threads,
         "final_loss": last_loss,
+        "loss_history": history,
         **facts,
         "command": " ".join([Path(__file__).name, *(sys.argv[1:] if argv is None else argv)]),
     }
