@@ -46,7 +46,8 @@ import difflib
 import importlib
 import logging
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,9 +68,10 @@ from ascend_quant.config import (
 )
 from ascend_quant.errors import AscendQuantError, UsageError, not_a_model_file
 from ascend_quant.gates import Extremes, Gate, judge, parse_gate
-from ascend_quant.metrics import data_range, detect_kind
+from ascend_quant.metrics import data_range, detect_kind, image_layout
 from ascend_quant.pipeline import build
 from ascend_quant.progress import NULL_PROGRESS, Progress
+from ascend_quant.report import MAX_GRID_SAMPLES
 from ascend_quant.runners.base import Runner
 from ascend_quant.runners.ort import OrtRunner
 from ascend_quant.soc import get_soc
@@ -673,90 +675,208 @@ def open_runners(
         yield runners
 
 
-def run_mix(
-    function: PipelineFunction,
-    runners: Mapping[str, Runner],
-    samples: int,
-    mix: str,
-) -> list[dict[str, np.ndarray]]:
-    """The function's final outputs for samples 0..samples-1 with these runners.
+def run_sample(
+    function: PipelineFunction, runners: Mapping[str, Runner], index: int, mix: str
+) -> dict[str, np.ndarray]:
+    """The function's final outputs for one sample with these runners.
 
     An exception in the user's function is a `UsageError` naming the mix and sample (the
     traceback is kept for --debug); the tool's own errors pass through as they are.
     """
-    results = []
+    try:
+        value = function(runners, index)
+    except AscendQuantError:
+        raise
+    except Exception as exc:
+        raise UsageError(
+            f"the pipeline function raised {type(exc).__name__}: {exc} "
+            f"(mix '{mix}', sample {index})",
+            hint=f"fix the function; it gets runners for {', '.join(sorted(runners))} "
+            "and the sample index (--debug shows the traceback)",
+        ) from exc
+    return _outputs(value, mix, index)
+
+
+def run_mix(
+    function: PipelineFunction, runners: Mapping[str, Runner], samples: int, mix: str
+) -> Iterator[dict[str, np.ndarray]]:
+    """The function's final outputs for samples 0..samples-1, one at a time (`run_sample`)."""
     for index in range(samples):
-        try:
-            value = function(runners, index)
-        except AscendQuantError:
-            raise
-        except Exception as exc:
-            raise UsageError(
-                f"the pipeline function raised {type(exc).__name__}: {exc} "
-                f"(mix '{mix}', sample {index})",
-                hint=f"fix the function; it gets runners for {', '.join(sorted(runners))} "
-                "and the sample index (--debug shows the traceback)",
-            ) from exc
-        results.append(_outputs(value, mix, index))
-    return results
+        yield run_sample(function, runners, index, mix)
+
+
+@dataclass
+class GoldenSummary:
+    """What the golden says before any mix is compared: its outputs (sample 0's names and
+    shapes) and each one's value range over every sample (L of PSNR/SSIM, fixed up front)."""
+
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    lo: dict[str, float] = field(default_factory=dict)
+    hi: dict[str, float] = field(default_factory=dict)
+
+    def update(self, golden: Mapping[str, np.ndarray], index: int) -> None:
+        if not self.shapes:
+            self.shapes = {name: tuple(array.shape) for name, array in golden.items()}
+        for name in self.shapes:
+            if name not in golden:
+                raise UsageError(
+                    f"the golden's sample {index} lacks output '{name}' that sample 0 has",
+                    hint="return the same outputs for every sample",
+                )
+            if detect_kind(self.shapes[name]) != "image":
+                continue
+            lo, hi = float(np.min(golden[name])), float(np.max(golden[name]))
+            # min()/max() as over a list of every sample's (a NaN stays where it is first)
+            self.lo[name] = min(self.lo[name], lo) if name in self.lo else lo
+            self.hi[name] = max(self.hi[name], hi) if name in self.hi else hi
+
+    def accumulator(self, name: str) -> ErrorAccumulator:
+        """msit's metrics of one output, with its kind and data range."""
+        kind = detect_kind(self.shapes[name])
+        value_range = data_range(self.lo[name], self.hi[name]) if kind == "image" else None
+        return ErrorAccumulator(kind, value_range)  # type: ignore[arg-type]
+
+    def image_outputs(self) -> list[str]:
+        return [n for n, shape in self.shapes.items() if image_layout(shape) is not None]
+
+
+@dataclass
+class MixComparison:
+    """One mix against the golden, sample by sample: an `ErrorAccumulator` per output and each
+    sample's metrics (small dicts), never the arrays."""
+
+    mix: str
+    golden: GoldenSummary
+    accumulators: dict[str, ErrorAccumulator] = field(default_factory=dict)
+    per_sample: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.accumulators = {name: self.golden.accumulator(name) for name in self.golden.shapes}
+        self.per_sample = {name: [] for name in self.golden.shapes}
+
+    def update(
+        self, index: int, golden: Mapping[str, np.ndarray], mine: Mapping[str, np.ndarray]
+    ) -> dict[str, dict[str, Any]]:
+        """Add one sample; return its metrics per output."""
+        values = {}
+        for name, acc in self.accumulators.items():
+            if name not in mine:
+                raise UsageError(
+                    f"mix '{self.mix}': the pipeline output lacks '{name}' that the golden has",
+                    hint="return the same outputs whatever the precision of the runners",
+                )
+            if golden[name].shape != mine[name].shape:
+                raise UsageError(
+                    f"mix '{self.mix}', sample {index}: output '{name}' has shape "
+                    f"{tuple(mine[name].shape)}, the golden {tuple(golden[name].shape)}",
+                    hint="return the same shapes whatever the precision of the runners",
+                )
+            values[name] = acc.update(golden[name], mine[name])
+            self.per_sample[name].append(values[name])
+        return values
+
+    def finish(
+        self, thresholds: Thresholds, gates: tuple[tuple[str | None, Gate], ...] = ()
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]], list[str]]:
+        """Metrics per output over all samples, each sample's metrics, and the failures:
+        msit's thresholds on the aggregate, and the gates (aggregate or `worst:` sample)."""
+        results: dict[str, dict[str, Any]] = {}
+        failures: list[str] = []
+        for name, acc in self.accumulators.items():
+            results[name] = acc.result()
+            failures += [f"{name}: {f}" for f in check_thresholds(results[name], thresholds)]
+            extremes = Extremes()
+            for index, values in enumerate(self.per_sample[name]):
+                extremes.update(values, f"{index}")
+            mine_gates = [gate for output, gate in gates if output in (None, name)]
+            found = judge(mine_gates, results[name], extremes, candidate=self.mix, output=name)
+            failures += [f"{name}: {failure.short()}" for failure in found]
+        return results, self.per_sample, failures
 
 
 def compare_outputs(
-    golden: list[dict[str, np.ndarray]],
-    mine: list[dict[str, np.ndarray]],
+    golden: Sequence[Mapping[str, np.ndarray]],
+    mine: Iterable[Mapping[str, np.ndarray]],
     thresholds: Thresholds,
     gates: tuple[tuple[str | None, Gate], ...] = (),
     mix: str = "",
 ) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]], list[str]]:
-    """Metrics per output over all samples, each sample's metrics, and the failures: msit's
-    thresholds on the aggregate, and the gates (aggregate or `worst:` sample, named)."""
-    results: dict[str, dict[str, Any]] = {}
-    per_sample: dict[str, list[dict[str, Any]]] = {}
-    failures: list[str] = []
-    for name in golden[0]:
-        if any(name not in m for m in mine):
-            raise UsageError(
-                f"mix '{mix}': the pipeline output lacks '{name}' that the golden has",
-                hint="return the same outputs whatever the precision of the runners",
-            )
-        shape = tuple(golden[0][name].shape)
-        for index, (g, m) in enumerate(zip(golden, mine)):
-            if g[name].shape != m[name].shape:
-                raise UsageError(
-                    f"mix '{mix}', sample {index}: output '{name}' has shape "
-                    f"{tuple(m[name].shape)}, the golden {tuple(g[name].shape)}",
-                    hint="return the same shapes whatever the precision of the runners",
-                )
-        kind = detect_kind(shape)
-        value_range = None
-        if kind == "image":
-            lo = min(float(np.min(g[name])) for g in golden)
-            hi = max(float(np.max(g[name])) for g in golden)
-            value_range = data_range(lo, hi)
-        acc = ErrorAccumulator(kind, value_range)  # type: ignore[arg-type]
-        per_sample[name] = [acc.update(g[name], m[name]) for g, m in zip(golden, mine)]
-        results[name] = acc.result()
-        failures += [f"{name}: {f}" for f in check_thresholds(results[name], thresholds)]
-        extremes = Extremes()
-        for index, values in enumerate(per_sample[name]):
-            extremes.update(values, f"{index}")
-        mine_gates = [gate for output, gate in gates if output in (None, name)]
-        for failure in judge(mine_gates, results[name], extremes, candidate=mix, output=name):
-            failures.append(f"{name}: {failure.short()}")
-    return results, per_sample, failures
+    """`MixComparison` over outputs at hand: the golden's samples (read twice: its range first),
+    the mix's streamed. `evaluate_pipeline` streams both and keeps neither."""
+    summary = GoldenSummary()
+    for index, values in enumerate(golden):
+        summary.update(values, index)
+    comparison = MixComparison(mix, summary)
+    for index, (g, m) in enumerate(zip(golden, mine)):
+        comparison.update(index, g, m)
+    return comparison.finish(thresholds, gates)
+
+
+WORST_METRIC = "psnr_db"  # the report's grid and full-size panel show each mix's worst on it
+
+
+@dataclass
+class SampleKeeper:
+    """The samples the pipeline report shows, out of any number: the first `first` and, per
+    mix and image output, the worst PSNR so far, as `report.worst_sample` picks it (a NaN
+    first, else the lowest, the earliest on ties). A sample kept holds the golden's and every
+    mix's outputs; at most `first` + mixes x image outputs samples are held at once."""
+
+    first: int
+    outputs: list[str]  # image outputs
+    extremes: dict[tuple[str, str], Extremes] = field(default_factory=dict)
+    kept: dict[int, dict[str, dict[str, np.ndarray]]] = field(default_factory=dict)
+
+    def worst(self) -> set[int]:
+        found = set()
+        for extremes in self.extremes.values():
+            at = extremes.nan_at.get(WORST_METRIC, extremes.low_at.get(WORST_METRIC))
+            if at is not None:
+                found.add(int(at))
+        return found
+
+    def offer(
+        self,
+        index: int,
+        arrays: dict[str, dict[str, np.ndarray]],
+        values: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    ) -> None:
+        """One sample: `arrays` mix (and "fp32") -> outputs, `values` mix -> output -> metrics."""
+        for mix, per_output in values.items():
+            for output in self.outputs:
+                value = per_output[output].get(WORST_METRIC)
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    extremes = self.extremes.setdefault((mix, output), Extremes())
+                    extremes.update({WORST_METRIC: float(value)}, str(index))
+        needed = set(range(self.first)) | self.worst()
+        if index in needed:
+            self.kept[index] = arrays
+        for old in [i for i in self.kept if i not in needed]:
+            del self.kept[old]
+
+    def by_mix(self) -> dict[str, dict[int, dict[str, np.ndarray]]]:
+        """mix (and "fp32") -> kept sample index -> outputs, in index order."""
+        table: dict[str, dict[int, dict[str, np.ndarray]]] = {}
+        for index in sorted(self.kept):
+            for mix, outputs in self.kept[index].items():
+                table.setdefault(mix, {})[index] = outputs
+        return table
 
 
 def evaluate_pipeline(
     spec: PipelineSpec,
     function: PipelineFunction | None = None,
     progress: Progress = NULL_PROGRESS,
-) -> tuple[PipelineResult, dict[str, list[dict[str, np.ndarray]]]]:
+) -> tuple[PipelineResult, dict[str, dict[int, dict[str, np.ndarray]]]]:
     """Build what the mixes need, run the golden and every mix, compare the final outputs.
 
     `function` defaults to `spec.function` (imported from beside the TOML file). Returns the
-    result and the final outputs per mix (and "fp32", the golden): mix -> per sample
-    {output: array}, what `report.write_pipeline_report` shows. Raises `UsageError` for a bad
-    function, a return value that is not arrays, or a component without the needed build.
+    result and the final outputs of the samples the report shows (`SampleKeeper`: the first
+    ones and each mix's worst) per mix (and "fp32", the golden): mix -> sample index ->
+    {output: array}, what `report.write_pipeline_report` takes. Memory does not grow with the
+    samples: the golden's outputs wait in files under `spec.out` while the mixes run. Raises
+    `UsageError` for a bad function, a return value that is not arrays, or a component without
+    the needed build.
     """
     function = function or load_function(spec.function, spec.search_path)
     builds, uses, backend_name = build_components(spec, progress)
@@ -773,35 +893,56 @@ def evaluate_pipeline(
     golden_keys = {c: (c, FP32) for c in spec.components}
     keys = {mix: runner_keys(mix, choices) for mix, choices in spec.mixes.items()}
     wanted = {key for mix in [golden_keys, *keys.values()] for key in mix.values()}
-    outputs: dict[str, list[dict[str, np.ndarray]]] = {}
+    Path(spec.out).mkdir(parents=True, exist_ok=True)
+    with (
+        open_runners(artifacts, backend_name, wanted) as runners,
+        tempfile.TemporaryDirectory(prefix=".golden-", dir=spec.out) as spool,
+    ):
+        # The golden first, each sample to a file: its value range is L of every mix's PSNR and
+        # SSIM, known only once every sample has run.
+        golden_runners = {c: runners[k] for c, k in golden_keys.items()}
+        summary = GoldenSummary()
+        with progress.task("pipeline: FP32 golden", total=spec.samples) as advance:
+            for index, outs in enumerate(run_mix(function, golden_runners, spec.samples, FP32)):
+                summary.update(outs, index)
+                for k, name in enumerate(summary.shapes):
+                    np.save(Path(spool) / f"{index}-{k}.npy", outs[name])
+                advance(1)
+        # Then sample by sample every mix against the golden read back: only the accumulators
+        # and the samples the report shows stay (memory does not grow with the samples).
+        comparisons = {mix: MixComparison(mix, summary) for mix in spec.mixes}
+        keeper = SampleKeeper(MAX_GRID_SAMPLES, summary.image_outputs())
+        label = f"pipeline: {len(spec.mixes)} mix(es)"
+        with progress.task(label, total=spec.samples) as advance:
+            for index in range(spec.samples):
+                golden = {
+                    name: np.load(Path(spool) / f"{index}-{k}.npy")
+                    for k, name in enumerate(summary.shapes)
+                }
+                arrays = {FP32: golden}
+                values = {}
+                for mix in spec.mixes:
+                    mix_runners = {c: runners[k] for c, k in keys[mix].items()}
+                    arrays[mix] = run_sample(function, mix_runners, index, mix)
+                    values[mix] = comparisons[mix].update(index, golden, arrays[mix])
+                keeper.offer(index, arrays, values)
+                del golden, arrays
+                advance(1)
     mixes: list[MixResult] = []
-    with open_runners(artifacts, backend_name, wanted) as runners:
-        with progress.task("pipeline: FP32 golden", total=None):
-            golden = run_mix(
-                function, {c: runners[k] for c, k in golden_keys.items()}, spec.samples, FP32
+    for mix, choices in spec.mixes.items():
+        metrics, per_sample, failures = comparisons[mix].finish(spec.thresholds, spec.gates)
+        mixes.append(
+            MixResult(
+                name=mix,
+                precisions={c: choice.precision for c, choice in choices.items()},
+                outputs=metrics,
+                per_sample=per_sample,
+                failures=failures,
+                overrides={c: dict(ch.overrides) for c, ch in choices.items() if ch.overrides},
+                builds=dict(uses.get(mix, {})),
+                label=mix_label(choices),
             )
-        outputs[FP32] = golden
-        for mix, choices in spec.mixes.items():
-            with progress.task(f"pipeline: {mix}", total=None):
-                mine = run_mix(
-                    function, {c: runners[k] for c, k in keys[mix].items()}, spec.samples, mix
-                )
-            outputs[mix] = mine
-            metrics, per_sample, failures = compare_outputs(
-                golden, mine, spec.thresholds, spec.gates, mix
-            )
-            mixes.append(
-                MixResult(
-                    name=mix,
-                    precisions={c: choice.precision for c, choice in choices.items()},
-                    outputs=metrics,
-                    per_sample=per_sample,
-                    failures=failures,
-                    overrides={c: dict(ch.overrides) for c, ch in choices.items() if ch.overrides},
-                    builds=dict(uses.get(mix, {})),
-                    label=mix_label(choices),
-                )
-            )
+        )
     failures = [f"{m.name} {f}" for m in mixes for f in m.failures]
     result = PipelineResult(
         function=spec.function,
@@ -817,4 +958,4 @@ def evaluate_pipeline(
         out_dir=str(spec.out),
         builds=builds,
     )
-    return result, outputs
+    return result, keeper.by_mix()

@@ -15,6 +15,7 @@ import json
 import math
 import platform
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,9 @@ PIPELINE_TEMPLATE = "pipeline_report.html.j2"
 DISPLAY = 224  # displayed size of each crop (nearest-neighbour magnification)
 MAX_GRID_SAMPLES = 8  # sample rows of the pipeline report's grid; beyond, the worst are chosen
 THUMB = 128  # longest displayed side of a grid image; larger images are reduced to it
-GRID_BUDGET = 4 << 20  # bytes of images in one output's grid; rows past it are left out
+# One pipeline output's samples: a list of every sample's, or sample index -> outputs.
+SampleOutputs = Sequence[Mapping[str, np.ndarray]] | Mapping[int, Mapping[str, np.ndarray]]
+GRID_BUDGET = 4 << 20  # bytes of images per output (full-size panel + grid); past it, left out
 
 # Anchors of a perceptually ordered black-purple-orange-yellow colour map (inferno-like).
 _COLORMAP = np.array(
@@ -241,13 +244,19 @@ def image_panels(sample: dict[str, Any], labels: dict[str, str]) -> dict[str, An
 
 
 def pipeline_panels(
-    golden: dict[str, np.ndarray], mixes: dict[str, dict[str, np.ndarray]]
+    golden: Mapping[str, np.ndarray],
+    mixes: Mapping[str, Mapping[str, np.ndarray]],
+    budget: int | None = None,
 ) -> list[dict[str, Any]]:
     """Whole final images side by side (FP32, then each mix) and |mix − FP32| error maps.
 
     One panel per image-shaped output (4-D, 1 or 3 channels); the first image of the batch.
-    Images share one display scale, error maps one colour scale (0 .. largest error).
+    Images share one display scale, error maps one colour scale (0 .. largest error). Each
+    panel holds at most `budget` bytes of images (default GRID_BUDGET, the report's cap per
+    output; always FP32 and the first mix): the mixes past it are left out and listed in
+    `dropped`, and `used` is what the panel spent (the grid gets the rest).
     """
+    budget = GRID_BUDGET if budget is None else budget
     panels = []
     for name, array in golden.items():
         layout = metrics.image_layout(tuple(array.shape))
@@ -263,21 +272,25 @@ def pipeline_panels(
                 "uri": _png_uri(_magnify(_to_pixels(g, lo, hi), size)),
             }
         ]
-        tiles += [
-            {"label": m, "uri": _png_uri(_magnify(_to_pixels(c, lo, hi), size))}
-            for m, c in cands.items()
-        ]
         errors = {m: np.abs(c - g).mean(axis=2) for m, c in cands.items()}
         scale = max((float(np.nanmax(e)) for e in errors.values()), default=0.0)
-        heatmaps = [
-            {
-                "label": f"|{m} − FP32|",
-                "uri": _png_uri(
-                    _magnify(colormap(e / scale if scale > 0 else np.zeros_like(e)), size)
-                ),
-            }
-            for m, e in errors.items()
-        ]
+        heatmaps: list[dict[str, str]] = []
+        used = len(tiles[0]["uri"])
+        dropped: list[str] = []
+        for m, c in cands.items():
+            if dropped:  # once one is left out, the later ones are too (the order stays)
+                dropped.append(m)
+                continue
+            tile = {"label": m, "uri": _png_uri(_magnify(_to_pixels(c, lo, hi), size))}
+            error = errors[m] / scale if scale > 0 else np.zeros_like(errors[m])
+            heatmap = {"label": f"|{m} − FP32|", "uri": _png_uri(_magnify(colormap(error), size))}
+            cost = len(tile["uri"]) + len(heatmap["uri"])
+            if heatmaps and used + cost > budget:
+                dropped.append(m)
+                continue
+            used += cost
+            tiles.append(tile)
+            heatmaps.append(heatmap)
         panels.append(
             {
                 "output": name,
@@ -285,6 +298,9 @@ def pipeline_panels(
                 "heatmaps": heatmaps,
                 "error_scale": scale,
                 "colorbar": _colorbar(),
+                "dropped": dropped,
+                "used": used,
+                "budget_mb": budget / (1 << 20),
             }
         )
     return panels
@@ -360,7 +376,10 @@ def _thumb(pixels: np.ndarray, label: str, note: str = "", worst: bool = False) 
 
 
 def pipeline_grid(
-    outputs: dict[str, list[dict[str, np.ndarray]]], mixes: list[dict[str, Any]]
+    outputs: Mapping[str, SampleOutputs],
+    mixes: list[dict[str, Any]],
+    samples: int | None = None,
+    spent: Mapping[str, int] | None = None,
 ) -> list[dict[str, Any]]:
     """Every sample's final image per image output: FP32, each mix, each |mix − FP32| map.
 
@@ -368,8 +387,12 @@ def pipeline_grid(
     GRID_BUDGET bytes of images per output; the grid says what it left out. Images larger than
     THUMB are reduced (block mean; error maps block maximum). One display range and one error
     colour scale per output over every sample shown; the first image of a batch.
+    `outputs` needs only the samples shown (e.g. `mixes.SampleKeeper`'s); `samples` is how
+    many there are (default: as many as the golden has); `spent`: output -> bytes of images
+    its full-size panel took from the budget.
     """
     golden = outputs["fp32"]
+    count = len(golden) if samples is None else samples
     grids = []
     for output, first in golden[0].items():
         layout = metrics.image_layout(tuple(first.shape))
@@ -377,7 +400,7 @@ def pipeline_grid(
             continue
         per_mix = {m["name"]: m["per_sample"].get(output, []) for m in mixes}
         worst = {name: worst_sample(values, "psnr_db") for name, values in per_mix.items()}
-        shown = grid_samples(len(golden), [w[1] for w in worst.values() if w is not None])
+        shown = grid_samples(count, [w[1] for w in worst.values() if w is not None])
         g = {i: _hwc(golden[i][output], layout) for i in shown}
         cands = {
             (i, m): _hwc(outputs[m][i][output], layout).reshape(g[i].shape)
@@ -397,13 +420,13 @@ def pipeline_grid(
                 note = "PSNR " + _show(sample.get("psnr_db")) + " dB"
                 mark = worst[m]  # not for a mix identical to FP32 on every sample (PSNR inf)
                 is_worst = mark is not None and mark[1] == i and mark[0] != math.inf
-                is_worst = is_worst and len(golden) > 1
+                is_worst = is_worst and count > 1
                 pixels = _to_pixels(_reduce(cands[(i, m)], THUMB), lo, hi)
                 images.append(_thumb(pixels, m, note, is_worst))
                 error = errors[(i, m)] / scale if scale > 0 else np.zeros_like(errors[(i, m)])
                 maps.append(_thumb(colormap(_reduce(error, THUMB, "max")), f"|{m} − FP32|"))
             size = sum(len(t["uri"]) for t in images + maps)
-            if rows and used + size > GRID_BUDGET:
+            if rows and used + size > GRID_BUDGET - (spent or {}).get(output, 0):
                 dropped = len(shown) - len(rows)
                 break
             used += size
@@ -412,8 +435,8 @@ def pipeline_grid(
             {
                 "output": output,
                 "rows": rows,
-                "samples": len(golden),
-                "capped": len(shown) < len(golden),
+                "samples": count,
+                "capped": len(shown) < count,
                 "dropped": dropped,
                 "budget_mb": GRID_BUDGET / (1 << 20),
                 "error_scale": scale,
@@ -436,7 +459,7 @@ def featured_sample(mixes: list[dict[str, Any]], output: str | None) -> int:
 def write_pipeline_report(
     out_dir: str | Path,
     result: Any,
-    outputs: dict[str, list[dict[str, np.ndarray]]],
+    outputs: Mapping[str, SampleOutputs],
     *,
     title: str,
     templates: Path | None = None,
@@ -444,7 +467,9 @@ def write_pipeline_report(
     """`pipeline.json` and a self-contained `pipeline.html`: every mix against the all-FP32
     golden on the final outputs (metric table with each mix's worst sample, verdict), the worst
     sample's final images full size with error maps, and a grid of every sample (capped).
-    `outputs`: mix name (and "fp32") -> per sample {output: array}."""
+    `outputs`: mix name (and "fp32") -> per sample {output: array}, a list of every sample or
+    a mapping index -> outputs of (at least) the samples shown (`evaluate_pipeline`'s). The
+    full-size panel and the grid of one output share GRID_BUDGET bytes of images."""
     out_dir = Path(out_dir)
     generated = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     data = json_safe(result)
@@ -456,6 +481,7 @@ def write_pipeline_report(
     featured = featured_sample(data["mixes"], image_outputs[0] if image_outputs else None)
     golden = outputs["fp32"][featured]
     panels = pipeline_panels(golden, {m: o[featured] for m, o in outputs.items() if m != "fp32"})
+    spent = {panel["output"]: panel["used"] for panel in panels}
     keys = ["cosine", "psnr_db", "ssim", "rel_euclidean", "rmse", "max_abs_error"]
     worst_keys = ["cosine", "psnr_db"]
     rows = [
@@ -480,7 +506,7 @@ def write_pipeline_report(
         "rows": rows,
         "panels": panels,
         "featured": featured,
-        "grids": pipeline_grid(outputs, data["mixes"]),
+        "grids": pipeline_grid(outputs, data["mixes"], int(data["samples"]), spent),
         "builds": [
             {**b, "settings": _flatten(b.get("overrides") or {})} for b in data.get("builds", [])
         ],

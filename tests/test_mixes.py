@@ -471,3 +471,33 @@ def test_a_bad_pipeline_function_is_a_usage_error_naming_the_mix_and_sample(
         assert caught.value.hint == "did you mean 'generate'?"
     code, _, err = run_cli(capsys, "compare", "--pipeline", reference, "--config", str(toml))
     assert code == 2 and "error:" in err and "hint:" in err, err
+
+
+def test_the_keeper_holds_only_what_the_report_shows(tmp_path: Path) -> None:
+    """Streaming keeps the first samples and each mix's worst: the report made from them is the
+    one made from every sample, and what is held does not grow with the samples."""
+    result, outputs = fake_pipeline(samples=20)
+    keeper = mixes.SampleKeeper(report.MAX_GRID_SAMPLES, ["image"])
+    held = 0
+    for i in range(20):
+        arrays = {m: outputs[m][i] for m in outputs}
+        keeper.offer(i, arrays, {m.name: {"image": m.per_sample["image"][i]} for m in result.mixes})
+        held = max(held, len(keeper.kept))
+    assert held <= report.MAX_GRID_SAMPLES + 2 and set(keeper.kept) == {*range(8), 3}
+    full = write_pipeline_report(tmp_path / "all", result, outputs, title="t")
+    kept = write_pipeline_report(tmp_path / "kept", result, keeper.by_mix(), title="t")
+    strip = [p["html"].read_text().split("generated", 1)[1][40:] for p in (full, kept)]
+    assert strip[0] == strip[1] and 'alt="FP32, sample 3"' in strip[1]
+
+
+def test_the_full_size_panel_is_under_the_image_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result, outputs = fake_pipeline(samples=4, hw=128)
+    html = write_pipeline_report(tmp_path, result, outputs, title="t")["html"].read_text()
+    assert 'alt="|noisy − FP32|"' in html and "left out here" not in html
+    monkeypatch.setattr(report, "GRID_BUDGET", 100_000)  # FP32 + the first mix, ~70 kB each
+    html = write_pipeline_report(tmp_path, result, outputs, title="t")["html"].read_text()
+    assert "1 mix(es) left out here to keep the report under 0.0954 MB" in html
+    assert 'alt="|noisy − FP32|"' not in html and 'alt="|exact − FP32|"' in html
+    assert 'alt="|noisy − FP32|, sample 0"' in html  # the grid still has it (one row)
