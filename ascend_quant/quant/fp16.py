@@ -311,7 +311,7 @@ def find_overflow(
         rounded = [n for n in rounded if n in wanted]
     if not rounded:
         return []
-    session = make_session(expose_outputs(model, rounded))
+    session = make_session(expose_outputs(model, rounded), spin=False)  # NumPy between runs
     bad: set[str] = set()
     for count, feeds in enumerate(batches):
         if limit is not None and count >= limit:
