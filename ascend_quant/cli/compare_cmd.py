@@ -203,23 +203,23 @@ def compare(
         ),
     )
     with progress_for(json_mode) as progress:
-        golden_model = model
+        eval_unnamed, eval_named = data_sources(evals, "--eval")
+        eval_config = load_build_config(
+            config_file,
+            given(
+                eval_sources=eval_unnamed or None,
+                inputs=input_overrides({}, eval_named) or None,
+            ),
+        )
         if input is not None:
             input_dirs = parse_input_arg(input)
         else:
-            eval_unnamed, eval_named = data_sources(evals, "--eval")
-            eval_config = load_build_config(
-                config_file,
-                given(
-                    eval_sources=eval_unnamed or None,
-                    inputs=input_overrides({}, eval_named) or None,
-                ),
-            )
             sets = model_data_sets(model, eval_config, "eval", out / "eval", shapes, progress)
-            pinned = {n: s.value for n, s in eval_config.inputs.items() if s.value is not None}
-            if pinned:  # the .om was converted with these folded in: so is the golden
-                golden_model = save_pinned(model, pinned, out / "eval" / "pinned.onnx")
             input_dirs = [calib_set.samples_dir for calib_set in sets.values()]
+        golden_model = model
+        pinned = {n: s.value for n, s in eval_config.inputs.items() if s.value is not None}
+        if pinned:  # the .om was converted with these folded in: so is the golden
+            golden_model = save_pinned(model, pinned, out / "eval" / "pinned.onnx")
         result = compare_models(
             golden_model,
             candidates,

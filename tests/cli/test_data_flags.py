@@ -101,3 +101,11 @@ def test_compare_eval_takes_pinned_values_like_build(
     assert code == 0, err
     result = json.loads(out)
     assert result["passed"] and result["candidates"][0]["outputs"][0]["samples"] == 3
+    # ais_bench folders for the inputs that are left (--input) take the pins the same way
+    code, out, err = run_cli(
+        capsys, "compare", str(model), om, "--input", str(tmp_path / "x"),
+        "--config", str(tmp_path / "q.toml"), "--out", str(tmp_path / "cmp2"), "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["passed"] and result["candidates"][0]["outputs"][0]["samples"] == 3
