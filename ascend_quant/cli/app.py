@@ -118,7 +118,10 @@ def _print_click_error(exc: Exception) -> None:
         _print_error("aborted", "nothing was changed")
         sys.exit(EXIT_INTERRUPTED)
     message = exc.format_message()  # type: ignore[attr-defined]
-    command = " ".join(a for a in sys.argv[1:2] if not a.startswith("-"))
+    # the hint names a command only when one was given (`buidl` has no --help of its own)
+    words = [a for a in sys.argv[1:] if not a.startswith("-")]
+    known = {info.name for info in app.registered_commands}
+    command = words[0] if words and words[0] in known else ""
     _print_error(
         message.strip().replace("\n", " "),
         f"see `ascend-quant {command + ' ' if command else ''}--help`",

@@ -458,9 +458,13 @@ def shared_feeds(eval_sets: Sequence[CalibSet], calib_sets: Sequence[CalibSet]) 
 
 
 def set_root(path: Path) -> Path | None:
-    """The calib set `path` is (its root or its `samples/` folder), or None for plain files."""
+    """The calib set `path` is (its root or its `samples/` folder), or None for plain files.
+
+    Only the `samples/` folder itself leads to its parent: any other path beside a set (a
+    mistyped or missing one) must not silently read the set's samples."""
     path = Path(path)
-    for root in (path, path.parent):
+    candidates = [path, path.parent] if path.name == SAMPLES_DIR and path.is_dir() else [path]
+    for root in candidates:
         if (root / MANIFEST).is_file() and (root / SAMPLES_DIR).is_dir():
             return root
     return None

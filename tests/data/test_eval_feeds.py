@@ -7,17 +7,19 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import ascend_quant.model as model_module
 from ascend_quant.backends.base import run_to_files
-from ascend_quant.data.calibset import write_samples
+from ascend_quant.data.calibset import iter_eval_feeds, set_root, write_samples
 from ascend_quant.data.feeds import check_feeds
 from ascend_quant.golden import record_golden
 from ascend_quant.model import run_ort
 from ascend_quant.onnx_io import save_for_ort
 from ascend_quant.runners.ort import OrtRunner
-from ascend_quant.tensors import TensorSpec
+from ascend_quant.errors import UsageError
+from ascend_quant.tensors import TensorSpec, graph_io
 
 
 def _state_model() -> onnx.ModelProto:
@@ -79,3 +81,14 @@ def test_check_feeds_is_the_one_preflight_feed() -> None:
     assert check_feeds(specs)["x"].shape == (1, 3)
     np.testing.assert_array_equal(check_feeds(specs, seed=1)["t"], feeds["t"])
     assert not hasattr(model_module, "random_feeds")  # one implementation, in data/feeds.py
+
+
+def test_a_missing_path_beside_a_set_is_not_read_as_the_set(tmp_path: Path) -> None:
+    """`run --input set/samplez` (a typo) once ran the set's samples and exited 0."""
+    model, samples_dir, _samples, _expected = _setup(tmp_path)
+    typo = samples_dir.parent / "samplez"
+    with pytest.raises(UsageError, match="input not found"):
+        list(iter_eval_feeds([typo], graph_io(model)[0]))
+    assert set_root(samples_dir) == samples_dir.parent
+    assert set_root(samples_dir.parent) == samples_dir.parent
+    assert set_root(samples_dir.parent / "batches_bs1") is None

@@ -166,3 +166,18 @@ def test_click_usage_errors_print_error_and_hint(
     """Typer's own usage errors take the same form as ours: no box, `error:` + `hint:`."""
     err = refused(capsys, *args)
     assert message in err and "--help" in err
+
+
+@pytest.mark.parametrize(
+    "args, hint",
+    [
+        (["buidl", "m.onnx"], "hint: see `ascend-quant --help`"),
+        (["--debug", "build", "m.onnx", "--bogus"], "hint: see `ascend-quant build --help`"),
+    ],
+)
+def test_click_error_hints_name_a_real_command(
+    capsys: pytest.CaptureFixture[str], args: list[str], hint: str
+) -> None:
+    """A mistyped command once got `see \`ascend-quant buidl --help\``, which fails again."""
+    err = refused(capsys, *args)
+    assert hint in err
