@@ -14,11 +14,11 @@ import ascend_quant.model as model_module
 from ascend_quant.backends.base import run_to_files
 from ascend_quant.data.calibset import iter_eval_feeds, set_root, write_samples
 from ascend_quant.data.feeds import check_feeds
+from ascend_quant.errors import UsageError
 from ascend_quant.golden import record_golden
 from ascend_quant.model import run_ort
 from ascend_quant.onnx_io import save_for_ort
 from ascend_quant.runners.ort import OrtRunner
-from ascend_quant.errors import UsageError
 from ascend_quant.tensors import TensorSpec, graph_io
 
 

@@ -178,6 +178,6 @@ def test_click_usage_errors_print_error_and_hint(
 def test_click_error_hints_name_a_real_command(
     capsys: pytest.CaptureFixture[str], args: list[str], hint: str
 ) -> None:
-    """A mistyped command once got `see \`ascend-quant buidl --help\``, which fails again."""
+    """A mistyped command once got the hint `ascend-quant buidl --help`, which fails again."""
     err = refused(capsys, *args)
     assert hint in err
