@@ -12,6 +12,7 @@ from harness import files_under, refused
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import ascend_quant.cli.app as cli_app
 from ascend_quant.config import BuildConfig, from_mapping
 from ascend_quant.errors import UsageError
 
@@ -176,8 +177,12 @@ def test_click_usage_errors_print_error_and_hint(
     ],
 )
 def test_click_error_hints_name_a_real_command(
-    capsys: pytest.CaptureFixture[str], args: list[str], hint: str
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    hint: str,
 ) -> None:
     """A mistyped command once got the hint `ascend-quant buidl --help`, which fails again."""
+    monkeypatch.setitem(cli_app._state, "debug", False)  # --debug sticks in-process otherwise
     err = refused(capsys, *args)
     assert hint in err
