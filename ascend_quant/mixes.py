@@ -44,6 +44,7 @@ import contextlib
 import dataclasses
 import difflib
 import importlib
+import inspect
 import logging
 import sys
 import tempfile
@@ -535,7 +536,14 @@ def load_function(reference: str, search_path: Path) -> PipelineFunction:
             sys.path.remove(added)
     function = getattr(module, attr, None)
     if not callable(function):
-        names = [n for n in vars(module) if callable(getattr(module, n)) and not n.startswith("_")]
+        # its own functions only: not the classes and helpers it imported (Path, Mapping, ...)
+        names = [
+            n
+            for n, obj in vars(module).items()
+            if inspect.isfunction(obj)
+            and obj.__module__ == module.__name__
+            and not n.startswith("_")
+        ]
         raise UsageError(
             f"'{module_name}' has no function '{attr}'",
             hint=_suggest_key(attr, names) or f"its functions: {', '.join(names) or 'none'}",

@@ -17,7 +17,13 @@ from ascend_quant.cli import common
 from ascend_quant.cli.app import app, main
 from ascend_quant.config import BuildConfig, Thresholds
 from ascend_quant.errors import UsageError
-from ascend_quant.mixes import Choice, PipelineResult, evaluate_pipeline, load_pipeline_spec
+from ascend_quant.mixes import (
+    Choice,
+    PipelineResult,
+    evaluate_pipeline,
+    load_function,
+    load_pipeline_spec,
+)
 from ascend_quant.pipeline import BuildResult
 from ascend_quant.report import json_safe, write_pipeline_report
 
@@ -501,3 +507,14 @@ def test_the_full_size_panel_is_under_the_image_cap(
     assert "1 mix(es) left out here to keep the report under 0.0954 MB" in html
     assert 'alt="|noisy − FP32|"' not in html and 'alt="|exact − FP32|"' in html
     assert 'alt="|noisy − FP32|, sample 0"' in html  # the grid still has it (one row)
+
+
+def test_a_missing_pipeline_function_lists_only_the_modules_own_functions(tmp_path: Path) -> None:
+    """`pipeline:nosuch` once hinted "its functions: Mapping, Path, Any, ..." (its imports)."""
+    (tmp_path / "ownfunctions.py").write_text(
+        "from pathlib import Path\nfrom typing import Any\nfrom os.path import join\n\n\n"
+        "def helper(x):\n    return x\n\n\ndef run(runners, index):\n    return {}\n"
+    )
+    with pytest.raises(UsageError) as caught:
+        load_function("ownfunctions:zzz", tmp_path)
+    assert caught.value.hint == "its functions: helper, run"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -202,6 +203,12 @@ def inspect(
             hint="e.g. --gear-count 4 --gear-multiple 32",
         )
     inputs, _ = graph_io(load_model(model))
+    missing = [c for c in calib or [] if not glob.has_magic(c) and not Path(c).exists()]
+    if missing:  # a static model reads no --calib data, so a typo would otherwise pass unseen
+        raise UsageError(
+            f"--calib: {missing[0]} does not exist",
+            hint="pass a folder, glob or list file of sample images or .npy files",
+        )
     proposals = propose(inputs, list(calib), layout, gear_multiple, gear_count) if calib else []
     gears_config = None
     input_format = "NCHW"

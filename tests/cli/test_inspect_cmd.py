@@ -63,6 +63,14 @@ def test_inspect_missing_and_not_onnx(tmp_path: Path, capsys: pytest.CaptureFixt
     assert code == 2 and "not an ONNX model" in err
 
 
+def test_inspect_refuses_a_missing_calib_source_on_a_static_model(
+    conv_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A static model reads no --calib data; a mistyped folder was silently ignored (exit 0)."""
+    code, _, err = run_cli(capsys, "inspect", str(conv_model), "--calib", "no/such/dir")
+    assert code == 2 and "error: --calib: no/such/dir does not exist" in err and "hint:" in err
+
+
 def test_inspect_om_uses_describe_om(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     fake = tmp_path / "x.om"
     fake.write_bytes(b"not an om at all")
