@@ -173,6 +173,11 @@ def tune_soc(
             "tool": tool_fingerprint(),
         }
         context["config"].pop("tune", None)  # budgets and limits do not change a trial
+        # Where the model runs is the caller's cache_context (the resolved backend; the soc on
+        # hardware, none on the simulator, where every soc computes the same): the config's own
+        # socs/backend/out/model would split the cache, e.g. per soc on the simulator.
+        for key in ("socs", "backend", "out", "model"):
+            context["config"].pop(key, None)
         result = tune_precision(
             evaluator,
             scorer,

@@ -71,6 +71,16 @@ def test_finds_the_sensitive_layer_and_writes_it_everywhere(one_sensitive: Path,
     assert all(t["cached"] for t in resumed["int8"]["path"])  # every trial from the cache
 
 
+def test_simulator_trial_cache_is_shared_by_every_soc(one_sensitive: Path, tmp_path: Path):
+    """docs/tune.md: on the simulator the cache is shared by every soc (it computes the same)."""
+    first = build(one_sensitive, merge(_config(tmp_path), {"socs": ["Ascend310P3"]}))
+    assert first.socs[0].tune["int8"]["passed"]
+    other = build(one_sensitive, merge(_config(tmp_path), {"socs": ["Ascend310B1"]}))
+    path = json.loads((other.socs[0].directory / "tune" / "tune.json").read_text())
+    trials = path["precisions"]["int8"]["path"]
+    assert trials and all(t["cached"] for t in trials)  # not one trial evaluated again
+
+
 def test_two_sensitive_layers_and_not_others(two_sensitive: Path, tmp_path: Path):
     result = build(two_sensitive, _config(tmp_path))
     int8 = result.socs[0].tune["int8"]
