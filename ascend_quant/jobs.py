@@ -90,6 +90,20 @@ def follow_calib_batch(config: BuildConfig, calib_dirs: dict[str, Path]) -> Buil
     return merge(config, {"calib": {"batch": batches.pop()}})
 
 
+def check_node_names(model: Path, config: BuildConfig) -> None:
+    """Refuse node names the model lacks (skip_layers, override_layer_configs, tensor_quantize,
+    keep_dtype) before they are written: atc and amct_onnx would skip a typo silently, and the
+    simulator's convert refuses it, so `config` and the toolkit route refuse it too."""
+    import onnx  # onnx is heavy: kept off the CLI's start-up, as the other imports here
+
+    from ascend_quant.quant.fp16 import kept_nodes
+    from ascend_quant.quant.layers import plan_layers
+
+    graph = onnx.load(str(model), load_external_data=False)
+    plan_layers(graph, config.quant)
+    kept_nodes(graph, config.atc.keep_dtype)
+
+
 def render_job(
     config: BuildConfig,
     soc: str,
@@ -109,6 +123,7 @@ def render_job(
     from ascend_quant.backends.atc_argv import work_dir
     from ascend_quant.data.calibset import CalibSet
 
+    check_node_names(model, config)
     sets = {n: CalibSet.load(d) for n, d in calib_dirs.items()}
     files = render.render_configs(
         config,

@@ -155,6 +155,32 @@ def test_config_renders_files_and_scripts(
     assert "compression_optimize.cfg not written" in err  # no calibration data given
 
 
+@pytest.mark.parametrize(
+    ("key", "toml"),
+    [
+        ("skip_layers", '[quant]\nskip_layers = ["conv9"]\n'),
+        ("keep_dtype", '[atc]\nkeep_dtype = ["conv9"]\n'),
+        ("override_layer_configs", "[quant.override_layer_configs.conv9]\nchannel_wise = false\n"),
+    ],
+)
+def test_config_refuses_node_names_the_model_lacks(
+    tmp_path: Path, conv_model: Path, capsys: pytest.CaptureFixture[str], key: str, toml: str
+) -> None:
+    """docs/config.md: an op name that is not a node of the model is an error with a suggestion
+    (it was written into the .cfg files, where atc would skip it silently)."""
+    project = tmp_path / "ascend-quant.toml"
+    project.write_text(toml)
+    out = tmp_path / "out"
+    code, _, err = run_cli(
+        capsys, "config", str(conv_model), "--soc", "Ascend310P3", "--out", str(out),
+        "--config", str(project),
+    )  # fmt: skip
+    assert code == 2, err
+    assert f"{key} entry 'conv9' is not a node of the model" in err
+    assert "did you mean" in err
+    assert not (out / "simple_config.cfg").exists()
+
+
 def test_quant_config_json_as_config(
     tmp_path: Path, conv_model: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
