@@ -82,7 +82,8 @@ def _weight_overrides(
         data = numpy_helper.to_array(inits[layer.weight]).astype(np.float32)
         limit = 2 ** (bits - 1) - 1
         if layer.channel_wise:
-            axis = _weight_axis(model, layer.name)
+            node = next(n for n in model.graph.node if n.name == layer.name)
+            axis = weight_axis(node, data.ndim)
             moved = np.moveaxis(data, axis, 0).reshape(data.shape[axis], -1)
             absmax = np.abs(moved).max(axis=1)
             overrides[layer.weight] = [
@@ -101,16 +102,15 @@ def _weight_overrides(
     return overrides
 
 
-def _weight_axis(model: onnx.ModelProto, node_name: str) -> int:
-    node = next(n for n in model.graph.node if n.name == node_name)
+def weight_axis(node: onnx.NodeProto, weight_rank: int) -> int:
+    """The output-channel axis of a layer's weight (the axis per-channel scales run along)."""
     if node.op_type == "ConvTranspose":
         return 1
     if node.op_type == "Gemm":
         trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
         return 0 if trans_b else 1
     if node.op_type == "MatMul":
-        inits = {i.name: i for i in model.graph.initializer}
-        return len(inits[node.input[1]].dims) - 1
+        return weight_rank - 1
     return 0
 
 

@@ -21,7 +21,7 @@ from onnx import helper, numpy_helper
 from ascend_quant.config import QuantConfig
 from ascend_quant.errors import UsageError
 from ascend_quant.quant.layers import name_nodes, nothing_quantized_reason, plan_layers
-from ascend_quant.quant.qdq import ensure_opset
+from ascend_quant.quant.qdq import ensure_opset, weight_axis
 
 QUANTIZED_SUFFIX = "__w8"
 
@@ -36,18 +36,6 @@ class WeightOnlyResult:
     @property
     def quantized_layers(self) -> int:
         return sum(1 for layer in self.layers if layer["quantized"])
-
-
-def weight_axis(node: onnx.NodeProto, weight_rank: int) -> int:
-    """The output-channel axis of a layer's weight (the axis per-channel scales run along)."""
-    if node.op_type == "ConvTranspose":
-        return 1
-    if node.op_type == "Gemm":
-        trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
-        return 0 if trans_b else 1
-    if node.op_type == "MatMul":
-        return weight_rank - 1
-    return 0
 
 
 def quantize_weight(
