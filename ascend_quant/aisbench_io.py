@@ -14,6 +14,7 @@ import re
 import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 
@@ -61,19 +62,24 @@ def list_input_files(path: Path) -> list[Path]:
     raise UsageError(f"input not found: {path}", hint=_INPUT_HINT)
 
 
+def read_npy_header(handle: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
+    """(shape, fortran_order, dtype) from an open .npy file's header, never unpickling;
+    ValueError for a header NumPy cannot read or a format version it does not know."""
+    fmt = np.lib.format
+    version = fmt.read_magic(handle)
+    if version == (1, 0):
+        return fmt.read_array_header_1_0(handle)
+    if version == (2, 0):
+        return fmt.read_array_header_2_0(handle)
+    raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
+
+
 def npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
     """(shape, dtype) of an .npy file, read without unpickling anything and checked against the
     file's size; UsageError for anything that is not a plain numeric array."""
-    fmt = np.lib.format
     try:
         with open(path, "rb") as handle:
-            version = fmt.read_magic(handle)
-            if version == (1, 0):
-                shape, _, dtype = fmt.read_array_header_1_0(handle)
-            elif version == (2, 0):
-                shape, _, dtype = fmt.read_array_header_2_0(handle)
-            else:
-                raise ValueError(f"unsupported .npy format version {version}")
+            shape, _, dtype = read_npy_header(handle)
             offset = handle.tell()
     except (ValueError, OSError, EOFError, SyntaxError) as exc:
         raise UsageError(

@@ -30,6 +30,7 @@ from typing import IO, Any
 import numpy as np
 
 from ascend_quant.__about__ import __version__
+from ascend_quant.aisbench_io import read_npy_header
 from ascend_quant.data.calibset import (
     MANIFEST,
     CalibSet,
@@ -165,15 +166,8 @@ def _npy_header(
     handle: IO[bytes], where: str, spec: TensorSpec
 ) -> tuple[tuple[int, ...], np.dtype[Any], bool]:
     """Parse an .npy header without ever unpickling; UsageError on anything odd."""
-    fmt = np.lib.format
     try:
-        version = fmt.read_magic(handle)
-        if version == (1, 0):
-            shape, fortran, dtype = fmt.read_array_header_1_0(handle)
-        elif version == (2, 0):
-            shape, fortran, dtype = fmt.read_array_header_2_0(handle)
-        else:
-            raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
+        shape, fortran, dtype = read_npy_header(handle)
     except (ValueError, OSError, EOFError) as exc:
         raise _bad(
             spec,
