@@ -800,6 +800,11 @@ def _compare_adopt(ctx: BuildContext, donor: dict[str, Any], source: SocWork) ->
     return Outcome(data, [save_json(reports / "compare.json", data)])
 
 
+def _key_but_runs(key_data: dict[str, Any]) -> str:
+    """A stage key without its models: socs that agree on it can share a narrowed result."""
+    return sha256_json({k: v for k, v in key_data.items() if k != "runs"})
+
+
 def _compare_narrow(ctx: BuildContext, donor: dict[str, Any]) -> dict[str, Any] | None:
     """Another soc's comparison with only this soc's candidates (identical models, eval set and
     golden, so identical figures) and the verdict over those alone; not for gear models."""
@@ -1140,9 +1145,8 @@ class _Runner:
         if stage.per_soc and stage.shared(self.ctx):
             self.produced.setdefault((stage.name, key), (self.ctx.soc, result))
             if stage.narrow is not None and "runs" in key_data:
-                rest = sha256_json({k: v for k, v in key_data.items() if k != "runs"})
                 entry = (self.ctx.soc, dict(key_data["runs"]), result)
-                self.partial.setdefault((stage.name, rest), []).append(entry)
+                self.partial.setdefault((stage.name, _key_but_runs(key_data)), []).append(entry)
 
     def _narrowed(
         self, stage: Stage, key_data: dict[str, Any]
@@ -1152,8 +1156,9 @@ class _Runner:
         if stage.narrow is None or "runs" not in key_data or not stage.shared(self.ctx):
             return None
         runs = key_data["runs"]
-        rest = sha256_json({k: v for k, v in key_data.items() if k != "runs"})
-        for source, donor_runs, result in self.partial.get((stage.name, rest), []):
+        for source, donor_runs, result in self.partial.get(
+            (stage.name, _key_but_runs(key_data)), []
+        ):
             if all(donor_runs.get(p) == h for p, h in runs.items()):
                 narrowed = stage.narrow(self.ctx, result)
                 if narrowed is not None:
