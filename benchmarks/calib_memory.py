@@ -14,13 +14,12 @@ files and writes the calib set (`data.arrays`), so its RSS covers both steps.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+from _measure import n_and_8n, print_report, rss_verdict, run_child
 from PIL import Image
 
 HERE = Path(__file__).resolve().parent
@@ -76,17 +75,11 @@ def _arrays(folder: Path, count: int) -> None:
 
 
 def _measure(model: Path, calib: Path, out: Path, child: str = CHILD) -> dict[str, float]:
-    proc = subprocess.run(
-        [sys.executable, "-c", child, str(model), str(calib), str(out)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    rss_kb, seconds, batches = proc.stdout.split()[-3:]
+    run = run_child(child, model, calib, out, fields=1)
     return {
-        "samples": int(batches),
-        "peak_rss_mb": round(int(rss_kb) / 1024, 1),
-        "convert_s": round(float(seconds), 2),
+        "samples": int(run.fields[0]),
+        "peak_rss_mb": run.peak_rss_mb,
+        "convert_s": run.seconds,
     }
 
 
@@ -107,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         model = save_for_ort(deep_conv_bn(HW), work / "model.onnx")
         runs = {}
-        for label, count in (("n", args.n), ("8n", 8 * args.n)):
+        for label, count in n_and_8n(args.n):
             if args.kind == "arrays":
                 _arrays(work / f"npy_{label}", count)
                 runs[label] = _measure(
@@ -121,22 +114,16 @@ def main(argv: list[str] | None = None) -> int:
                 CalibConfig(sources=(str(work / f"img_{label}"),), jobs=1),
             )
             runs[label] = _measure(model, work / f"calib_{label}", work / f"out_{label}")
-    ratio = runs["8n"]["peak_rss_mb"] / runs["n"]["peak_rss_mb"]
-    json.dump(
+    print_report(
         {
             "benchmark": "calib_memory",
             "kind": args.kind,
             "model": f"deep_conv_bn {HW}x{HW}",
             "n": runs["n"],
             "8n": runs["8n"],
-            "peak_rss_ratio_8n_over_n": round(ratio, 3),
-            "target_ratio_max": target,
-            "within_target": ratio <= target,
-        },
-        sys.stdout,
-        indent=2,
+            **rss_verdict(runs, target),
+        }
     )
-    sys.stdout.write("\n")
     return 0
 
 

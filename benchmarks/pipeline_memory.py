@@ -14,15 +14,13 @@ reports its wall time and RSS high-water mark (`ru_maxrss`). Prints JSON.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
 import tempfile
 import textwrap
 import time
 from pathlib import Path
 
 import numpy as np
+from _measure import n_and_8n, print_report, rss_verdict, run_child
 
 FUNCTION = '''
 import numpy as np
@@ -80,14 +78,13 @@ def conv_model(path: Path, hw: int, upscale: bool, seed: int) -> None:
 
 
 def _evaluate(toml: Path, samples: int, out: Path) -> dict[str, float]:
-    argv = [sys.executable, "-c", CHILD, str(toml), str(samples), str(out)]
-    proc = subprocess.run(argv, check=True, capture_output=True, text=True)
-    rss_kb, seconds, count, held = proc.stdout.split()[-4:]
+    run = run_child(CHILD, toml, samples, out, fields=2)
+    count, held = run.fields
     return {
         "samples": int(count),
         "samples_held_for_the_report": int(held),  # summed over "fp32" and the mixes
-        "peak_rss_mb": round(int(rss_kb) / 1024, 1),
-        "evaluate_s": round(float(seconds), 2),
+        "peak_rss_mb": run.peak_rss_mb,
+        "evaluate_s": run.seconds,
     }
 
 
@@ -133,25 +130,19 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         runs = {
             label: _evaluate(toml, count, work / f"report_{label}")
-            for label, count in (("n", args.n), ("8n", 8 * args.n))
+            for label, count in n_and_8n(args.n)
         }
         total_s = time.perf_counter() - started
-    ratio = runs["8n"]["peak_rss_mb"] / runs["n"]["peak_rss_mb"]
-    json.dump(
+    print_report(
         {
             "benchmark": "pipeline_memory",
             "pipeline": f"conv {args.hw}x{args.hw} -> conv + DepthToSpace x2, 2 mixes (sim)",
             "n": runs["n"],
             "8n": runs["8n"],
             "total_s": round(total_s, 1),
-            "peak_rss_ratio_8n_over_n": round(ratio, 3),
-            "target_ratio_max": 1.1,
-            "within_target": ratio <= 1.1,
-        },
-        sys.stdout,
-        indent=2,
+            **rss_verdict(runs, 1.1),
+        }
     )
-    sys.stdout.write("\n")
     return 0
 
 
