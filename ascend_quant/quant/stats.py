@@ -209,6 +209,16 @@ def _with_zero(lo: float, hi: float) -> tuple[float, float]:
     return min(lo, 0.0), max(hi, 0.0)
 
 
+def _widened(lo: float, hi: float, symmetric: bool) -> tuple[float, float]:
+    """[lo, hi] as a quantization range: it must hold 0 (zero is exact in int8), and a symmetric
+    quantizer's is [-m, m] with m the larger magnitude. One rule for every algorithm."""
+    lo, hi = _with_zero(lo, hi)
+    if symmetric:
+        absmax = max(-lo, hi)
+        return -absmax, absmax
+    return lo, hi
+
+
 def quant_params(lo: float, hi: float, symmetric: bool) -> tuple[float, int]:
     """Ascend/ONNX Runtime int8 (scale, zero_point) for range [lo, hi]."""
     lo, hi = _with_zero(lo, hi)
@@ -275,11 +285,7 @@ def percentile_range(
     hist = stats.histogram()
     hi = hist.quantile(max_percentile)
     lo = hist.quantile(1.0 - min_percentile)
-    lo, hi = _with_zero(lo, hi)
-    if symmetric:
-        absmax = max(-lo, hi)
-        return -absmax, absmax
-    return lo, hi
+    return _widened(lo, hi, symmetric)
 
 
 def ifmr_range(
@@ -378,11 +384,7 @@ def hfmg_range(stats: TensorStats, symmetric: bool, num_of_bins: int = 4096) -> 
             break
         best = err
         start, end = candidate
-    lo, hi = _with_zero(lo0 + start * width, lo0 + (end + 1) * width)
-    if symmetric:
-        absmax = max(-lo, hi)
-        return -absmax, absmax
-    return lo, hi
+    return _widened(lo0 + start * width, lo0 + (end + 1) * width, symmetric)
 
 
 def entropy_range(
@@ -459,10 +461,7 @@ def compute_range(stats: TensorStats, request: RangeRequest) -> tuple[float, flo
     """Apply the requested algorithm; always returns lo <= 0 <= hi."""
     algo = request.algorithm
     if algo == "minmax":
-        lo, hi = minmax_range(stats)
-        if request.symmetric:
-            absmax = max(-lo, hi)
-            lo, hi = -absmax, absmax
+        lo, hi = _widened(*minmax_range(stats), request.symmetric)
     elif algo == "percentile":
         lo, hi = percentile_range(stats, PERCENTILE_DEFAULT, PERCENTILE_DEFAULT, request.symmetric)
     elif algo == "ifmr":
