@@ -299,25 +299,21 @@ def convert_model(
     check_gear_target(config, soc, pre.gears)
     if not calib_dirs and (config.calib.sources or any(s.calib for s in config.inputs.values())):
         calib_dirs = make_calib_dirs(pre, config, out / "calib", progress)
-    if precision == "w8":
+    if precision != "fp16":
         reason = refuse_int8_reason(pre.summary)
         if reason:
             raise UsageError(reason, hint="convert the float model, or use --precision fp16")
-        if backend.name == "atc" and not calib_dirs:
-            raise UsageError(
-                "--precision w8 on the atc backend needs calibration data: atc's compression "
-                "step reads input_data_dir even when only weights are quantized",
-                hint="create a set with `ascend-quant calib` and pass --calib DIR",
-            )
-    if precision == "int8":
-        reason = refuse_int8_reason(pre.summary)
-        if reason:
-            raise UsageError(reason, hint="convert the float model, or use --precision fp16")
-        if not calib_dirs:
-            raise UsageError(
-                "--precision int8 needs calibration data",
-                hint="create a set with `ascend-quant calib` and pass --calib DIR",
-            )
+    if precision == "w8" and backend.name == "atc" and not calib_dirs:
+        raise UsageError(
+            "--precision w8 on the atc backend needs calibration data: atc's compression "
+            "step reads input_data_dir even when only weights are quantized",
+            hint="create a set with `ascend-quant calib` and pass --calib DIR",
+        )
+    if precision == "int8" and not calib_dirs:
+        raise UsageError(
+            "--precision int8 needs calibration data",
+            hint="create a set with `ascend-quant calib` and pass --calib DIR",
+        )
     config = follow_calib_batch(config, calib_dirs)
     config_dir: Path | None = None
     if backend.name == "atc" and (
