@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import pytest
 import tiny_models
+from cli.clirun import run_cli
 from typer.testing import CliRunner
 
 from ascend_quant import mixes, report
-from ascend_quant.cli import common
-from ascend_quant.cli.app import app, main
+from ascend_quant.cli.app import app
 from ascend_quant.config import BuildConfig, Thresholds
 from ascend_quant.errors import UsageError
 from ascend_quant.mixes import (
@@ -26,20 +26,6 @@ from ascend_quant.mixes import (
 )
 from ascend_quant.pipeline import BuildResult
 from ascend_quant.report import json_safe, write_pipeline_report
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """The console entry point in-process: exit code, stdout, stderr."""
-    capsys.readouterr()
-    common.console.width = common.err_console.width = 200  # no wrapping in assertions
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
 
 FUNCTION = '''
 import numpy as np
