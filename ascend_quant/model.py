@@ -10,19 +10,17 @@ read. `preflight` repairs each of these and says what it repaired.
 from __future__ import annotations
 
 import copy
-import importlib
 import logging
 import math
-import sys
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import onnx
+import onnxsim
 from onnx import helper, numpy_helper
 
 from ascend_quant.config import GearsConfig, parse_input_shape
@@ -610,28 +608,11 @@ def outputs_match(
 # Preflight
 
 
-def _import_onnxsim() -> ModuleType:
-    """onnxsim without torch. Imported here, not at module level, because only preflight needs
-    it; and with torch hidden, because onnxsim's package __init__ probes torch for optional
-    extras (PPQ) that simplify never uses: that probe alone costs ~2 s of every cold build
-    when torch is installed. The simplified model is byte-identical (checked by hand on the
-    build_cost model and tiny_models.conv_net)."""
-    if "onnxsim" in sys.modules or "torch" in sys.modules:
-        return importlib.import_module("onnxsim")
-    sys.modules["torch"] = None  # type: ignore[assignment]  # `import torch` raises ImportError
-    try:
-        return importlib.import_module("onnxsim")
-    finally:
-        if "torch" in sys.modules and sys.modules["torch"] is None:
-            del sys.modules["torch"]
-
-
 def _simplify(
     model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None
 ) -> tuple[onnx.ModelProto | None, str | None]:
     """onnxsim with the static shapes; `shapes=None` keeps the (gear) dims symbolic."""
     try:
-        onnxsim = _import_onnxsim()
         overwrite = {k: list(v) for k, v in shapes.items()} if shapes is not None else None
         simplified, ok = onnxsim.simplify(model, overwrite_input_shapes=overwrite)
     except Exception as exc:
