@@ -25,7 +25,7 @@ from ascend_quant.errors import UsageError
 from ascend_quant.gears import Gears
 from ascend_quant.progress import NULL_PROGRESS, Progress
 from ascend_quant.runners.base import Runner
-from ascend_quant.runners.ort import OrtRunner
+from ascend_quant.runners.ort import OrtRunner, data_rejected
 from ascend_quant.tensors import TensorSpec
 from ascend_quant.workspace import atomic_directory, atomic_write_json, read_json, sha256_file
 
@@ -103,7 +103,8 @@ def write_golden(
     with atomic_directory(Path(root)) as work:
         with progress.task("golden FP32 (ONNX Runtime)", total=None) as advance:
             for stem, feeds in iter_eval_feeds(list(input_dirs), specs):
-                result = runner.infer(feeds)
+                with data_rejected(f"evaluation sample {stem}"):
+                    result = runner.infer(feeds)
                 outs = [np.asarray(result[name]) for name in names]
                 if not stems:
                     shapes = [tuple(int(d) for d in a.shape) for a in outs]

@@ -273,3 +273,41 @@ def tiny_unet(batch: int = 2, hw: int = 8, tokens: int = 4, dim: int = 8) -> onn
         helper.make_node("Add", ["a1", "cm4"], ["eps"], name="a2"),
     ]
     return _model(nodes, [x, t, c], [y], inits)
+
+
+def masked_text_encoder(
+    vocab: int = 10, tokens: int = 6, dim: int = 8, classes: int = 3
+) -> onnx.ModelProto:
+    """A one-head attention text classifier as PyTorch exports it: input_ids and
+    attention_mask (int64 [1, T]) -> Gather embedding -> scores + Where(mask == 0, -inf, 0) ->
+    Softmax -> mean -> logits [1, classes]. The -inf is the FP32 model's own; an all-zero mask
+    makes every output NaN."""
+    ids = helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, tokens])
+    mask = helper.make_tensor_value_info("attention_mask", TensorProto.INT64, [1, tokens])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, classes])
+    inits = [
+        numpy_helper.from_array(_weights((vocab, dim), 21, 1.0), "embedding"),
+        numpy_helper.from_array(_weights((dim, dim), 22), "wq"),
+        numpy_helper.from_array(_weights((dim, dim), 23), "wk"),
+        numpy_helper.from_array(_weights((dim, classes), 24), "wout"),
+        numpy_helper.from_array(np.array([1], np.int64), "axis1"),
+        numpy_helper.from_array(np.array(0, np.int64), "zero"),
+        numpy_helper.from_array(np.array(-np.inf, np.float32), "neg_inf"),
+        numpy_helper.from_array(np.array(0.0, np.float32), "fzero"),
+    ]
+    nodes = [
+        helper.make_node("Gather", ["embedding", "input_ids"], ["emb"], name="gather"),
+        helper.make_node("MatMul", ["emb", "wq"], ["q"], name="q_proj"),
+        helper.make_node("MatMul", ["emb", "wk"], ["k"], name="k_proj"),
+        helper.make_node("Transpose", ["k"], ["kt"], name="kt", perm=[0, 2, 1]),
+        helper.make_node("MatMul", ["q", "kt"], ["scores"], name="scores"),
+        helper.make_node("Unsqueeze", ["attention_mask", "axis1"], ["mask3"], name="mask3"),
+        helper.make_node("Equal", ["mask3", "zero"], ["padded"], name="padded"),
+        helper.make_node("Where", ["padded", "neg_inf", "fzero"], ["bias"], name="mask_bias"),
+        helper.make_node("Add", ["scores", "bias"], ["masked"], name="masked"),
+        helper.make_node("Softmax", ["masked"], ["attn"], name="softmax", axis=-1),
+        helper.make_node("MatMul", ["attn", "emb"], ["ctx"], name="context"),
+        helper.make_node("ReduceMean", ["ctx"], ["pooled"], name="pool", axes=[1], keepdims=0),
+        helper.make_node("MatMul", ["pooled", "wout"], ["logits"], name="head"),
+    ]
+    return _model(nodes, [ids, mask], [y], inits)

@@ -274,7 +274,7 @@ def build_sim_model(
                 model, request.calib_dirs, quant.batch_num, calib_shapes
             )
             with progress.task(f"checking FP16 overflow ({len(candidates)} tensors)", total=total):
-                found = find_overflow(sim, feeds, names=candidates)
+                found = find_overflow(sim, feeds, names=candidates, reference=fp32_model)
         overflow = weights_over + found
         info.setdefault("calib_manifest_sha256", shas)
         info["fp16_overflow_checked"] = len(candidates)

@@ -28,7 +28,7 @@ from ascend_quant.quant.stats import (
     UpdateBuffers,
     compute_range,
 )
-from ascend_quant.runners.ort import expose_outputs, make_session
+from ascend_quant.runners.ort import data_rejected, expose_outputs, make_session
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -148,7 +148,8 @@ def collect_pass(
     try:
         with progress.task(label, total=total) as advance:
             for feeds in batches:
-                values = session.run(fetch, feeds) if fetch else []
+                with data_rejected(f"calibration batch {seen + 1}"):
+                    values = session.run(fetch, feeds) if fetch else []
                 binning.put(list(zip(outputs, values)))
                 for name, value in zip(reduced, values[len(outputs) :]):
                     top = float(value)

@@ -298,12 +298,15 @@ def find_overflow(
     batches: Iterable[dict[str, np.ndarray]],
     limit: int | None = None,
     names: Iterable[str] | None = None,
+    reference: onnx.ModelProto | None = None,
 ) -> list[str]:
     """Names of tensors of an FP16-simulated model that hold inf/NaN on any of `batches`.
 
     `names`: only these rounded tensors (e.g. `overflow_candidates`); default all of them.
-    Tensors are reported in graph order; the first ones are where the overflow starts (later
-    tensors usually inherit it).
+    `reference`: the FP32 model `model` simulates; an inf/NaN the FP32 model holds at the same
+    place (an attention mask's -inf) is the model's own value, not an overflow, and is not
+    counted. Tensors are reported in graph order; the first ones are where the overflow starts
+    (later tensors usually inherit it).
     """
     rounded = rounded_tensors(model)
     if names is not None:
@@ -312,13 +315,33 @@ def find_overflow(
     if not rounded:
         return []
     session = make_session(expose_outputs(model, rounded), spin=False)  # NumPy between runs
+    fp32_of: dict[str, str] = {}
+    fetch: list[str] = []
+    reference_session = None
+    if reference is not None:
+        produced = {o for n in reference.graph.node for o in n.output if o}
+        graph_inputs = {i.name for i in reference.graph.input}
+        fp32_of = {n: fp32_name(n) for n in rounded if fp32_name(n) in produced | graph_inputs}
+        fetch = [t for t in dict.fromkeys(fp32_of.values()) if t not in graph_inputs]
+        if fetch:
+            reference_session = make_session(expose_outputs(reference, fetch), spin=False)
     bad: set[str] = set()
     for count, feeds in enumerate(batches):
         if limit is not None and count >= limit:
             break
+        fp32: dict[str, np.ndarray] = dict(feeds)  # a graph input is its own FP32 value
+        if reference_session is not None:
+            fp32.update(zip(fetch, reference_session.run(fetch, feeds)))
         for name, value in zip(rounded, session.run(rounded, feeds)):
-            if name not in bad and not np.all(np.isfinite(value)):
-                bad.add(name)
+            if name in bad or np.all(np.isfinite(value)):
+                continue
+            want = fp32.get(fp32_of.get(name, ""))
+            if want is not None and np.shape(want) == np.shape(value):
+                with np.errstate(invalid="ignore"):
+                    shared = (value == want) | (np.isnan(value) & np.isnan(want))
+                if np.all(np.isfinite(value) | shared):
+                    continue
+            bad.add(name)
     return [n for n in rounded if n in bad]
 
 

@@ -8,7 +8,9 @@ onnxruntime is imported inside the functions: it costs ~0.3 s, and the CLI start
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +39,46 @@ def session_options(spin: bool = True) -> Any:
     options = ort.SessionOptions()
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    options.log_severity_level = 3
+    # Fatal only: a failing run raises with the same text, which callers turn into one `error:`
+    # line; ORT's own ERROR log line would print a second, coloured one.
+    options.log_severity_level = 4
     if not spin:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
+
+
+_NODE_FAILURE = re.compile(
+    r"while running (?P<op>\w+) node\. Name:'(?P<node>[^']*)' Status Message: (?P<why>.*)"
+)
+
+
+def run_failure(exc: BaseException) -> str | None:
+    """ORT's reason for failing a run, as `node NAME (Op): why`; None for anything not ORT's."""
+    if not type(exc).__module__.startswith("onnxruntime"):
+        return None
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    found = _NODE_FAILURE.search(text)
+    if found is None:
+        return text[:300]
+    return f"node {found['node']} ({found['op']}): {found['why'][:240]}"
+
+
+@contextmanager
+def data_rejected(what: str) -> Iterator[None]:
+    """ORT failing to run the user's own FP32 model on the user's data (a token id beyond the
+    vocabulary, an index past a table) is bad input, not a bug: a UsageError (exit 2) naming
+    the data and the node, instead of an internal error."""
+    try:
+        yield
+    except Exception as exc:
+        reason = run_failure(exc)
+        if reason is None:
+            raise
+        raise UsageError(
+            f"the FP32 model fails on {what}: {reason}",
+            hint="check the data's values against what the model accepts (e.g. token ids "
+            "within the vocabulary, indices within the tables they index)",
+        ) from None
 
 
 def make_session(model: bytes | onnx.ModelProto, spin: bool = True) -> Any:

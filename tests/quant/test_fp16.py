@@ -75,6 +75,13 @@ def test_values_beyond_fp16_range_become_inf_and_are_named(caplog):
     assert "big" in caplog.text and "FP16 overflow" in caplog.text
 
 
+def test_a_real_overflow_is_still_found_against_the_fp32_reference():
+    model = _scale_net(1e4)
+    x = np.array([[10.0, 7.0, -1.0, 0.001]], np.float32)
+    names = find_overflow(simulate_fp16(model), [{"input": x}], reference=model)
+    assert names[:2] == ["big", "act"] and "output" in names
+
+
 def test_weights_beyond_fp16_range_are_named():
     model = _scale_net(1e5)
     assert overflowing_weights(model) == ["k"]
