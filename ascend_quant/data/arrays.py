@@ -498,9 +498,6 @@ def _try_reuse(out_dir: Path, params_sha: str) -> CalibSet | None:
         if read_json(out_dir / MANIFEST).get("params_sha256") != params_sha:
             return None
         calib_set = CalibSet.load(out_dir)
-        for entry, file in zip(calib_set.manifest["samples"], calib_set.sample_files):
-            if sha256_file(file) != entry["sha256"]:
-                return None
-        return calib_set
+        return calib_set if calib_set.samples_intact() else None
     except (OSError, ValueError, KeyError, TypeError, AttributeError, UsageError):
         return None

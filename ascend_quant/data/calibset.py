@@ -40,6 +40,7 @@ from ascend_quant.workspace import (
     read_json,
     read_user_file,
     sha256_bytes,
+    sha256_file,
 )
 
 FORMAT = "ascend-quant-calib/1"
@@ -143,6 +144,14 @@ class CalibSet:
 
     def __len__(self) -> int:
         return len(self.sample_files)
+
+    def samples_intact(self) -> bool:
+        """Whether every sample file still has the bytes its manifest hashed: what makes a set
+        safe to reuse (`load` checks sizes only, which miss an edit in place)."""
+        return all(
+            sha256_file(file) == entry["sha256"]
+            for entry, file in zip(self.manifest["samples"], self.sample_files)
+        )
 
     def iter_samples(self) -> Iterator[np.ndarray]:
         """Each sample as an array of `sample_shape`, one file read at a time."""
