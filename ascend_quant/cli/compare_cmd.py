@@ -154,28 +154,20 @@ def compare(
     With --pipeline module:function --config pipeline.toml: build each component, run the
     function with every precision mix and compare the final outputs with the all-FP32 run.
     """
-    thresholds = merge(
-        Thresholds(),
-        given(
-            cosine_min=cosine_min,
-            rel_euclidean_max=rel_euclidean_max,
-            kl_max=kl_max,
-            rmse_max=rmse_max,
-            mean_rel_error_max=mean_rel_error_max,
-        ),
+    thresholds_given = given(
+        cosine_min=cosine_min,
+        rel_euclidean_max=rel_euclidean_max,
+        kl_max=kl_max,
+        rmse_max=rmse_max,
+        mean_rel_error_max=mean_rel_error_max,
     )
+    thresholds = merge(Thresholds(), thresholds_given)
     if pipeline is not None:
         _compare_pipeline(
             pipeline,
             config_file,
             given(soc=soc, backend=backend, samples=samples, out=str(out) if out else None),
-            thresholds_given=given(
-                cosine_min=cosine_min,
-                rel_euclidean_max=rel_euclidean_max,
-                kl_max=kl_max,
-                rmse_max=rmse_max,
-                mean_rel_error_max=mean_rel_error_max,
-            ),
+            thresholds_given=thresholds_given,
             gates=gate,
             json_mode=json_mode,
         )
