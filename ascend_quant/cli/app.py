@@ -160,7 +160,11 @@ def main(argv: list[str] | None = None) -> None:
     if argv is not None:
         sys.argv = ["ascend-quant", *argv]
     if "--debug" in sys.argv[1:]:
+        # Accepted anywhere, as the internal-error hint says "re-run with --debug": a user
+        # appends it to the command that failed (`ascend-quant build m.onnx --debug`), which
+        # Click would refuse as an unknown option of the subcommand.
         _state["debug"] = True
+        sys.argv = [sys.argv[0], *(a for a in sys.argv[1:] if a != "--debug")]
     try:
         # Not standalone: Click's usage errors come back here and print as `error:` + `hint:`
         # like every other bad input, instead of in a box.

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import tiny_models
-from harness import files_under, refused
+from harness import files_under, refused, run_cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -186,3 +186,15 @@ def test_click_error_hints_name_a_real_command(
     monkeypatch.setitem(cli_app._state, "debug", False)  # --debug sticks in-process otherwise
     err = refused(capsys, *args)
     assert hint in err
+
+
+def test_debug_is_accepted_after_the_command(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The internal-error hint says "re-run with --debug"; appended to the failed command it
+    once failed as `No such option: --debug (Possible options: --tune-budget)`."""
+    monkeypatch.setitem(cli_app._state, "debug", False)  # --debug sticks in-process otherwise
+    code, _out, err = run_cli(capsys, "build", str(tmp_path / "missing.onnx"), "--debug")
+    assert code == 2 and "No such option" not in err
+    assert "error: model not found" in err and "missing.onnx" in err
+    assert cli_app._state["debug"]  # and the traceback is shown, as asked
