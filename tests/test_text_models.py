@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tiny_models
 
+from ascend_quant import metrics
 from ascend_quant import model as M
 from ascend_quant.data.feeds import check_feeds
 from ascend_quant.errors import UsageError
@@ -120,3 +121,55 @@ def test_build_with_out_of_vocabulary_ids_exits_2(tmp_path: Path, capsys, bad: s
     assert f"error: the FP32 model fails on {what}" in err and "node gather (Gather)" in err
     assert "hint: " in err and "internal error" not in err and "Traceback" not in err
     assert "[E:onnxruntime" not in err  # ORT's own log line would be a second error line
+
+
+def test_a_golden_tie_counts_as_top1_agreement() -> None:
+    """The trained text classifier's FP16 and INT8 builds failed top-1 on one row of 32 whose
+    FP32 logits were 2.2502 and 2.2520: FP16 rounding alone reorders those."""
+    golden = np.array([[-1.40, -4.26, 2.2502, 2.2520], [0.1, 3.0, 2.0, -1.0]], np.float32)
+    tied = np.array([[-1.40, -4.26, 2.2515, 2.2510], [0.1, 3.0, 2.0, -1.0]], np.float32)
+    assert metrics.top1_agreement(golden, tied) == 1.0
+    result = finalize(sample_stats(golden, tied, "classes"), "classes")
+    assert result["top1_agreement"] == 1.0
+    assert any("1 row(s) count as agreeing" in note for note in result["notes"])
+    flipped = np.array([[3.0, -4.26, 2.2502, 2.2520], [0.1, 2.0, 3.0, -1.0]], np.float32)
+    assert metrics.top1_agreement(golden, flipped) == 0.0  # 3.65 and 1.0 apart: no ties
+    result = finalize(sample_stats(golden, flipped, "classes"), "classes")
+    assert result["top1_agreement"] == 0.0 and not result["notes"]
+
+
+@pytest.mark.parametrize("which", ["calib", "eval"])
+def test_one_unnamed_array_folder_for_two_inputs_is_refused(
+    tmp_path: Path, capsys, which: str
+) -> None:
+    """`--calib data/input_ids` on a two-input model once calibrated the attention mask with
+    the token ids (same dtype and shape, so nothing noticed)."""
+    path = tiny_models.save(tiny_models.masked_text_encoder(), tmp_path / "enc.onnx")
+    data = {"calib": _data(tmp_path / "calib", 4, 0), "eval": _data(tmp_path / "eval", 2, 100)}
+    data[which] = data[which] / "input_ids"
+    code, _out, err = run_cli(
+        capsys, "build", str(path), "--backend", "sim", "--soc", "Ascend310P3",
+        "--calib", str(data["calib"]), "--eval", str(data["eval"]), "--out", str(tmp_path / "ws"),
+    )  # fmt: skip
+    assert code == 2, err
+    assert f"error: --{which} {data[which]} would feed the same files to 2 inputs" in err
+    assert "hint: name each input's data" in err
+    assert not (tmp_path / "ws" / which).exists()
+
+
+def test_npz_files_and_per_input_folders_still_feed_every_input(tmp_path: Path) -> None:
+    from ascend_quant.config import BuildConfig, merge
+    from ascend_quant.data.inputs import plan_inputs
+
+    model = tiny_models.masked_text_encoder()
+    specs = graph_io(model)[0]
+    shapes = {s.name: tuple(int(d) for d in s.shape) for s in specs}
+    npz = tmp_path / "npz"
+    npz.mkdir()
+    for k in range(3):
+        np.savez(npz / f"{k}.npz", **_feeds(k))
+    per_input = _data(tmp_path / "per_input", 3, 0)
+    for source in (npz, per_input):
+        config = merge(BuildConfig(), {"calib": {"sources": [str(source)]}})
+        plans = plan_inputs(specs, shapes, config)
+        assert [p.spec.name for p in plans] == ["input_ids", "attention_mask"]

@@ -91,13 +91,43 @@ def _image_shaped(spec: TensorSpec, layout: str) -> bool:
     return channels in (1, 3)
 
 
+def _given(config: BuildConfig, which: str) -> tuple[str, ...]:
+    return tuple(config.calib.sources if which == "calib" else config.eval_sources)
+
+
 def _default_sources(config: BuildConfig, name: str, which: str) -> tuple[str, ...]:
     """The sources given without a name; a folder holding a subfolder per input gives its own."""
-    given = config.calib.sources if which == "calib" else config.eval_sources
+    given = _given(config, which)
     own = Path(given[0]) / safe_name(name) if len(given) == 1 else None
     if own is not None and given[0] != RANDOM and own.is_dir():
         return (str(own),)
-    return tuple(given)
+    return given
+
+
+def _serves_every_input(source: str) -> bool:
+    """`random`, and .npz files (every input by name), feed each input its own data."""
+    path = Path(source)
+    if source == RANDOM or path.suffix.lower() == ".npz":
+        return True
+    return path.is_dir() and any(p.suffix.lower() == ".npz" for p in path.iterdir())
+
+
+def _refuse_shared(config: BuildConfig, plans: Sequence[InputPlan], which: str) -> None:
+    """Sources without a name and without a sub-folder per input would give several inputs the
+    same files: a text model's token ids read again as its attention mask, silently (the
+    dtypes and shapes agree). Refused unless the sources hold every input by name."""
+    given = _given(config, which)
+    sharing = [p.spec.name for p in plans if (p.calib if which == "calib" else p.eval) == given]
+    if len(sharing) < 2 or not given or all(_serves_every_input(s) for s in given):
+        return
+    flag = f"--{which}"
+    raise UsageError(
+        f"{flag} {' '.join(given)} would feed the same files to {len(sharing)} inputs "
+        f"({', '.join(sharing)}): it has no sub-folder per input",
+        hint=f"name each input's data ({flag} {sharing[0]}=DIR {flag} {sharing[1]}=DIR ...), "
+        f"or pass a folder with a sub-folder per input ({given[0]}/{safe_name(sharing[0])}/, "
+        "...), or .npz files holding every input by name",
+    )
 
 
 def plan_inputs(
@@ -146,6 +176,8 @@ def plan_inputs(
         )
     if not plans:
         raise UsageError("every model input is pinned to a value: there is nothing to calibrate")
+    _refuse_shared(config, plans, "calib")
+    _refuse_shared(config, plans, "eval")
     return plans
 
 
