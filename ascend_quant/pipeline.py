@@ -26,7 +26,8 @@ compare) is keyed without the soc; a second soc with the same key adopts the fir
 (`adopt` copies it into its own directory, labelled for that soc) instead of recomputing it.
 
 Adding a stage: write its `key`, `run` and `load` over `BuildContext`, and put a `Stage` in
-`PIPELINE` after the stages it reads from (a new `--from` name goes into `STAGES`).
+`PIPELINE` after the stages it reads from (a new `--from` name goes into `STAGES`, with the
+phases it reads in `PHASE_READS`).
 """
 
 from __future__ import annotations
@@ -68,8 +69,20 @@ from ascend_quant.workspace import (
 
 log = logging.getLogger("ascend_quant")
 
-# The `--from` names, in build order; a stage re-runs when its phase is at or after the one given.
+# The `--from` names, in build order, and the phases whose results each one reads. `--from P`
+# re-runs P and every phase that reads it, directly or through another (`rerun_phases`); the
+# rest is reused where its key is unchanged (`--from bench` re-times, it does not re-compare).
 STAGES = ("preflight", "calib", "tune", "config", "convert", "bench", "compare", "report")
+PHASE_READS: dict[str, tuple[str, ...]] = {
+    "preflight": (),
+    "calib": ("preflight",),  # the calib and eval sets, and the golden on the eval set
+    "tune": ("preflight", "calib"),
+    "config": ("preflight", "calib", "tune"),
+    "convert": ("preflight", "calib", "tune", "config"),
+    "bench": ("convert",),
+    "compare": ("calib", "convert"),  # compare and analyze
+    "report": ("preflight", "tune", "bench", "compare"),
+}
 PRECISIONS = ("fp16", "int8", "w8")
 Analyze = Literal["off", "on", "only"]
 
@@ -1016,7 +1029,8 @@ PIPELINE: tuple[Stage, ...] = (
     Stage("preflight", "preflight", False, _preflight_key, _preflight_run, _preflight_load),
     Stage("calib", "calib", False, _self_cached, _calib_run, _calib_load),
     Stage("eval", "calib", False, _self_cached, _eval_run, _eval_load),
-    Stage("golden", "compare", False, _golden_key, _golden_run, _golden_load, applies=_measures),
+    # the FP32 outputs on the eval set: data, like the eval set it is recorded on (not compare)
+    Stage("golden", "calib", False, _golden_key, _golden_run, _golden_load, applies=_measures),
     Stage("tune", "tune", True, _tune_key, _tune_run, _tune_load, applies=_tune_applies),
     Stage("config", "config", True, _config_key, _config_run, _config_load),
     # INT8 first: its calibration pass records the FP32 statistics the FP16 overflow check reads.
@@ -1063,12 +1077,27 @@ PIPELINE: tuple[Stage, ...] = (
 # --------------------------------------------------------------------------- running the table
 
 
+def rerun_phases(phase: str) -> tuple[str, ...]:
+    """`phase` and every phase reading its results, directly or through another, in build order."""
+    chosen = {phase}
+    for name in STAGES:  # build order: what a phase reads comes before it
+        if chosen.intersection(PHASE_READS[name]):
+            chosen.add(name)
+    return tuple(name for name in STAGES if name in chosen)
+
+
+def rerun_stages(phase: str) -> tuple[str, ...]:
+    """The stages `--from phase` re-runs (when they apply to the build), in build order."""
+    phases = rerun_phases(phase)
+    return tuple(stage.name for stage in PIPELINE if stage.phase in phases)
+
+
 class _Runner:
     """Runs stages with content-hash reuse and records what happened, for the summary."""
 
-    def __init__(self, ctx: BuildContext, force_from: int | None) -> None:
+    def __init__(self, ctx: BuildContext, forced_phases: tuple[str, ...]) -> None:
         self.ctx = ctx
-        self.force_from = force_from
+        self.forced_phases = forced_phases
         self.runs: list[StageRun] = []
         # (stage, key) -> the soc that produced it in this build, for adoption across socs
         self.produced: dict[tuple[str, str], tuple[SocWork, dict[str, Any]]] = {}
@@ -1077,7 +1106,7 @@ class _Runner:
         self.partial = {}
 
     def forced(self, stage: Stage) -> bool:
-        return self.force_from is not None and STAGES.index(stage.phase) >= self.force_from
+        return stage.phase in self.forced_phases
 
     def run(self, stage: Stage) -> None:
         ctx = self.ctx
@@ -1209,6 +1238,8 @@ def build(
 ) -> BuildResult:
     """Build FP16 and INT8 .om models for every soc in `config.socs` and measure them.
 
+    `force` re-runs every stage; `from_stage` re-runs the stages `rerun_stages(from_stage)` names
+    and reuses the rest where its key is unchanged.
     Returns the result; accuracy verdicts are in `result.passed` (the CLI maps False to exit 1).
     """
     from ascend_quant import soc as soc_registry
@@ -1224,7 +1255,7 @@ def build(
         soc_registry.get_soc(soc)
     if from_stage is not None and from_stage not in STAGES:
         raise UsageError(f"unknown stage '{from_stage}'", hint=f"use one of: {', '.join(STAGES)}")
-    force_from = 0 if force else (STAGES.index(from_stage) if from_stage else None)
+    forced = STAGES if force else rerun_phases(from_stage) if from_stage else ()
     backend_name = auto_backend_name() if config.backend == "auto" else config.backend
     backend = get_backend(backend_name)
 
@@ -1242,7 +1273,7 @@ def build(
             progress=progress,
             analyze=analyze,
         )
-        runner = _Runner(ctx, force_from)
+        runner = _Runner(ctx, forced)
         for stage in PIPELINE:
             if not stage.per_soc:
                 runner.run(stage)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import tiny_models
 
 from ascend_quant.config import BuildConfig, merge
 from ascend_quant.errors import UsageError, WorkspaceBusyError
-from ascend_quant.pipeline import build
+from ascend_quant.pipeline import PIPELINE, STAGES, build, rerun_stages
 from ascend_quant.workspace import exclusive_lock
 
 
@@ -64,12 +65,60 @@ def test_build_produces_real_figures_and_reuses_everything(sr_onnx: Path, tmp_pa
     assert not any(run.reused for run in forced.stages)
 
 
-def test_from_stage_reruns_that_stage_and_later(sr_onnx: Path, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_from_reruns_that_phase_and_what_reads_it(sr_onnx: Path, tmp_path: Path) -> None:
+    """`--from bench` re-times: the golden and compare do not read bench, so they are reused;
+    the golden is data on the eval set, re-recorded by `--from calib`, not by `--from compare`."""
     config = _config(tmp_path)
     build(sr_onnx, config)
-    again = build(sr_onnx, config, from_stage="bench")
-    ran = {run.stage for run in again.stages if not run.reused}
-    assert ran == {"bench", "golden", "compare", "report"}
+    ran = {run.stage for run in build(sr_onnx, config, from_stage="bench").stages if not run.reused}
+    assert ran == {"bench", "report"}
+    ran = {
+        run.stage for run in build(sr_onnx, config, from_stage="compare").stages if not run.reused
+    }
+    assert ran == {"compare", "report"}
+    again = build(sr_onnx, config, from_stage="calib")
+    assert {run.stage for run in again.stages if not run.reused} == {
+        run.stage for run in again.stages if run.stage != "preflight"
+    }
+    assert {"calib", "eval", "golden", "bench", "compare"} <= {r.stage for r in again.stages}
+
+
+# What each `--from` name re-runs; `tune` and `analyze` only with --tune / --analyze.
+CONVERTS = {"convert-int8", "convert-fp16", "convert-w8"}
+AFTER_CONFIG = {"config", *CONVERTS, "bench", "compare", "analyze", "report"}
+RERUNS = {
+    "preflight": {"preflight", "calib", "eval", "golden", "tune", *AFTER_CONFIG},
+    "calib": {"calib", "eval", "golden", "tune", *AFTER_CONFIG},
+    "tune": {"tune", *AFTER_CONFIG},
+    "config": AFTER_CONFIG,
+    "convert": AFTER_CONFIG - {"config"},
+    "bench": {"bench", "report"},
+    "compare": {"compare", "analyze", "report"},
+    "report": {"report"},
+}
+
+
+def test_every_from_name_reruns_what_its_phase_feeds() -> None:
+    assert set(RERUNS) == set(STAGES)
+    for phase, stages in RERUNS.items():
+        assert set(rerun_stages(phase)) == stages, phase
+
+
+def test_readme_from_table_says_what_runs() -> None:
+    """The README's `--from` table names exactly the stages `rerun_stages` gives."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| `([a-z]+)` \| (.+) \|$", readme, re.MULTILINE))
+    assert set(rows) == set(STAGES)
+    order = [stage.name for stage in PIPELINE]
+    for phase, cell in rows.items():
+        if cell.startswith("everything"):
+            said = set(order)
+        else:
+            said = {s for s in order if re.search(rf"\b{s.split('-')[0]}\b", cell.split("(the")[0])}
+            if "every later stage" in cell:
+                said |= set(order[order.index(max(said, key=order.index)) :])
+        assert said == set(rerun_stages(phase)), phase
 
 
 def test_changed_setting_reruns_only_what_depends_on_it(sr_onnx: Path, tmp_path: Path) -> None:

@@ -39,8 +39,16 @@ from ascend_quant.cli.common import (
 )
 from ascend_quant.config import BenchConfig, load_build_config, write_project_settings
 from ascend_quant.errors import EXIT_THRESHOLD, UsageError
-from ascend_quant.pipeline import STAGES, BuildResult, StageRun
+from ascend_quant.pipeline import STAGES, BuildResult, StageRun, rerun_phases
 from ascend_quant.pipeline import build as run_build
+
+# Exactly what each `--from` name re-runs, from the pipeline's own table.
+FROM_HELP = (
+    "Re-run PHASE and the phases that read its results; reuse the rest. calib includes the eval "
+    "set and golden, compare includes analyze. "
+    + "; ".join(f"{phase}: {', '.join(rerun_phases(phase))}" for phase in STAGES)
+    + "."
+)
 
 
 def build(
@@ -106,7 +114,7 @@ def build(
         None, "--write-config", help="Write the tuned settings into this ascend-quant.toml."
     ),
     force: bool = typer.Option(False, "--force", help="Re-run every stage."),
-    from_stage: str = typer.Option(None, "--from", help=f"Re-run from: {', '.join(STAGES)}."),
+    from_stage: str = typer.Option(None, "--from", metavar="PHASE", help=FROM_HELP),
     analyze: bool = typer.Option(
         False, "--analyze", help="Also rank layers by their own error (see `analyze`)."
     ),
