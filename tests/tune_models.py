@@ -6,6 +6,9 @@ channel that is a constant ~`outlier` (a large bias) which the sensitive layer i
 weights). Quantizing that layer's input per tensor spreads 256 levels over [0, outlier], so its
 real signal (about 0..2) falls into one or two levels: INT8 fails, and keeping exactly that layer
 in float fixes it. No calibration setting helps (the outlier is real, not a clipped tail).
+
+`spiky_input(hw)` with `spiky_samples`: the input's rare spikes are clipped by IFMR's default
+range, and the output carries them (see their docstrings): a calibration override fixes it.
 """
 
 from __future__ import annotations
@@ -113,3 +116,49 @@ def overflow_chain(hw: int = 12, gain: float = 1e5) -> onnx.ModelProto:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = 8
     return model
+
+
+SPIKE = 8.0
+
+
+def spiky_input(hw: int = 64) -> onnx.ModelProto:
+    """output = conv0(input) + conv1(Clip(input, 0, 1)), both 3 -> 3 channels.
+
+    conv0 (1x1) carries the input's spikes to the output; conv1 (3x3, small weights) reads the
+    input clamped to [0, 1], so its activation never holds a spike."""
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, hw, hw])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, hw, hw])
+    inits = [
+        numpy_helper.from_array(_w((3, 3, 1, 1), 1, 1.0), "w0"),
+        numpy_helper.from_array(np.zeros(3, np.float32), "b0"),
+        numpy_helper.from_array(np.array(0.0, np.float32), "lo"),
+        numpy_helper.from_array(np.array(1.0, np.float32), "hi"),
+        numpy_helper.from_array(_w((3, 3, 3, 3), 2, 0.05), "w1"),
+        numpy_helper.from_array(np.zeros(3, np.float32), "b1"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["input", "w0", "b0"], ["c0"], name="conv0"),
+        helper.make_node("Clip", ["input", "lo", "hi"], ["clamped"], name="clamp"),
+        helper.make_node("Conv", ["clamped", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Add", ["c0", "c1"], ["output"], name="add"),
+    ]
+    graph = helper.make_graph(nodes, "spiky_input", [x], [y], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    return model
+
+
+def spiky_samples(count: int, spikes: int, hw: int = 64, seed: int = 0) -> list[np.ndarray]:
+    """Inputs uniform in [0, 1); `spikes` pixels of each set to SPIKE in every channel.
+
+    Calibrated on 16 samples with one spiky value in all (one in ~200k), IFMR's MSE search takes
+    that value for an outlier and clips the range well below it; evaluated on samples where 1%
+    of the pixels spike, the clipped spikes fail the gate, and IFMR from the true max passes."""
+    rng = np.random.default_rng(seed)
+    samples = []
+    for _ in range(count):
+        sample = rng.uniform(0.0, 1.0, (1, 3, hw, hw)).astype(np.float32)
+        where = rng.choice(hw * hw, spikes, replace=False)
+        sample.reshape(1, 3, -1)[:, :, where] = SPIKE
+        samples.append(sample)
+    return samples

@@ -66,7 +66,12 @@ class RangeSeen:
         if not v.size:
             return
         self.count += int(v.size)
-        self.outside += int(np.count_nonzero((v < self.lo) | (v > self.hi)))
+        # Within half an int8 step (255 of them span the range) beyond an end, a value rounds
+        # to the end level anyway: clipping adds no error there (an IFMR range ends a hair
+        # below the max it saw, so a Clip/ReLU6 ceiling would otherwise count as clipped).
+        half_step = (self.hi - self.lo) / 510.0
+        beyond = (v < self.lo - half_step) | (v > self.hi + half_step)
+        self.outside += int(np.count_nonzero(beyond))
         self.seen_min = min(self.seen_min, float(v.min()))
         self.seen_max = max(self.seen_max, float(v.max()))
 

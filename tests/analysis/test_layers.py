@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ascend_quant.analysis.analyze import analyze_models, write_analysis
 from ascend_quant.analysis.candidates import load_candidates
-from ascend_quant.analysis.layers import analyze_layers
+from ascend_quant.analysis.layers import RangeSeen, analyze_layers
 from ascend_quant.backends.base import ConvertRequest
 from ascend_quant.backends.sim import SimBackend
 from ascend_quant.comparator import compare_runs
@@ -264,3 +264,11 @@ def test_overflowing_layer_ranks_first_although_its_sqnr_reads_exact() -> None:
     cands = analysis.candidates("fp16")
     assert [c.name for c in cands] == ["inf_out", "big", "fine"]
     assert cands[0].sensitivity > cands[2].sensitivity and cands[1].sensitivity > 0
+
+
+def test_clip_fraction_counts_values_beyond_half_a_step() -> None:
+    """A value within half an int8 step past the range rounds to the end level: not clipped."""
+    seen = RangeSeen(0.0, 0.999999)  # an IFMR range ends a hair below the max it saw
+    seen.update(np.array([0.0, 0.5, 1.0, 1.0, 1.01, -0.01], np.float32))
+    assert seen.outside == 2 and seen.fraction == pytest.approx(2 / 6)
+    assert (seen.seen_min, seen.seen_max) == (pytest.approx(-0.01), pytest.approx(1.01))

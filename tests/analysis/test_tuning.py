@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tune_models
 from cli.clirun import run_cli
@@ -213,3 +214,50 @@ def test_fp16_overflow_finds_the_ops_to_keep_in_fp32(tmp_path: Path):
     assert "--keep_dtype=" in (configs / "atc_fp16.sh").read_text()
     fp16_result = next(c for c in soc.compare["candidates"] if c["precision"] == "fp16")
     assert fp16_result["passed"]
+
+
+def test_calibration_override_unclips_the_spiky_input_on_the_simulator(tmp_path: Path) -> None:
+    """A real search, real figures: IFMR clips the input's rare spikes (one value in ~200k of
+    the calibration set), the evaluation set spikes on 1% of its pixels, and the output carries
+    them. The calibration strategy gives conv0 IFMR from the true max and the build passes;
+    conv1, which reads the input clamped to [0, 1], clips nothing and is left alone."""
+    model = tune_models.save(tune_models.spiky_input(), tmp_path / "spiky.onnx")
+    calib = tune_models.spiky_samples(16, 0, seed=1)
+    calib[0][0, 0, 5, 5] = tune_models.SPIKE
+    sources = {"calib": calib, "eval": tune_models.spiky_samples(4, 64 * 64 // 100, seed=2)}
+    for kind, samples in sources.items():
+        (tmp_path / kind).mkdir()
+        for index, sample in enumerate(samples):
+            np.save(tmp_path / kind / f"{index:02d}.npy", sample)
+    config = merge(
+        _config(tmp_path, precisions=["int8"]),
+        {
+            "calib": {"sources": [str(tmp_path / "calib")], "limit": None},
+            "eval_sources": [str(tmp_path / "eval")],
+            "accuracy": {"task": "generic"},
+        },
+    )
+
+    result = build(model, config)
+
+    assert result.passed
+    soc = result.socs[0]
+    int8 = json.loads((soc.directory / "tune" / "tune.json").read_text())["precisions"]["int8"]
+    baseline, found = int8["path"]  # one trial found it: the override on the one clipped layer
+    assert not baseline["passed"] and baseline["phase"] == "baseline"
+    assert baseline["metrics"]["rel_euclidean"] > 0.1  # the gate is 0.05
+    assert "rel_euclidean" in baseline["verdict"]
+    assert found["passed"] and found["phase"] == "calibration"
+    assert found["delta"] == {"override_layer_configs": {"conv0": "ifmr-full"}, "floats": []}
+    assert found["metrics"]["rel_euclidean"] < 0.02 and found["cost"] == 0
+    assert int8["stop"] == "passed" and int8["delta"] == found["delta"]
+    ranking = json.loads((soc.directory / "tune" / "tune_ranking.json").read_text())["int8"]
+    clipped = {c["name"]: c["clip_fraction"] for c in ranking}
+    assert clipped["conv0"] == pytest.approx(40 / 4096)  # the spiky pixels of the eval set
+    assert clipped["conv1"] == 0.0  # its input ends at 1.0, within half a step of its range
+    # the build's own compare of the tuned INT8 model agrees with the trial
+    (int8_row,) = [c for c in soc.compare["candidates"] if c["model"].endswith("_int8.om")]
+    assert int8_row["passed"]
+    quant_config = json.loads((soc.directory / "configs" / "quant_config.json").read_text())
+    override = quant_config["quantize_info"]["override_layer_configs"]["conv0"]
+    assert override["ifmr"]["max_percentile"] == 1.0
