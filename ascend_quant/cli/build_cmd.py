@@ -358,10 +358,12 @@ def bench_notes(bench: dict[str, Any]) -> list[str]:
     return lines
 
 
+# The median latency: the speedup beside it is a ratio of medians (per alternating round), so a
+# mean that one 20 ms stall of a shared machine pulls up cannot contradict it.
 SUMMARY_COLUMNS = (
     "precision",
     "size",
-    "mean ms",
+    "median ms",
     "speedup",
     "cosine",
     "PSNR dB",
@@ -410,7 +412,7 @@ def _summary_row(
         precision,
         gear or "-",
         f"{size / 1e6:.3f} MB" if size else "-",
-        f"{row['result']['latency_ms']['mean']:.2f}" if row else "-",
+        f"{row['result']['latency_ms']['median']:.2f}" if row else "-",
         f"{row['speedup'] or 1.0:.2f}x" if row else "-",
         _cell(c.get("cosine_min"), ".6f"),
         _lowest_psnr(c),
