@@ -173,3 +173,16 @@ def test_npz_files_and_per_input_folders_still_feed_every_input(tmp_path: Path) 
         config = merge(BuildConfig(), {"calib": {"sources": [str(source)]}})
         plans = plan_inputs(specs, shapes, config)
         assert [p.spec.name for p in plans] == ["input_ids", "attention_mask"]
+
+
+def test_calib_of_images_on_a_text_model_points_to_named_arrays(tmp_path: Path, capsys) -> None:
+    """`ascend-quant calib DIR --model text.onnx --out X` once answered "no input named 'input'"
+    with the hint "choose one with --input NAME", although neither input takes images."""
+    path = tiny_models.save(tiny_models.masked_text_encoder(), tmp_path / "enc.onnx")
+    data = _data(tmp_path / "calib", 2, 0)
+    code, _out, err = run_cli(
+        capsys, "calib", str(data), "--model", str(path), "--out", str(tmp_path / "set")
+    )
+    assert code == 2 and "no input named 'input'" in err
+    assert "--calib NAME=SOURCE" in err
+    assert not (tmp_path / "set").exists()

@@ -210,7 +210,8 @@ def read_model_input(model: Path, name: str | None) -> tuple[TensorSpec, str]:
         else:
             raise UsageError(
                 f"{model} has no input named '{name}' (inputs: {', '.join(names) or 'none'})",
-                hint="choose one with --input NAME",
+                hint="images feed one 4-D input, chosen with --input NAME; inputs that take "
+                "arrays (token ids, masks, states) get theirs with --calib NAME=SOURCE",
             )
     dims = chosen.shape
     if len(dims) != 4:
