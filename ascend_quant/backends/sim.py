@@ -74,14 +74,14 @@ PRECISION_HINT = "use fp16, int8 or w8"
 SIM_MEMORY_SOURCE = "simulated: peak RSS the ONNX Runtime CPU session adds (not NPU memory)"
 
 
-def open_runner(om_path: Path) -> OrtRunner | GearedRunner:
+def open_runner(om_path: Path, spin: bool = False) -> OrtRunner | GearedRunner:
     """A simulated .om as a runner over its ONNX payload (its header is `.metadata`); a gear
-    model's runner accepts only its gears' shapes."""
+    model's runner accepts only its gears' shapes. `spin` only for latency timing (`bench`)."""
     om_path = Path(om_path)
     if not om_path.is_file():
         raise not_a_model_file(om_path)
     metadata, onnx_bytes = read_sim_om(om_path)
-    runner = OrtRunner(onnx_bytes, name=om_path.name, metadata=metadata)
+    runner = OrtRunner(onnx_bytes, name=om_path.name, metadata=metadata, spin=spin)
     gears = Gears.from_record(metadata.get("gears"))
     return runner if gears is None else GearedRunner(runner, gears)
 
@@ -455,7 +455,7 @@ class SimBackend:
                 stack.callback(probe.result)  # on an error too: no child left behind
             runners: list[OrtRunner | GearedRunner] = []
             for om in paths:
-                runners.append(self.open(om))
+                runners.append(open_runner(om, spin=True))  # ORT's default: what latency is
                 stack.callback(runners[-1].close)
             feeds = [
                 check_feeds(r.input_specs(), _gear_shapes(om, r, gear))

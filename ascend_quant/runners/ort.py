@@ -24,15 +24,18 @@ from ascend_quant.runners.base import Feeds, Runner
 from ascend_quant.tensors import TensorSpec, ort_dtype_name
 
 
-def session_options(spin: bool = True) -> Any:
+def session_options(spin: bool = False) -> Any:
     """The one place ORT's settings live.
 
     Sequential execution; intra-op threads left to ORT (all cores); basic graph optimisation,
     which folds constants (e.g. DequantizeLinear of int8 weights, exactly) but applies none of
     the extended fusions that would turn Q/DQ pairs into integer kernels or drop FP16 Casts.
-    `spin=False` lets idle intra-op threads sleep instead of spinning: the same threads run the
-    same kernels (the same results), without burning CPU while the caller does numpy work
-    between runs (calibration statistics).
+    Idle intra-op threads sleep (`session.intra_op.allow_spinning = 0`): the same threads run
+    the same kernels (the same results), without burning CPU while the caller writes outputs or
+    accumulates metrics between runs (golden, compare, calibration, preflight); on a shared
+    2-core machine that made golden and compare faster, not slower (`benchmarks/ort_spin.py`).
+    `spin=True` is ORT's default, spinning threads, for latency timing only: back-to-back runs
+    are what a latency benchmark measures.
     """
     import onnxruntime as ort
 
@@ -81,7 +84,7 @@ def data_rejected(what: str) -> Iterator[None]:
         ) from None
 
 
-def make_session(model: bytes | onnx.ModelProto, spin: bool = True) -> Any:
+def make_session(model: bytes | onnx.ModelProto, spin: bool = False) -> Any:
     """An `InferenceSession` on the CPU provider; a model ORT rejects is a UsageError."""
     import onnxruntime as ort
 
@@ -152,6 +155,7 @@ class OrtRunner(Runner):
     """An ONNX model on ONNX Runtime's CPU provider (the FP32 golden, a simulated payload).
 
     `metadata` carries whatever the opener knows about the model (a simulated .om's header).
+    `spin`: idle ORT threads spin between runs (`session_options`); only for latency timing.
     """
 
     def __init__(
@@ -159,6 +163,7 @@ class OrtRunner(Runner):
         model: bytes | onnx.ModelProto | Path | str,
         name: str = "",
         metadata: dict[str, Any] | None = None,
+        spin: bool = False,
     ) -> None:
         if isinstance(model, (str, Path)):
             path = Path(model)
@@ -169,7 +174,8 @@ class OrtRunner(Runner):
         self.name = name
         self.metadata: dict[str, Any] = dict(metadata or {})
         self._model = model
-        self._session: Any = make_session(model)
+        self.spin = spin
+        self._session: Any = make_session(model, spin)
         self._inputs = _specs(self._session.get_inputs())
         self._outputs = _specs(self._session.get_outputs())
         self._input_names = {s.name for s in self._inputs}
@@ -206,7 +212,7 @@ class OrtRunner(Runner):
                 f"{self.name or 'model'}: no tensor named {', '.join(unknown[:5])}",
                 hint="name tensors of the model's main graph (`ascend-quant inspect`)",
             )
-        runner = OrtRunner(expose_outputs(proto, names), self.name, self.metadata)
+        runner = OrtRunner(expose_outputs(proto, names), self.name, self.metadata, self.spin)
         runner._passthrough = [n for n in dict.fromkeys(names) if n in self._input_names]
         return runner
 

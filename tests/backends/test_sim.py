@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tiny_models
+from runners.sessions import spins
 
+from ascend_quant.backends import sim
 from ascend_quant.backends.base import ConvertRequest
 from ascend_quant.backends.sim import SimBackend, open_runner
 from ascend_quant.backends.simfile import is_sim_om
@@ -193,3 +195,24 @@ def test_int8_payload_is_smaller_than_fp16(sr_model, tmp_path, calib_dir):
     fp16 = _built(sr_model, tmp_path / "a", calib_dir)
     int8 = _built(sr_model, tmp_path / "b", calib_dir, precision="int8")
     assert payload_size(int8) < payload_size(fp16)
+
+
+def test_bench_times_spinning_sessions_and_open_does_not(
+    sr_model, tmp_path, calib_dir, monkeypatch
+):
+    """A latency benchmark measures ORT's default (spinning threads, back-to-back runs); the
+    runner `open` gives compare and analysis sleeps between runs."""
+    om = _built(sr_model, tmp_path, calib_dir)
+    with SimBackend().open(om) as runner:
+        assert not spins(runner)
+    opened = []
+    real_open = sim.open_runner
+
+    def recording(path, spin=False):
+        runner = real_open(path, spin=spin)
+        opened.append(spins(runner))
+        return runner
+
+    monkeypatch.setattr(sim, "open_runner", recording)
+    SimBackend().bench(om, BenchConfig(warmup=1, loop=2, min_loop=1))
+    assert opened == [True]

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import tiny_models
 from onnx import TensorProto, helper
+from runners.sessions import spins
 
 from ascend_quant.errors import UsageError
+from ascend_quant.golden import golden_runner
 from ascend_quant.runners.ort import OrtRunner, expose_outputs, run_once
 
 
@@ -79,3 +81,14 @@ def test_expose_outputs_keeps_integer_types() -> None:
 def test_model_not_found(tmp_path) -> None:
     with pytest.raises(UsageError, match="model not found"):
         OrtRunner(tmp_path / "missing.onnx")
+
+
+def test_sessions_sleep_between_runs_unless_timing(conv_model) -> None:
+    """Golden, compare, preflight and analysis runs do work between runs: their threads sleep;
+    only latency timing asks for ORT's spinning threads."""
+    with OrtRunner(conv_model) as runner, runner.with_outputs(["output"]) as exposed:
+        assert not spins(runner) and not spins(exposed)
+    with golden_runner(conv_model) as golden:
+        assert not spins(golden)
+    with OrtRunner(conv_model, spin=True) as timed, timed.with_outputs(["output"]) as exposed:
+        assert spins(timed) and spins(exposed)
