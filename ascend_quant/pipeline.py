@@ -1086,6 +1086,15 @@ def rerun_phases(phase: str) -> tuple[str, ...]:
     return tuple(name for name in STAGES if name in chosen)
 
 
+def unknown_phase(name: str) -> UsageError:
+    """`--from NAME` that is no phase; a stage's name (the summary shows them) gets its phase."""
+    phase = next((stage.phase for stage in PIPELINE if stage.name == name), None)
+    hint = f"use one of: {', '.join(STAGES)}"
+    if phase is not None:
+        hint = f"the {name} stage belongs to phase {phase}: --from {phase}"
+    return UsageError(f"unknown --from phase '{name}'", hint=hint)
+
+
 def rerun_stages(phase: str) -> tuple[str, ...]:
     """The stages `--from phase` re-runs (when they apply to the build), in build order."""
     phases = rerun_phases(phase)
@@ -1254,7 +1263,7 @@ def build(
     for soc in config.socs:
         soc_registry.get_soc(soc)
     if from_stage is not None and from_stage not in STAGES:
-        raise UsageError(f"unknown stage '{from_stage}'", hint=f"use one of: {', '.join(STAGES)}")
+        raise unknown_phase(from_stage)
     forced = STAGES if force else rerun_phases(from_stage) if from_stage else ()
     backend_name = auto_backend_name() if config.backend == "auto" else config.backend
     backend = get_backend(backend_name)

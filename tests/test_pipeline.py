@@ -105,6 +105,19 @@ def test_every_from_name_reruns_what_its_phase_feeds() -> None:
         assert set(rerun_stages(phase)) == stages, phase
 
 
+def test_unknown_from_name_is_refused_with_its_phase(sr_onnx: Path, tmp_path: Path) -> None:
+    """Stage names (golden, eval, analyze, convert-int8: the summary shows them) are not phases."""
+    for name, hint in (
+        ("golden", "the golden stage belongs to phase calib: --from calib"),
+        ("convert-int8", "--from convert"),
+        ("bogus", "use one of: preflight, calib, tune, config, convert, bench, compare, report"),
+    ):
+        with pytest.raises(UsageError, match=f"unknown --from phase '{name}'") as raised:
+            build(sr_onnx, _config(tmp_path), from_stage=name)
+        assert hint in (raised.value.hint or "")
+    assert not (tmp_path / "ws").exists()  # refused before the workspace is touched
+
+
 def test_readme_from_table_says_what_runs() -> None:
     """The README's `--from` table names exactly the stages `rerun_stages` gives."""
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
