@@ -687,11 +687,14 @@ def preflight(
     gears_config: GearsConfig | None = None,
     input_format: str = "NCHW",
     extra_args: tuple[str, ...] = (),
+    log_warnings: bool = True,
 ) -> PreflightResult:
     """Load, repair, check, fix shapes, simplify (verified on ORT) and write the model to convert.
 
     Writes `out_dir/<stem>.sim.onnx` (or `<stem>.fixed.onnx` when not simplified) and
     `out_dir/<stem>.json` (summary, repairs, warnings, shapes), each atomically.
+    `log_warnings=False`: the caller shows `result.warnings` itself (`build` does, for a fresh
+    and a reused preflight alike), so each is printed once.
     """
     model_path = Path(model_path)
     out_dir = Path(out_dir)
@@ -796,7 +799,7 @@ def preflight(
                 "every backend use these names)"
             )
         summary = summarize(final)
-        for message in summary.warnings + warnings:
+        for message in summary.warnings + warnings if log_warnings else []:
             log.warning(message)
 
         out_path = out_dir / f"{stem}.{'sim' if simplified else 'fixed'}.onnx"

@@ -387,6 +387,7 @@ def _preflight_run(ctx: BuildContext) -> Outcome:
         gears_config=ctx.config.gears,
         input_format=ctx.config.atc.input_format,
         extra_args=ctx.config.atc.extra_args,
+        log_warnings=False,  # _preflight_load shows them, fresh or reused
     )
     record = Preflighted(
         model_path=result.model_path,

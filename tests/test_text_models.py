@@ -186,3 +186,20 @@ def test_calib_of_images_on_a_text_model_points_to_named_arrays(tmp_path: Path, 
     assert code == 2 and "no input named 'input'" in err
     assert "--calib NAME=SOURCE" in err
     assert not (tmp_path / "set").exists()
+
+
+def test_build_prints_each_preflight_warning_once(tmp_path: Path, capsys) -> None:
+    """Preflight logged its warnings and `build` logged them again on loading its record."""
+    model = tiny_models.conv_net(hw=8)
+    model.opset_import[0].version = 19  # beyond the opsets ATC documents: a preflight warning
+    path = tiny_models.save(model, tmp_path / "conv.onnx")
+    data = tmp_path / "data"
+    data.mkdir()
+    for k in range(3):
+        np.save(data / f"{k}.npy", np.random.default_rng(k).random((1, 3, 8, 8), np.float32))
+    args = ["build", str(path), "--backend", "sim", "--soc", "Ascend310P3", "--calib",
+            str(data), "--eval", str(data), "--out", str(tmp_path / "ws")]  # fmt: skip
+    for _run in ("fresh", "reused"):
+        code, _out, err = run_cli(capsys, *args)
+        assert code in (0, 1), err
+        assert err.count("warning: opset 19 is outside") == 1, err
