@@ -109,7 +109,7 @@ def describe_settings(config: BenchConfig, rows: int | None = None) -> str:
         budget += ", "
     return (
         f"{config.warmup} warm-up run(s) per model, then {budget}at most {config.loop} and at "
-        f"least {config.min_loop} timed runs per model"
+        f"least {min(config.min_loop, config.loop)} timed runs per model"
     )
 
 

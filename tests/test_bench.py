@@ -129,6 +129,10 @@ def test_interleaved_rounds_alternate_and_respect_budget_and_minimum() -> None:
     assert sum(len(r) for r in slow[0]) == 3  # the budget allows ~2; the minimum is 3
     assert calls.count("s") == 4  # one warm-up (to estimate) even with warmup=0
 
+    calls.clear()
+    capped = interleaved_loop([step("c")], 0, 2, None, 5)
+    assert sum(len(r) for r in capped[0]) == 2  # --loop is the most, even below the minimum
+
 
 def test_interleaved_budget_is_shared_by_the_models() -> None:
     import time
@@ -150,6 +154,7 @@ def test_settings_line_states_the_shared_budget() -> None:
     line = describe_settings(BenchConfig(duration_s=2.0), rows=3)
     assert "2 s budget in all (0.67 s for each of the 3 rows)" in line
     assert "budget" not in describe_settings(BenchConfig(duration_s=None), rows=3)
+    assert "at most 3 and at least 3 timed runs" in describe_settings(BenchConfig(loop=3))
 
 
 def test_models_timed_one_by_one_split_the_budget(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

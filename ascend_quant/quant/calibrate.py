@@ -138,7 +138,7 @@ def collect_pass(
     outputs = [t for t in tensors if t not in graph_inputs]
     reduced = [t for t in dict.fromkeys(absmax_of) if t not in set(tensors)]
     augmented, reduced_names = with_absmax_outputs(model, reduced)
-    session: ort.InferenceSession = make_session(expose_outputs(augmented, outputs), spin=False)
+    session: ort.InferenceSession = make_session(expose_outputs(augmented, outputs))
     fetch = outputs + list(reduced_names.values())
     stats = {t: TensorStats(bins) for t in tensors}
     absmax = dict.fromkeys(reduced, 0.0)

@@ -314,7 +314,7 @@ def find_overflow(
         rounded = [n for n in rounded if n in wanted]
     if not rounded:
         return []
-    session = make_session(expose_outputs(model, rounded), spin=False)  # NumPy between runs
+    session = make_session(expose_outputs(model, rounded))
     fp32_of: dict[str, str] = {}
     fetch: list[str] = []
     reference_session = None
@@ -324,7 +324,7 @@ def find_overflow(
         fp32_of = {n: fp32_name(n) for n in rounded if fp32_name(n) in produced | graph_inputs}
         fetch = [t for t in dict.fromkeys(fp32_of.values()) if t not in graph_inputs]
         if fetch:
-            reference_session = make_session(expose_outputs(reference, fetch), spin=False)
+            reference_session = make_session(expose_outputs(reference, fetch))
     bad: set[str] = set()
     for count, feeds in enumerate(batches):
         if limit is not None and count >= limit:

@@ -84,8 +84,9 @@ def interleaved_loop(
 
     `duration_s` is the budget of all models together; each gets an equal share. Each model
     first runs `warmup` times untimed (at least once: that run's time estimates how many runs
-    its share allows). A model then runs min(loop, share) runs, but at least `min_count`, split
-    into the same number of rounds as every other model. Alternating the order round by round
+    its share allows). A model then runs min(loop, share) runs, but at least `min_count` (or
+    `loop`, if lower: `loop` is always the most), split into the same number of rounds as every
+    other model. Alternating the order round by round
     cancels a machine that drifts (thermal, other load) over the run.
     """
     clock = time.perf_counter
@@ -100,7 +101,7 @@ def interleaved_loop(
         target = loop
         if share is not None:
             target = min(loop, int(share / probe) if probe > 0 else loop)
-        counts.append(max(target, min_count, 1))
+        counts.append(max(target, min(min_count, loop), 1))
     n_rounds = max(1, min(rounds, min(counts)))
     plans = [round_sizes(count, n_rounds) for count in counts]
     samples: list[list[list[float]]] = [[[] for _ in range(n_rounds)] for _ in steps]
