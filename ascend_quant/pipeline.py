@@ -621,7 +621,6 @@ def _convert_key(precision: str) -> Callable[[BuildContext], dict[str, Any]]:
             data["quant"] = to_mapping(ctx.config.quant)
         else:
             data["batch_num"] = ctx.config.quant.batch_num
-        data["keep_dtype"] = list(ctx.config.atc.keep_dtype)  # kept in FP32 by the simulator
         if not ctx.simulated:  # the simulator reads neither the soc nor the toolkit settings
             data.update(soc=ctx.soc.soc, **_toolkit_settings(ctx))
         return data
