@@ -496,6 +496,29 @@ def resolve_gears(
     )
 
 
+def override_input_dims(
+    model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]
+) -> onnx.ModelProto:
+    """The model with declared input sizes replaced by `shapes` (`--input-shape` overriding a
+    fixed dim: a fully convolutional model exported at one size, converted at another); inner
+    and output shapes are dropped, to be inferred from the new sizes. `model` itself when no
+    declared size changes."""
+    resized = onnx.ModelProto()
+    resized.CopyFrom(model)
+    changed = False
+    for value in input_values(resized):
+        for dim, want in zip(value.type.tensor_type.shape.dim, shapes.get(value.name, ())):
+            if dim.HasField("dim_value") and dim.dim_value != want:
+                dim.dim_value = int(want)
+                changed = True
+    if not changed:
+        return model
+    del resized.graph.value_info[:]
+    for output in resized.graph.output:
+        output.type.tensor_type.ClearField("shape")
+    return resized
+
+
 def gear_dims_symbolic(model: onnx.ModelProto, gears: Gears) -> onnx.ModelProto:
     """The model with every input's static dims fixed and its gear dims named `gear_<k>`,
     so one graph serves every gear (atc's -1 dims) and nothing folds a gear dim away."""
@@ -730,10 +753,16 @@ def preflight(
                 hint="export the model with its real inputs (not folded into constants)",
             )
         gears = resolve_gears(inputs, input_shape, gears_config, input_format, extra_args)
+        resized = False
         if gears is None:
             shapes, shape_warnings = resolve_input_shapes(inputs, input_shape)
             warnings += shape_warnings
             gear_shapes = [shapes]
+            overridden = override_input_dims(model, shapes)
+            if overridden is not model:
+                model, problem = _infer_shapes(overridden)
+                warnings += [problem] if problem else []
+                resized = True
         else:
             model, problem = _infer_shapes(gear_dims_symbolic(model, gears))
             warnings += [problem] if problem else []
@@ -752,6 +781,13 @@ def preflight(
         except Exception as exc:
             references = reference = None
             _refuse_gear(model, gears, gear_feeds, exc)
+            if resized:
+                raise UsageError(
+                    f"{model_path.name} does not run at --input-shape {input_shape} "
+                    f"({str(exc).splitlines()[0][:200]})",
+                    hint="a node fixes that size (e.g. a Reshape to a constant): use the "
+                    "declared shape, or re-export the model with that dim dynamic",
+                ) from None
             warnings.append(
                 f"ONNX Runtime cannot run the model ({str(exc).splitlines()[0][:200]}); output "
                 "shapes are the declared ones and simplification is not verified"

@@ -163,6 +163,15 @@ class Preflighted:
     def gear_set(self) -> Gears | None:
         return Gears.from_record(self.gears)
 
+    @property
+    def resized(self) -> bool:
+        """`--input-shape` changed a size the source declares: the source cannot take the feeds."""
+        return any(
+            isinstance(declared, int) and declared != used
+            for spec in self.declared_inputs
+            for declared, used in zip(spec.shape, self.input_shapes.get(spec.name, spec.shape))
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "model_path": str(self.model_path),
@@ -489,10 +498,11 @@ def _self_cached(ctx: BuildContext) -> None:
 
 
 def _golden_model(ctx: BuildContext) -> Path:
-    """The FP32 reference: the user's model, or with inputs pinned the preflighted model
-    (verified equal to it) since the pinned inputs are no longer fed."""
+    """The FP32 reference: the user's model, or the preflighted one where the source cannot take
+    the feeds: inputs pinned (no longer fed; verified equal), gears (dims made symbolic; verified
+    at every gear) or sizes changed by `--input-shape` (the same graph at the new sizes)."""
     pre = ctx.prepared.model
-    return pre.model_path if pre.pinned else ctx.source
+    return pre.model_path if pre.pinned or pre.gears is not None or pre.resized else ctx.source
 
 
 def _golden_key(ctx: BuildContext) -> dict[str, Any]:
@@ -768,9 +778,8 @@ def _compare_run(ctx: BuildContext) -> Outcome:
     multi = len(calib_dirs) > 1  # several inputs: overlap is judged per feed below
     pre = ctx.prepared.model
     gears = pre.gear_set
-    # with inputs pinned or gears, the golden is the preflighted model (verified equal to the
-    # source); a gear model is compared at every gear and passes only if every gear passes
-    golden_model = pre.model_path if pre.pinned or gears is not None else ctx.source
+    # a gear model is compared at every gear and passes only if every gear passes
+    golden_model = _golden_model(ctx)
     labels: list[str | None] = list(gears.labels) if gears is not None else [None]
     results = []
     for index, label in enumerate(labels):

@@ -359,6 +359,36 @@ def test_static_override_is_warned() -> None:
     assert len(warnings) == 2
 
 
+@pytest.mark.parametrize("simplify", [True, False])
+def test_static_override_resizes_the_model(tmp_path: Path, simplify: bool) -> None:
+    """A fully convolutional model exported at 16x16 converts at 32x32: the declared sizes are
+    rewritten, so every later run (golden, calibration, atc) sees one shape."""
+    path = tiny_models.save(tiny_models.conv_net(), tmp_path / "conv.onnx")
+    result = M.preflight(path, tmp_path / "out", "input:1,3,32,32", simplify=simplify)
+    assert result.input_shapes == {"input": (1, 3, 32, 32)}
+    assert result.output_shapes == {"output": (1, 4, 32, 32)}
+    saved = onnx.load(str(result.model_path))
+    dims = [d.dim_value for d in saved.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [1, 3, 32, 32]
+    feeds = {"input": np.zeros((1, 3, 32, 32), np.float32)}
+    assert M.run_ort(saved, feeds)["output"].shape == (1, 4, 32, 32)
+
+
+def test_static_override_refused_where_a_node_fixes_the_size(tmp_path: Path) -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])
+    shape = numpy_helper.from_array(np.array([2, 4], np.int64), "shape")
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"], name="fold")], "g", [x], [y], [shape]
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    path = tiny_models.save(model, tmp_path / "fixed.onnx")
+    with pytest.raises(UsageError, match="does not run at --input-shape x:1,16") as info:
+        M.preflight(path, tmp_path / "out", "x:1,16")
+    assert info.value.hint is not None and "re-export" in info.value.hint
+    assert not (tmp_path / "out" / "fixed.json").exists()
+
+
 # ------------------------------------------------------------------ simplification
 
 

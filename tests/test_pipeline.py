@@ -65,6 +65,19 @@ def test_build_produces_real_figures_and_reuses_everything(sr_onnx: Path, tmp_pa
     assert not any(run.reused for run in forced.stages)
 
 
+def test_input_shape_overriding_a_declared_size_builds_at_that_size(
+    sr_onnx: Path, tmp_path: Path
+) -> None:
+    """A fully convolutional model exported at 24x24, built at 32x32: the golden and compare
+    run the resized graph (the source declares 24x24 and cannot take the feeds)."""
+    result = build(sr_onnx, _config(tmp_path, input_shape="input:1,3,32,32"))
+    (soc,) = result.socs
+    assert [c["passed"] for c in soc.compare["candidates"]] == [True, True, True]
+    assert result.passed
+    golden = json.loads((tmp_path / "ws" / "golden" / "golden.json").read_text())
+    assert golden["outputs"][0]["shape"] == [1, 3, 64, 64]  # the 2x output at the new size
+
+
 @pytest.mark.slow
 def test_from_reruns_that_phase_and_what_reads_it(sr_onnx: Path, tmp_path: Path) -> None:
     """`--from bench` re-times: the golden and compare do not read bench, so they are reused;

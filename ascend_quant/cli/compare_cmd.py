@@ -88,12 +88,12 @@ def parse_threshold_overrides(items: list[str], base: Thresholds) -> dict[str, T
 def compare(
     model: Path | None = typer.Argument(None, help="The original FP32 ONNX model (the golden)."),
     candidates: list[Path] | None = typer.Argument(None, help="One or more converted .om files."),
-    input: str | None = typer.Option(
-        None,
+    inputs: list[str] = typer.Option(
+        [],
         "--input",
         "-i",
         help="Evaluation inputs as ais_bench reads them: one directory of .bin/.npy per model "
-        "input, comma-separated, in input order.",
+        "input, in input order, comma-separated or repeated.",
     ),
     evals: list[str] = typer.Option(
         [],
@@ -183,7 +183,7 @@ def compare(
     calib_paths = [Path(p) for item in unnamed for p in item.split(",") if p]
     calib_paths += [Path(p) for sources in named.values() for p in sources]
     shapes = parse_input_shape(input_shape) if input_shape else None
-    if (input is None) == (not evals):
+    if (not inputs) == (not evals):
         raise UsageError(
             "give the evaluation data once: --input DIRS or --eval NAME=SOURCE",
             hint="--input takes ais_bench folders; --eval prepares data as build does",
@@ -203,8 +203,8 @@ def compare(
                 inputs=input_overrides({}, eval_named) or None,
             ),
         )
-        if input is not None:
-            input_dirs = parse_input_arg(input)
+        if inputs:
+            input_dirs = parse_input_arg(",".join(inputs))
         else:
             sets = model_data_sets(model, eval_config, "eval", out / "eval", shapes, progress)
             input_dirs = [calib_set.samples_dir for calib_set in sets.values()]
@@ -233,7 +233,7 @@ def compare(
                 "thresholds": to_mapping(thresholds),
                 "output_thresholds": to_mapping(overrides),
                 "accuracy": to_mapping(accuracy),
-                "inputs": input or list(evals),
+                "inputs": ",".join(inputs) or list(evals),
                 "calib": [str(p) for p in calib_paths],
             },
             bench=None,

@@ -39,8 +39,12 @@ def run_model(
 
 def run(
     model: Path = typer.Argument(..., help="The .om to run (real or simulated)."),
-    input: str = typer.Option(
-        ..., "--input", "-i", help="One directory (or file) per model input, comma-separated."
+    inputs: list[str] = typer.Option(
+        ...,
+        "--input",
+        "-i",
+        help="One directory (or file) per model input, in input order, comma-separated or "
+        "repeated.",
     ),
     output: Path = typer.Option(..., "--output", "-o", help="Directory for the output files."),
     outfmt: str = typer.Option("BIN", "--outfmt", help=f"Output format: {', '.join(OUTFMTS)}."),
@@ -54,11 +58,11 @@ def run(
     outfmt = outfmt.upper()
     if outfmt not in OUTFMTS:
         raise UsageError(f"unknown --outfmt '{outfmt}'", hint="use BIN, NPY or TXT")
-    inputs = parse_input_arg(input)
-    if not inputs:
+    input_paths = parse_input_arg(",".join(inputs))
+    if not input_paths:
         raise UsageError("--input is empty", hint="pass one directory per model input")
     with progress_for(json_mode):
-        result = run_model(model, inputs, output, outfmt, backend, gear)
+        result = run_model(model, input_paths, output, outfmt, backend, gear)
     latencies = result.latencies_ms
     summary = {
         "model": str(model),

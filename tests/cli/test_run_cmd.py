@@ -100,3 +100,14 @@ def test_run_bad_outfmt(sr_model, tmp_path, capsys):
     out = str(tmp_path / "o")
     code, err = _exit(["run", str(om), "-i", str(tmp_path), "-o", out, "--outfmt", "png"], capsys)
     assert code == 2 and "outfmt" in err
+
+
+def test_run_repeated_input_counts_every_folder(sr_model, tmp_path, capsys):
+    """`--input A --input B` is `--input A,B` (it kept only B): two folders for one input."""
+    om = _om(sr_model, tmp_path)
+    folder = str(_inputs(tmp_path))
+    args = ["run", str(om), "--input", folder, "--input", folder, "--output", str(tmp_path / "o")]
+    code, err = _exit(args, capsys)
+    same_code, same_err = _exit([*args[:3], f"{folder},{folder}", *args[6:]], capsys)
+    assert code == same_code == 2 and err == same_err
+    assert "2 input path(s) were given" in err
