@@ -753,16 +753,10 @@ def preflight(
                 hint="export the model with its real inputs (not folded into constants)",
             )
         gears = resolve_gears(inputs, input_shape, gears_config, input_format, extra_args)
-        resized = False
         if gears is None:
             shapes, shape_warnings = resolve_input_shapes(inputs, input_shape)
             warnings += shape_warnings
             gear_shapes = [shapes]
-            overridden = override_input_dims(model, shapes)
-            if overridden is not model:
-                model, problem = _infer_shapes(overridden)
-                warnings += [problem] if problem else []
-                resized = True
         else:
             model, problem = _infer_shapes(gear_dims_symbolic(model, gears))
             warnings += [problem] if problem else []
@@ -771,6 +765,12 @@ def preflight(
         dtypes = {t.name: t.dtype for t in inputs}
         for gear_shape in gear_shapes:
             check_memory(gear_shape, dtypes, what=f"one sample for {stem}")
+        # after the memory check: a refused size is never written into the graph
+        resized_model = override_input_dims(model, shapes) if gears is None else model
+        resized = resized_model is not model
+        if resized:
+            model, problem = _infer_shapes(resized_model)
+            warnings += [problem] if problem else []
         # every gear runs once; the calibration gear's run is the reference for the rest
         gear_feeds = [check_feeds(inputs, s) for s in gear_shapes]
         calib_at = gears.calib_index if gears is not None else 0
