@@ -188,11 +188,14 @@ def get_soc(name: str) -> SocInfo:
     info = REGISTRY.get(name)
     if info is None:
         suggestion = _suggestion(name)
+        family = [key for key in REGISTRY if key.lower().startswith(name.lower())]
         if name.lower().startswith("ascend950"):
             hint = (
                 "the exact Ascend950 soc_version strings are not documented; read "
                 "<Chip Name>_<NPU Name> from `npu-smi info -t board -i <id> -c <chip_id>`"
             )
+        elif len(family) > 1 and len(name) >= len("Ascend3"):  # a family name: not one guess
+            hint = f"name the chip: {', '.join(family)} (`npu-smi info` shows which)"
         elif suggestion is not None and suggestion.lower() == name.lower():
             hint = f"did you mean '{suggestion}'? (soc_version is case-sensitive)"
         elif suggestion is not None:

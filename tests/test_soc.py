@@ -80,6 +80,10 @@ def test_missing_prefix_and_typos() -> None:
     assert info.value.hint is not None and info.value.hint.startswith("did you mean 'Ascend310P")
     assert "case-sensitive" not in info.value.hint
     with pytest.raises(UsageError) as info:
+        get_soc("Ascend310P")  # a family: every chip, not the one difflib ranks first (P7)
+    assert info.value.hint is not None and info.value.hint.startswith("name the chip:")
+    assert "Ascend310P1" in info.value.hint and "Ascend310P3" in info.value.hint
+    with pytest.raises(UsageError) as info:
         get_soc("tpu-v4")
     assert info.value.hint is not None and "ascend-quant socs" in info.value.hint
 

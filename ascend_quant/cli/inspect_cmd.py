@@ -148,7 +148,8 @@ def _array_files(sources: list[str]) -> list[Path]:
     return [f for f in files if f.suffix == ".npy" and f.is_file()]
 
 
-def _print_gears(inputs: list[TensorSpec], proposals: list[Proposal]) -> None:
+def _print_gears(inputs: list[TensorSpec], proposals: list[Proposal], sampled: bool) -> None:
+    """The dynamic dims and the gears proposed for them; `sampled`: --calib data was given."""
     dynamic = dynamic_dims(inputs)
     if not dynamic:
         return
@@ -166,7 +167,12 @@ def _print_gears(inputs: list[TensorSpec], proposals: list[Proposal]) -> None:
         for bucket, n in proposal.histogram.items():
             console.print(f"  {bucket:>6} {'#' * max(1, round(30 * n / most))} {n}")
         console.print(f"suggested: {proposal.flag()}", soft_wrap=True)
-    if not proposals:
+    if not proposals and sampled:
+        console.print(
+            "gears: none suggested: the --calib samples have one size for each dynamic dim, or "
+            "only the batch dim is dynamic (give it with --input-shape, or --dynamic-batch)"
+        )
+    elif not proposals:
         console.print(
             "gears: pass --calib with sample images or .npy files to get suggested gears "
             "(--dynamic-batch / --dynamic-image-size / --dynamic-dims)"
@@ -220,7 +226,7 @@ def inspect(
         else:
             gears_config, input_format = GearsConfig(dims=first.values), "ND"
     if not json_output:
-        _print_gears(inputs, proposals)
+        _print_gears(inputs, proposals, sampled=bool(calib))
     with progress_for(json_output) as progress, tempfile.TemporaryDirectory() as tmp:
         result = preflight(
             model,

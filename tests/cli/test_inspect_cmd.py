@@ -54,6 +54,23 @@ def test_inspect_dynamic_without_shape_is_exit_2(
     assert "dims 0 ('batch')" in err and "--input-shape" in err
 
 
+def test_inspect_batch_only_dynamic_with_samples_says_why_no_gears(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With --calib given, the gears line said "pass --calib" when only the batch is dynamic."""
+    from PIL import Image
+
+    path = tiny_models.save(tiny_models.conv_net(batch="batch"), tmp_path / "d.onnx")
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    for i in range(3):
+        Image.new("RGB", (16, 16), (i, i, i)).save(samples / f"s{i}.png")
+    args = ["inspect", str(path), "--input-shape", "input:1,3,16,16", "--calib", str(samples)]
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, err
+    assert "only the batch dim is dynamic" in out and "pass --calib" not in out
+
+
 def test_inspect_missing_and_not_onnx(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(capsys, "inspect", str(tmp_path / "none.onnx"))
     assert code == 2 and "model not found" in err
