@@ -382,9 +382,8 @@ class AippConfig:
 class BenchConfig:
     """Each model: `warmup` untimed runs, then at most `loop` timed runs or as many as fit in
     its equal share of `duration_s` (None: no budget), but at least `min_loop` (or `loop`, if
-    lower); models
-    alternate in rounds. One budget for the whole benchmark, so a build's bench stage takes
-    about `duration_s` however many models (fp16, int8, w8) and gears it times."""
+    lower); models alternate in rounds. One budget for the whole benchmark, so a build's bench
+    stage takes about `duration_s` however many models (fp16, int8, w8) and gears it times."""
 
     warmup: int = 2
     loop: int = 50
