@@ -779,7 +779,11 @@ def _accuracy_tables(compare: dict[str, Any]) -> list[dict[str, Any]]:
     for cand in candidates:
         for out in cand["outputs"]:
             limits = limits_by_metric(out.get("gates", []))
-            failed_metrics = {f["metric"] for f in out.get("gate_failures", [])}
+            # a gate judges the aggregate or the worst sample: mark the cell it judged
+            gated = {(g["metric"], g.get("scope", "aggregate")) for g in out.get("gates", [])}
+            failed = {
+                (f["metric"], f.get("scope", "aggregate")) for f in out.get("gate_failures", [])
+            }
             table = outputs.setdefault(
                 out["output"],
                 {"output": out["output"], "kind": out["kind"], "shape": out["shape"],
@@ -797,11 +801,14 @@ def _accuracy_tables(compare: dict[str, Any]) -> list[dict[str, Any]]:
                     {"key": key, "label": _label(key), "cells": [],
                      "threshold": limits.get(key, "")},
                 )  # fmt: skip
+                worst = out["worst"].get(key)
                 row["cells"].append(
                     {"value": metrics.format_value(key, value),
-                     "worst": metrics.format_value(key, out["worst"].get(key)),
-                     "checked": key in limits and value is not None,
-                     "failed": key in failed_metrics}
+                     "worst": metrics.format_value(key, worst),
+                     "checked": (key, "aggregate") in gated and value is not None,
+                     "failed": (key, "aggregate") in failed,
+                     "worst_checked": (key, "worst") in gated and worst is not None,
+                     "worst_failed": (key, "worst") in failed}
                 )  # fmt: skip
     ordered = []
     for table in outputs.values():

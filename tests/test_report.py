@@ -101,3 +101,17 @@ def test_input_crop_maps_outputs_that_are_not_a_multiple_of_the_input() -> None:
     # an integer downscale (a 1/4-resolution map)
     assert output_geometry(16, 64) == (0.25, 0.0)
     assert input_span(4, 8, 16, 64) == (16, 48)
+
+
+def test_worst_sample_gate_marks_the_worst_cell(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 'worst' gate judges the worst sample: its ✓/✗ sits on the worst column, not the
+    aggregate (an aggregate PSNR of 51.9 marked ✗ under 'worst ≥ 48' reads as a wrong verdict)."""
+    paths, _, compare = _write(tmp_path, monkeypatch)
+    assert any(f.metric == "psnr_db" and f.scope == "worst" for f in compare.gate_failures)
+    html = paths["html"].read_text()
+    row = next(r for r in re.findall(r"<tr>.*?</tr>", html, re.S) if "PSNR (dB)" in r)
+    cells = re.findall(r'<td class="num ([a-z]*)">([^<]*)(<span class="mark">(.)</span>)?', row)
+    # fp16 aggregate, fp16 worst, int8 aggregate, int8 worst
+    assert [(c[0], c[3]) for c in cells] == [("", ""), ("pass", "✓"), ("", ""), ("fail", "✗")]
