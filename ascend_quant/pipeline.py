@@ -52,6 +52,7 @@ from ascend_quant.gears import Gears
 from ascend_quant.golden import MANIFEST, GoldenSet, record_golden
 from ascend_quant.progress import NULL_PROGRESS, Progress
 from ascend_quant.resources import templates_dir
+from ascend_quant.sanity import calibration_warning
 from ascend_quant.soc import get_soc
 from ascend_quant.tensors import TensorSpec
 from ascend_quant.usermetric import hook_fingerprint
@@ -221,12 +222,14 @@ class DataSets:
     dirs: dict[str, Path]
     sha256: str
     by_gear: dict[str, dict[str, Path]] = field(default_factory=dict)  # gear label -> dirs
+    warnings: tuple[str, ...] = ()  # degenerate calibration data (sanity.calibration_warning)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "dirs": {k: str(v) for k, v in self.dirs.items()},
             "sha256": self.sha256,
             "by_gear": {g: {k: str(v) for k, v in d.items()} for g, d in self.by_gear.items()},
+            "warnings": list(self.warnings),
         }
 
     @classmethod
@@ -234,7 +237,8 @@ class DataSets:
         by_gear = {
             g: {k: Path(v) for k, v in d.items()} for g, d in data.get("by_gear", {}).items()
         }
-        return cls({k: Path(v) for k, v in data["dirs"].items()}, data["sha256"], by_gear)
+        dirs = {k: Path(v) for k, v in data["dirs"].items()}
+        return cls(dirs, data["sha256"], by_gear, tuple(data.get("warnings", ())))
 
     def gear_dirs(self, label: str | None) -> list[Path]:
         """The sample folders (one per input) of gear `label`; the shared ones otherwise."""
@@ -265,6 +269,11 @@ class Prepared:
         if self.calib is None:
             raise RuntimeError("calib has not run")
         return self.calib
+
+    @property
+    def calib_warnings(self) -> tuple[str, ...]:
+        """Degenerate calibration data, for compare.json and the build's JSON."""
+        return self.calib.warnings if self.calib is not None else ()
 
     @property
     def eval_sets(self) -> DataSets:
@@ -447,7 +456,11 @@ def _data_sets(ctx: BuildContext, label: str) -> Outcome:
     )
     dirs = {name: str(calib_set.root) for name, calib_set in sets.items()}
     sha = sha256_json({n: sha256_file(Path(d) / "manifest.json") for n, d in dirs.items()})
-    return Outcome({"dirs": dirs, "sha256": sha}, [], reused)
+    result: dict[str, Any] = {"dirs": dirs, "sha256": sha}
+    if label == "calib":
+        found = (calibration_warning(n, s.iter_samples()) for n, s in sets.items())
+        result["warnings"] = [w for w in found if w]
+    return Outcome(result, [], reused)
 
 
 def _calib_run(ctx: BuildContext) -> Outcome:
@@ -487,6 +500,8 @@ def _eval_run(ctx: BuildContext) -> Outcome:
 
 def _calib_load(ctx: BuildContext, result: dict[str, Any]) -> None:
     ctx.prepared.calib = DataSets.from_json(result)
+    for message in ctx.prepared.calib.warnings:  # fresh or reused: every run says it
+        log.warning(message)
 
 
 def _eval_load(ctx: BuildContext, result: dict[str, Any]) -> None:
@@ -809,6 +824,7 @@ def _compare_run(ctx: BuildContext) -> Outcome:
             data["warnings"] = [*data.get("warnings", []), warning]
     if is_random(ctx.prepared.inputs):
         data["warnings"] = [RANDOM_WARNING, *data.get("warnings", [])]
+    data["warnings"] = [*ctx.prepared.calib_warnings, *data.get("warnings", [])]
     return Outcome(data, [save_json(reports / "compare.json", data)])
 
 
@@ -1328,6 +1344,7 @@ def build(
         stages=runner.runs,
         passed=all(r.passed for r in soc_results),
         warnings=list(ctx.prepared.model.warnings)
-        + ([RANDOM_WARNING] if is_random(ctx.prepared.inputs) else []),
+        + ([RANDOM_WARNING] if is_random(ctx.prepared.inputs) else [])
+        + list(ctx.prepared.calib_warnings),
         verdict=build_verdict(soc_results),
     )

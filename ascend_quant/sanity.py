@@ -8,6 +8,7 @@ in -1.0 … -0.992), and then every model agrees with every other one: a confide
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,6 +55,34 @@ def input_spread(array: np.ndarray) -> tuple[float, float, float] | None:
     lo, hi = float(finite.min()), float(finite.max())
     scale = 255.0 if a.dtype in (np.uint8, np.int8) else max(1.0, abs(lo), abs(hi))
     return lo, hi, (hi - lo) / scale
+
+
+def calibration_warning(name: str, samples: Iterable[np.ndarray]) -> str | None:
+    """A warning when one input's calibration data, all samples together, is nearly constant.
+
+    Every INT8 range calibrated on it collapses (all-zero latents saved before the encoder ran,
+    a wrong --scale), and the build then fails or passes for reasons the eval data cannot show.
+    """
+    lo = hi = 0.0
+    count = 0
+    eight_bit = False
+    for sample in samples:
+        spread = input_spread(sample)
+        if spread is None:
+            return None  # ids, masks, scalars: no spread to judge
+        lo, hi = (spread[0], spread[1]) if count == 0 else (min(lo, spread[0]), max(hi, spread[1]))
+        eight_bit = np.asarray(sample).dtype in (np.uint8, np.int8)
+        count += 1
+    if count == 0:
+        return None
+    scale = 255.0 if eight_bit else max(1.0, abs(lo), abs(hi))
+    if (hi - lo) / scale >= NEAR_CONSTANT_SPREAD:
+        return None
+    return (
+        f"calibration input '{name}' is nearly constant over all {count} samples (values "
+        f"{lo:.4g} … {hi:.4g}): the INT8 ranges calibrated on it are meaningless; check the "
+        "calibration data (for arrays: what was saved) or the preprocessing"
+    )
 
 
 @dataclass

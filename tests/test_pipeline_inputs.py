@@ -187,3 +187,26 @@ def test_random_calibration_is_loud_and_marked(
     assert any("RANDOM" in w for w in result.socs[0].compare["warnings"])
     html = Path(result.socs[0].reports["html"]).read_text()
     assert "RANDOM data" in html
+
+
+def test_constant_calibration_arrays_are_flagged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """All-zero latents saved as calibration data: every INT8 range collapses, so the build
+    says why instead of only failing its gates (the eval data are fine, so nothing else would)."""
+    model = tiny_models.save(tiny_models.conv_net(channels=4, hw=8), tmp_path / "dec.onnx")
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for i in range(3):
+        np.save(calib / f"z{i}.npy", np.zeros((1, 4, 8, 8), np.float32))
+    held = _npys(tmp_path / "held", (1, 4, 8, 8), "float32", 3, 1)
+    config = _config(tmp_path, calib={"jobs": 1, "sources": [str(calib)]})
+    config = merge(config, {"eval_sources": [str(held)], "socs": ["Ascend310B1"]})
+    result = build(model, config)
+    expected = "calibration input 'input' is nearly constant over all 3 samples"
+    assert any(expected in w for w in result.warnings)
+    assert any(expected in w for w in result.socs[0].compare["warnings"])
+    assert expected in caplog.text
+    caplog.clear()
+    again = build(model, config)  # cached: still said
+    assert expected in caplog.text and any(expected in w for w in again.warnings)
