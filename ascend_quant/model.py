@@ -592,14 +592,21 @@ def _fmt_shape(shape: tuple[int | str, ...]) -> str:
     return "[" + ",".join(str(d) for d in shape) + "]"
 
 
-def save_pinned(model_path: Path, values: Mapping[str, Any], out: Path) -> Path:
-    """`model_path` with `values` folded in (`pin_inputs`), saved to `out` for ORT: the FP32
-    reference of a model converted with those inputs pinned, which no longer feeds them."""
+def save_reference(
+    model_path: Path,
+    pinned: Mapping[str, Any],
+    shapes: Mapping[str, tuple[int, ...]] | None,
+    out: Path,
+) -> Path:
+    """The FP32 reference of a model converted with inputs pinned (folded in: no longer fed) or
+    declared sizes changed by `--input-shape`, as preflight does, saved to `out` for ORT;
+    `model_path` itself when neither changes the model."""
     try:
         proto = onnx.load(str(model_path))
     except Exception as exc:
         raise UsageError(f"{model_path}: not a loadable ONNX model ({exc})") from None
-    return save_for_ort(pin_inputs(proto, values)[0], out)
+    reference = override_input_dims(pin_inputs(proto, pinned)[0], dict(shapes or {}))
+    return model_path if reference is proto else save_for_ort(reference, out)
 
 
 def run_ort(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -41,7 +41,7 @@ from ascend_quant.data.inputs import model_data_sets
 from ascend_quant.errors import EXIT_THRESHOLD, UsageError
 from ascend_quant.gates import limits_by_metric, parse_gate
 from ascend_quant.mixes import PipelineResult, evaluate_pipeline, load_pipeline_spec
-from ascend_quant.model import save_pinned
+from ascend_quant.model import save_reference
 from ascend_quant.report import (
     environment_info,
     json_safe,
@@ -208,10 +208,11 @@ def compare(
         else:
             sets = model_data_sets(model, eval_config, "eval", out / "eval", shapes, progress)
             input_dirs = [calib_set.samples_dir for calib_set in sets.values()]
-        golden_model = model
+        # the .om was converted with these inputs folded in, at these sizes: so is the golden
         pinned = {n: s.value for n, s in eval_config.inputs.items() if s.value is not None}
-        if pinned:  # the .om was converted with these folded in: so is the golden
-            golden_model = save_pinned(model, pinned, out / "eval" / "pinned.onnx")
+        golden_model = model
+        if pinned or shapes:
+            golden_model = save_reference(model, pinned, shapes, out / "eval" / "reference.onnx")
         result = compare_models(
             golden_model,
             candidates,

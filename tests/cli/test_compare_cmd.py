@@ -155,3 +155,24 @@ def test_nan_candidate_exits_1_naming_the_reason(tmp_path: Path, monkeypatch) ->
     last = result.output.strip().splitlines()[-1]
     assert last.startswith("FAILED: sr_fp16 output cosine NaN (needs >= 0.99)")
     assert "NaN/Inf" in last
+
+
+@pytest.mark.slow
+def test_compare_at_an_input_shape_overriding_the_declared_size(tmp_path: Path) -> None:
+    """An .om built with --input-shape changing the declared 24x24 to 32x32 is compared with
+    the same --input-shape: the golden is the model at 32x32 (the source cannot take the feeds)."""
+    from ascend_quant.config import BuildConfig, merge
+    from ascend_quant.pipeline import build
+
+    model = tiny_models.save(tiny_models.sr_net(hw=24), tmp_path / "sr.onnx")
+    settings = {"backend": "sim", "out": str(tmp_path / "ws"), "input_shape": "input:1,3,32,32"}
+    settings |= {"bench": {"warmup": 1, "loop": 2}, "calib": {"limit": 4, "jobs": 1}}
+    built = build(model, merge(BuildConfig(), settings))
+    int8 = built.socs[0].artifacts["int8"]
+    samples = tmp_path / "ws" / "eval" / "input" / "samples"
+    args = ["compare", str(model), int8, "--input", str(samples), "--out", str(tmp_path / "c")]
+    result = runner.invoke(app, [*args, "--input-shape", "input:1,3,32,32", "--json"])
+    assert result.exit_code == 0, result.output
+    (candidate,) = json.loads(result.stdout)["candidates"]
+    recorded = {Path(c["model"]).name: c for c in built.socs[0].compare["candidates"]}
+    assert candidate["cosine_min"] == pytest.approx(recorded["sr_int8.om"]["cosine_min"])
