@@ -162,3 +162,23 @@ def spiky_samples(count: int, spikes: int, hw: int = 64, seed: int = 0) -> list[
         sample.reshape(1, 3, -1)[:, :, where] = SPIKE
         samples.append(sample)
     return samples
+
+
+def attention(tokens: int = 8, dim: int = 16) -> onnx.ModelProto:
+    """input[1, T, D] -> q, k, v projections (weighted MatMuls) -> softmax(q @ kᵀ) @ v -> out
+    projection. `scores` and `mix` multiply two activations: the toolkit never quantizes them."""
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, tokens, dim])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, tokens, dim])
+    inits = [numpy_helper.from_array(_w((dim, dim), s, 0.3), f"w_{n}") for s, n in enumerate("qkvo")]
+    nodes = [
+        *(helper.make_node("MatMul", ["input", f"w_{n}"], [n], name=f"proj_{n}") for n in "qkv"),
+        helper.make_node("Transpose", ["k"], ["kt"], name="kt", perm=[0, 2, 1]),
+        helper.make_node("MatMul", ["q", "kt"], ["s"], name="scores"),
+        helper.make_node("Softmax", ["s"], ["a"], name="softmax", axis=-1),
+        helper.make_node("MatMul", ["a", "v"], ["m"], name="mix"),
+        helper.make_node("MatMul", ["m", "w_o"], ["output"], name="proj_o"),
+    ]
+    graph = helper.make_graph(nodes, "attention", [x], [y], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    return model

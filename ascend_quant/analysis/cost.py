@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import onnx
 
+from ascend_quant.config import QuantConfig
+from ascend_quant.quant.layers import plan_layers
 from ascend_quant.quant.ops import QUANTIZABLE_TYPES
 
 
@@ -95,8 +97,12 @@ def layer_costs(model: onnx.ModelProto, op_types: Iterable[str] | None = None) -
 
 
 def quantizable_costs(model: onnx.ModelProto) -> list[LayerCost]:
-    """The layers INT8 tuning may keep in float, with their MACs."""
-    return layer_costs(model, QUANTIZABLE_TYPES)
+    """The layers INT8 tuning may keep in float, with their MACs: only those the toolkit would
+    quantize at all. A MatMul of two activations (a transformer's attention) or a layer whose
+    weight is computed is never INT8, so keeping it "in float" changes nothing; counted, it was
+    ranked first (no analysis score) and spent the max_float budget on no-ops."""
+    quantized = {p.name for p in plan_layers(model, QuantConfig()).layers if p.quantize}
+    return [c for c in layer_costs(model, QUANTIZABLE_TYPES) if c.name in quantized]
 
 
 def shares(costs: Iterable[LayerCost]) -> dict[str, float]:

@@ -9,7 +9,8 @@ this order by default:
    activations were clipped, keeping INT8. The option names are opaque here; the caller maps
    them to settings the real toolkit can express. Trying one option on every clipped layer costs
    one trial; when that passes, a binary search finds the shortest prefix of the ranking that
-   still passes, so only the layers that need it are changed. When none passes, the first
+   still passes, and each layer before the prefix's last is dropped when the model passes
+   without it, so only the layers that need it are changed. When none passes, the first
    option (in the caller's order of preference) that raised the margin is kept for step 2.
 2. `float`: layers kept in float (`skip_layers` for INT8, `--keep_dtype` for FP16), in ranking
    order. First AMCT's binary search over how many of the top-ranked layers (the largest prefix
@@ -302,10 +303,20 @@ def _calibration_phase(
             n = _prefix_search(
                 lambda n: search.run(with_option(n), "calibration").passed, 0, len(clipped)
             )
-            return with_option(n)
+            return _step_back_overrides(search, with_option(n), clipped[: n - 1])
         if trial.margin > base_margin and best is None:  # options come in order of preference
             best = full
     return best
+
+
+def _step_back_overrides(search: _Search, delta: Delta, layers: Sequence[str]) -> Delta:
+    """Drop each override of `layers` the model passes without: the prefix search proves only
+    the prefix's last layer necessary, not the more sensitive ones before it."""
+    for layer in layers:
+        fewer = Delta(tuple(o for o in delta.overrides if o[0] != layer), delta.floats)
+        if fewer != delta and search.run(fewer, "prune").passed:
+            delta = fewer
+    return delta
 
 
 def _float_phase(
@@ -352,11 +363,7 @@ def _float_phase(
         if len(fixed) > 1 and search.run(fewer, "prune").passed:
             fixed.remove(name)
     # Calibration overrides kept because they helped may not be needed once layers are in float.
-    current = base.with_floats(fixed)
-    for layer, _ in base.overrides:
-        fewer = Delta(tuple(o for o in current.overrides if o[0] != layer), current.floats)
-        if search.run(fewer, "prune").passed:
-            current = fewer
+    _step_back_overrides(search, base.with_floats(fixed), [layer for layer, _ in base.overrides])
     return None
 
 
@@ -425,12 +432,27 @@ def tune(
     )
 
 
+def _names(names: Sequence[str], shown: int = 3) -> str:
+    more = f" +{len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
 def _describe(record: TrialRecord) -> str:
+    """What the change is, with the layer names: a count alone left the user to dig in
+    tune.json for which layers were changed and how."""
     parts = []
-    if record.delta.overrides:
-        parts.append(f"{len(record.delta.overrides)} calibration override(s)")
+    overrides = record.delta.overrides
+    if overrides:
+        by_option: dict[str, list[str]] = {}
+        for layer, option in overrides:
+            by_option.setdefault(option, []).append(layer)
+        which = "; ".join(f"{option} on {_names(layers)}" for option, layers in by_option.items())
+        parts.append(f"{len(overrides)} calibration override(s) ({which})")
     if record.delta.floats:
-        parts.append(f"{len(record.delta.floats)} layer(s) in float ({record.cost:.1%} of MACs)")
+        parts.append(
+            f"{len(record.delta.floats)} layer(s) in float ({record.cost:.1%} of MACs: "
+            f"{_names(record.delta.floats)})"
+        )
     return ", ".join(parts) or "the default configuration"
 
 

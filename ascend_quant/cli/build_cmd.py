@@ -293,7 +293,9 @@ def print_analysis(analysis: dict[str, Any], title: str, top: int = 10) -> None:
             continue
         table = Table(title=f"{title}: {precision.upper()} layers, worst first")
         for column in ("layer", "op", "isolated dB", "accum. dB", "accum. cos", "clip"):
-            table.add_column(column, no_wrap=column != "layer")
+            # A layer name is what the user copies into skip_layers: fold it, never cut it
+            # ("/blocks/blocks.0/pro…" in an 80-column terminal named no layer at all).
+            table.add_column(column, no_wrap=column != "layer", overflow="fold")
         for layer in ranked[:top]:
             clip = layer.get("clip_fraction")
             table.add_row(

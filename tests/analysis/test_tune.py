@@ -119,6 +119,18 @@ def test_calibration_first_keeps_int8() -> None:
     assert result.best.cost == 0.0
 
 
+def test_calibration_keeps_only_the_overrides_it_needs() -> None:
+    """The prefix search ends at the last needed layer of the ranking; the more sensitive
+    clipped layers before it are stepped back when the model passes without them (a ViT's
+    tune kept a 6 %-clipped layer's override that only a 0.1 %-clipped one needed)."""
+    fake = Fake(set(), fixable={"L11": "ifmr-full"})
+    ranking = _ranking(32, ["L5"], clipped=("L5", "L9", "L11"))
+    result = tune(ranking, fake, options=("ifmr-full",))
+    assert result.passed and result.best is not None
+    assert result.best.delta.overrides == (("L11", "ifmr-full"),)
+    assert result.message.startswith("passes with 1 calibration override(s) (ifmr-full on L11)")
+
+
 def test_calibration_then_float_when_calibration_is_not_enough() -> None:
     fake = Fake({"L3"}, fixable={"L5": "hfmg"})
     ranking = _ranking(32, ["L5", "L3"], clipped=("L5",))
@@ -126,6 +138,7 @@ def test_calibration_then_float_when_calibration_is_not_enough() -> None:
     assert result.best is not None and result.passed
     assert result.best.delta.overrides == (("L5", "hfmg"),)
     assert result.best.delta.floats == ("L3",)
+    assert "(hfmg on L5), 1 layer(s) in float (3.1% of MACs: L3)" in result.message
 
 
 def test_strategy_order_float_only() -> None:

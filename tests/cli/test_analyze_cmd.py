@@ -9,6 +9,7 @@ import pytest
 import tiny_models
 from typer.testing import CliRunner
 
+from ascend_quant.cli import build_cmd
 from ascend_quant.cli.app import app
 
 runner = CliRunner()
@@ -57,3 +58,14 @@ def test_build_analyze_adds_the_section_to_a_full_build(sr_onnx: Path, tmp_path:
     assert (reports / "analysis.json").is_file() and (reports / "compare.json").is_file()
     report = json.loads((reports / "report.json").read_text())
     assert report["analysis"]["ranking"]["int8"]
+
+
+def test_the_ranked_table_shows_whole_layer_names_in_80_columns(capsys, monkeypatch) -> None:
+    monkeypatch.setattr(build_cmd.console, "width", 80)
+    name = "/blocks/blocks.0/attention/projection/MatMul"
+    layer = {"name": name, "op_type": "MatMul", "isolated_sqnr_db": 40.3, "clip_fraction": 0.0}
+    analysis = {"layers": {"fp16": [layer]}, "ranking": {"fp16": [name]}}
+    build_cmd.print_analysis(analysis, "vit.onnx on Ascend310P3")
+    rows = [line.split("│") for line in capsys.readouterr().out.splitlines()]
+    first_cells = "".join(r[1].strip() for r in rows if len(r) > 2)  # a folded name spans rows
+    assert name in first_cells
