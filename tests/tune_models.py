@@ -169,7 +169,9 @@ def attention(tokens: int = 8, dim: int = 16) -> onnx.ModelProto:
     projection. `scores` and `mix` multiply two activations: the toolkit never quantizes them."""
     x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, tokens, dim])
     y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, tokens, dim])
-    inits = [numpy_helper.from_array(_w((dim, dim), s, 0.3), f"w_{n}") for s, n in enumerate("qkvo")]
+    inits = [
+        numpy_helper.from_array(_w((dim, dim), i, 0.3), f"w_{n}") for i, n in enumerate("qkvo")
+    ]
     nodes = [
         *(helper.make_node("MatMul", ["input", f"w_{n}"], [n], name=f"proj_{n}") for n in "qkv"),
         helper.make_node("Transpose", ["k"], ["kt"], name="kt", perm=[0, 2, 1]),
