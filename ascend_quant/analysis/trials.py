@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ascend_quant.analysis.tune import Delta, Trial
+from ascend_quant.analysis.tune import Candidate, Delta, Trial
 from ascend_quant.backends.base import Artifact, Backend
 from ascend_quant.compare import (
     THRESHOLD_METRICS,
@@ -253,3 +253,30 @@ class DiskTrialCache:
 
     def put(self, key: str, trial: Trial) -> None:
         atomic_write_json(self._path(key), {"delta": key, "trial": trial.to_mapping()})
+
+    def get_ranking(self, key: str) -> list[Candidate] | None:
+        """A ranking stored by `put_ranking` under `key` in this context, or None."""
+        try:
+            data = read_json(self._path(f"ranking:{key}"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or data.get("ranking_of") != key:
+            return None
+        try:
+            return [
+                Candidate(str(c["name"]), float(c["sensitivity"]), float(c["cost"]),
+                          float(c["clip_fraction"]))
+                for c in data["ranking"]
+            ]  # fmt: skip
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def put_ranking(self, key: str, ranking: list[Candidate]) -> None:
+        """Keep a per-layer ranking: on a re-run whose trials all come from the cache it was
+        the slowest part (a full per-layer analysis each time)."""
+        rows = [
+            {"name": c.name, "sensitivity": c.sensitivity, "cost": c.cost,
+             "clip_fraction": c.clip_fraction}
+            for c in ranking
+        ]  # fmt: skip
+        atomic_write_json(self._path(f"ranking:{key}"), {"ranking_of": key, "ranking": rows})

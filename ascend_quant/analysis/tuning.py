@@ -10,6 +10,7 @@ applies to its config so the rendered configs, scripts and the final models carr
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,11 +129,19 @@ def tune_precision(
     limits = Limits(trials=trials, seconds=seconds, max_float=config.tune.max_float)
     cache = DiskTrialCache(cache_dir, cache_context)
 
+    def cached(delta: Delta, names: list[str]) -> list[Candidate]:
+        key = json.dumps({"delta": delta.key(), "names": names}, separators=(",", ":"))
+        found = cache.get_ranking(key)
+        if found is None:
+            found = _ranking(scorer, apply_delta(config, delta, precision), precision, costs, names)
+            cache.put_ranking(key, found)
+        return found
+
     def ranking() -> list[Candidate]:
-        return _ranking(scorer, config, precision, costs, list(costs))
+        return cached(Delta(), list(costs))
 
     def rerank(delta: Delta, names: list[str]) -> list[Candidate]:
-        return _ranking(scorer, apply_delta(config, delta, precision), precision, costs, names)
+        return cached(delta, names)
 
     return tune(
         ranking,
