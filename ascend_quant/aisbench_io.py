@@ -121,6 +121,32 @@ def _element_count(spec: TensorSpec) -> int:
     return math.prod(int(d) for d in spec.shape)
 
 
+def _strip_ones(shape: Sequence[int]) -> tuple[int, ...]:
+    dims = tuple(int(d) for d in shape)
+    while dims and dims[0] == 1:
+        dims = dims[1:]
+    return dims
+
+
+def _check_npy_shape(spec: TensorSpec, path: Path, per_inference: int) -> None:
+    """An .npy file says its shape, so it must be the input's (leading 1s aside) or, several
+    files per inference, a slice of its dim 0: the bytes of [1, 4, 8, 8] or an NHWC latent
+    joined or reshaped into a [1, 4, 16, 16] input would run and give a plausible wrong image."""
+    shape = npy_header(path)[0]
+    want = tuple(int(d) for d in spec.shape)
+    if per_inference == 1:
+        fits = _strip_ones(shape) == _strip_ones(want)
+    else:
+        fits = len(shape) == len(want) and tuple(shape[1:]) == want[1:]
+    if not fits:
+        raise UsageError(
+            f"input '{spec.name}': {path} holds {list(shape)}, but the model takes "
+            f"{spec.dtype} {list(want)}",
+            hint="save one whole input tensor per .npy file (or a slice of its dim 0), "
+            "in the model's layout",
+        )
+
+
 def _read_file(path: Path, dtype: np.dtype) -> np.ndarray:
     if path.suffix.lower() == ".npy":
         return load_npy(path).astype(dtype, copy=False).reshape(-1)
@@ -169,6 +195,9 @@ def iter_feeds(
             chunk = files[index * n : (index + 1) * n]
             chunk += [files[0]] * (n - len(chunk))  # pad the last batch like ais_bench
             stem = stem or chunk[0].stem
+            for path in dict.fromkeys(chunk):
+                if path.suffix.lower() == ".npy":
+                    _check_npy_shape(spec, path, n)
             dtype = np.dtype(spec.dtype)
             data = np.concatenate([_read_file(f, dtype) for f in chunk])
             if data.size != _element_count(spec):

@@ -80,6 +80,31 @@ def test_run_size_mismatch_is_usage_error(sr_model, tmp_path, capsys):
     assert "3072 bytes" in err and "file size 28 bytes" in err
 
 
+def test_run_npy_of_another_shape_is_refused(sr_model, tmp_path, capsys):
+    """An .npy file says its shape: a quarter-size tensor (4 copies joined) or an NHWC one
+    (reshaped) ran and wrote plausible wrong outputs; now one error line, exit 2, no outputs."""
+    om = _om(sr_model, tmp_path)
+    for i, array in enumerate(
+        (np.zeros((1, 3, 8, 8), np.float32), np.zeros((1, 16, 16, 3), np.float32))
+    ):
+        bad = tmp_path / f"bad{i}"
+        bad.mkdir()
+        np.save(bad / "x.npy", array)
+        out = tmp_path / f"o{i}"
+        code, err = _exit(["run", str(om), "--input", str(bad), "--output", str(out)], capsys)
+        err = " ".join(err.split())
+        assert code == 2 and f"holds {list(array.shape)}" in err, err
+        assert "[1, 3, 16, 16]" in err and "Traceback" not in err
+        assert not any(out.glob("*")) if out.exists() else True
+    good = tmp_path / "good"
+    good.mkdir()
+    np.save(good / "a.npy", np.zeros((3, 16, 16), np.float32))  # leading 1 left out: fine
+    code, err = _exit(
+        ["run", str(om), "--input", str(good), "--output", str(tmp_path / "g")], capsys
+    )
+    assert code == 0, err
+
+
 def test_run_backend_mismatch_and_real_om(sr_model, tmp_path, capsys):
     om = _om(sr_model, tmp_path)
     inputs = _inputs(tmp_path)
