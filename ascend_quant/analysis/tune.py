@@ -423,7 +423,7 @@ def tune(
     return TuneResult(
         passed=passed,
         stop=stop,
-        message=_message(stop, best, limits, len(search.records)),
+        message=_message(stop, best, limits, len(search.records), [c.name for c in ordered]),
         best=best,
         baseline=search.records[0] if search.records else None,
         trials=search.records,
@@ -432,12 +432,15 @@ def tune(
     )
 
 
-def _names(names: Sequence[str], shown: int = 3) -> str:
+def _names(names: Sequence[str], ranking: Sequence[str], shown: int = 3) -> str:
+    """The first few names, most sensitive first: the culprit, not the alphabet's first."""
+    rank = {name: i for i, name in enumerate(ranking)}
+    names = sorted(names, key=lambda name: (rank.get(name, len(rank)), name))
     more = f" +{len(names) - shown} more" if len(names) > shown else ""
     return ", ".join(names[:shown]) + more
 
 
-def _describe(record: TrialRecord) -> str:
+def _describe(record: TrialRecord, ranking: Sequence[str]) -> str:
     """What the change is, with the layer names: a count alone left the user to dig in
     tune.json for which layers were changed and how."""
     parts = []
@@ -446,12 +449,14 @@ def _describe(record: TrialRecord) -> str:
         by_option: dict[str, list[str]] = {}
         for layer, option in overrides:
             by_option.setdefault(option, []).append(layer)
-        which = "; ".join(f"{option} on {_names(layers)}" for option, layers in by_option.items())
+        which = "; ".join(
+            f"{option} on {_names(layers, ranking)}" for option, layers in by_option.items()
+        )
         parts.append(f"{len(overrides)} calibration override(s) ({which})")
     if record.delta.floats:
         parts.append(
             f"{len(record.delta.floats)} layer(s) in float ({record.cost:.1%} of MACs: "
-            f"{_names(record.delta.floats)})"
+            f"{_names(record.delta.floats, ranking)})"
         )
     return ", ".join(parts) or "the default configuration"
 
@@ -460,16 +465,24 @@ def _trials(count: int | None) -> str:
     return f"{count} trial" if count == 1 else f"{count} trials"
 
 
-def _message(stop: StopReason, best: TrialRecord | None, limits: Limits, trials: int) -> str:
+def _message(
+    stop: StopReason,
+    best: TrialRecord | None,
+    limits: Limits,
+    trials: int,
+    ranking: Sequence[str] = (),
+) -> str:
     if stop == "already-passed":
         return "the default configuration already passes every gate; nothing to tune"
     if best is not None and best.trial.passed:
-        text = f"passes with {_describe(best)} after {trials} trial(s)"
+        text = f"passes with {_describe(best, ranking)} after {trials} trial(s)"
         if stop in ("trials", "seconds"):
             budget = _trials(limits.trials) if stop == "trials" else f"{limits.seconds:g} s"
             text += f" (the budget of {budget} ended the search before it could cut cost further)"
         return text
-    found = f"; best so far: {_describe(best)} ({best.trial.verdict or 'FAILED'})" if best else ""
+    found = ""
+    if best is not None:
+        found = f"; best so far: {_describe(best, ranking)} ({best.trial.verdict or 'FAILED'})"
     if stop == "trials":
         return f"stopped at the trial budget ({_trials(limits.trials)}) before any passed{found}"
     if stop == "seconds":

@@ -229,3 +229,13 @@ def test_overrides_that_only_helped_are_dropped_once_floats_pass() -> None:
     result = tune(ranking, Helpful({"L3"}), options=("ifmr-full",))
     assert result.best is not None
     assert result.best.delta == Delta.of(floats=["L3"])
+
+
+def test_message_names_the_most_sensitive_float_layers_first() -> None:
+    """Names are shown in ranking order: alphabetically, the culprit (here "Z9", ranked first)
+    hid under "+N more" behind layers that were only in the passing prefix."""
+    names = ["Z9", "A1", "B2", "C3", "D4", "E5", "F6", "G7"]
+    ranking = [Candidate(name, float(10 - i), 0.05) for i, name in enumerate(names)]
+    result = tune(ranking, Fake(set(names[:5])), limits=Limits(max_float=1))
+    assert result.passed
+    assert "of MACs: Z9, A1, B2 +2 more)" in result.message
