@@ -1025,6 +1025,10 @@ def _tune_run(ctx: BuildContext) -> Outcome:
     return Outcome(summary, outputs)
 
 
+def _tune_report(tune: dict[str, Any]) -> dict[str, str]:
+    return {"tune": tune["tune_json"]} if tune.get("tune_json") else {}
+
+
 def _tune_load(ctx: BuildContext, result: dict[str, Any]) -> None:
     from ascend_quant.analysis.tuning import tuned_config
 
@@ -1328,7 +1332,8 @@ def build(
                     artifacts={p: work.artifacts[p] for p in PRECISIONS if p in work.artifacts},
                     bench=work.bench,
                     compare=work.compare,
-                    reports=work.reports,
+                    # tune.json (every trial) beside the report: `--json` names it
+                    reports={**work.reports, **_tune_report(work.tune)},
                     passed=bool(work.compare.get("passed", False)),
                     analysis=work.analysis,
                     tune=dict(work.tune.get("precisions", {})),

@@ -54,6 +54,7 @@ def test_finds_the_sensitive_layer_and_writes_it_everywhere(one_sensitive: Path,
         assert parsed["skip_layers"] == ["conv3"], name
     quant_config = json.loads((configs / "quant_config.json").read_text())
     assert quant_config["quantize_info"]["skip_layers"] == ["conv3"]
+    assert soc.reports["tune"] == str(soc.directory / "tune" / "tune.json")  # in --json too
     records = json.loads((soc.directory / "tune" / "tune.json").read_text())["precisions"]
     path = records["int8"]["path"]
     assert path[0]["phase"] == "baseline" and not path[0]["passed"]
