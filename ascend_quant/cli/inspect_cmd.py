@@ -211,6 +211,12 @@ def inspect(
     inputs, _ = graph_io(load_model(model))
     missing = [c for c in calib or [] if not glob.has_magic(c) and not Path(c).exists()]
     if missing:  # a static model reads no --calib data, so a typo would otherwise pass unseen
+        source = missing[0].partition("=")[2]
+        if source and Path(source).exists():  # build's NAME=SOURCE, copied from its command
+            raise UsageError(
+                f"--calib {missing[0]}: inspect takes the samples without NAME=",
+                hint=f"write --calib {source} (it reads the samples for every dynamic input)",
+            )
         raise UsageError(
             f"--calib: {missing[0]} does not exist",
             hint="pass a folder, glob or list file of sample images or .npy files",

@@ -88,6 +88,18 @@ def test_inspect_refuses_a_missing_calib_source_on_a_static_model(
     assert code == 2 and "error: --calib: no/such/dir does not exist" in err and "hint:" in err
 
 
+def test_inspect_calib_with_build_name_syntax_says_drop_the_name(
+    conv_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--calib latent=DIR` copied from a build command was 'latent=DIR does not exist'."""
+    data = tmp_path / "lat"
+    data.mkdir()
+    code, _, err = run_cli(capsys, "inspect", str(conv_model), "--calib", f"input={data}")
+    err = " ".join(err.split())
+    assert code == 2 and "inspect takes the samples without NAME=" in err, err
+    assert f"hint: write --calib {data}" in err and "does not exist" not in err
+
+
 def test_inspect_om_uses_describe_om(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     fake = tmp_path / "x.om"
     fake.write_bytes(b"not an om at all")
