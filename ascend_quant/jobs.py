@@ -198,6 +198,43 @@ def calib_dirs_by_input(items: list[str] | None) -> dict[str, Path]:
     return result
 
 
+def preflight_for(
+    model: Path,
+    config: BuildConfig,
+    out: Path,
+    simplify: bool = True,
+    progress: Progress = NULL_PROGRESS,
+) -> PreflightResult:
+    """Preflight `model` into `out/model/` with the config's shapes, pinned inputs and gears."""
+    from ascend_quant.model import preflight
+
+    return preflight(
+        model,
+        out / "model",
+        config.input_shape,
+        simplify=simplify,
+        progress=progress,
+        pinned={n: s.value for n, s in config.inputs.items() if s.value is not None},
+        gears_config=config.gears,
+        input_format=config.atc.input_format,
+        extra_args=config.atc.extra_args,
+    )
+
+
+def calib_sets_for(
+    pre: PreflightResult,
+    config: BuildConfig,
+    calib_dirs: dict[str, Path],
+    out: Path,
+    progress: Progress = NULL_PROGRESS,
+) -> tuple[dict[str, Path], BuildConfig]:
+    """The calib sets given, or those made from the config's sources under `out/calib/`, and
+    the config with their batch size."""
+    if not calib_dirs and (config.calib.sources or any(s.calib for s in config.inputs.values())):
+        calib_dirs = make_calib_dirs(pre, config, out / "calib", progress)
+    return calib_dirs, follow_calib_batch(config, calib_dirs)
+
+
 def render_configs(
     model: Path,
     config: BuildConfig,
@@ -212,25 +249,14 @@ def render_configs(
     from the sources in `config`, made into sets under `out/calib/` as `convert` does. One soc
     writes into `out`, several into `out/<soc>/`.
     """
-    from ascend_quant.model import preflight, refuse_int8_reason
+    from ascend_quant.model import refuse_int8_reason
     from ascend_quant.soc import get_soc
 
     if not config.socs:
         raise UsageError("no soc given", hint="pass --soc, e.g. --soc Ascend310P3")
     for soc in config.socs:
         get_soc(soc)
-    pinned = {n: s.value for n, s in config.inputs.items() if s.value is not None}
-    pre = preflight(
-        model,
-        out / "model",
-        config.input_shape,
-        simplify=simplify,
-        progress=progress,
-        pinned=pinned,
-        gears_config=config.gears,
-        input_format=config.atc.input_format,
-        extra_args=config.atc.extra_args,
-    )
+    pre = preflight_for(model, config, out, simplify, progress)
     unknown = [name for name in calib_dirs if name not in pre.input_shapes]
     if unknown:
         raise UsageError(
@@ -240,9 +266,7 @@ def render_configs(
         )
     for soc in config.socs:
         check_gear_target(config, soc, pre.gears)
-    if not calib_dirs and (config.calib.sources or any(s.calib for s in config.inputs.values())):
-        calib_dirs = make_calib_dirs(pre, config, out / "calib", progress)
-    config = follow_calib_batch(config, calib_dirs)
+    calib_dirs, config = calib_sets_for(pre, config, calib_dirs, out, progress)
     refused = refuse_int8_reason(pre.summary)
     written: dict[str, dict[str, Path]] = {}
     for soc in config.socs:
@@ -277,7 +301,7 @@ def convert_model(
 
     Writes `out/model/`, `out/<soc>/configs/` and `out/<soc>/om/`.
     """
-    from ascend_quant.model import preflight, refuse_int8_reason
+    from ascend_quant.model import refuse_int8_reason
     from ascend_quant.soc import get_soc
 
     if precision not in PRECISIONS:
@@ -285,20 +309,9 @@ def convert_model(
     info = get_soc(soc)
     if precision == "w8" and info.w8_refusal:
         raise UsageError(info.w8_refusal, hint="use --precision int8 (W8A8) or fp16 for this soc")
-    pinned = {n: s.value for n, s in config.inputs.items() if s.value is not None}
-    pre = preflight(
-        model,
-        out / "model",
-        input_shape=config.input_shape,
-        progress=progress,
-        gears_config=config.gears,
-        input_format=config.atc.input_format,
-        extra_args=config.atc.extra_args,
-        pinned=pinned,
-    )
+    pre = preflight_for(model, config, out, progress=progress)
     check_gear_target(config, soc, pre.gears)
-    if not calib_dirs and (config.calib.sources or any(s.calib for s in config.inputs.values())):
-        calib_dirs = make_calib_dirs(pre, config, out / "calib", progress)
+    calib_dirs, config = calib_sets_for(pre, config, calib_dirs, out, progress)
     if precision != "fp16":
         reason = refuse_int8_reason(pre.summary)
         if reason:
@@ -314,7 +327,6 @@ def convert_model(
             "--precision int8 needs calibration data",
             hint="create a set with `ascend-quant calib` and pass --calib DIR",
         )
-    config = follow_calib_batch(config, calib_dirs)
     config_dir: Path | None = None
     if backend.name == "atc" and (
         precision != "fp16" or config.aipp.enabled or config.atc.keep_dtype
