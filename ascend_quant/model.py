@@ -496,23 +496,30 @@ def resolve_gears(
     )
 
 
+def resizes(model: onnx.ModelProto, shapes: Mapping[str, tuple[int, ...]]) -> bool:
+    """Whether `shapes` change a size the model declares (not just fill a dynamic dim)."""
+    return any(
+        dim.HasField("dim_value") and dim.dim_value != want
+        for value in input_values(model)
+        for dim, want in zip(value.type.tensor_type.shape.dim, shapes.get(value.name, ()))
+    )
+
+
 def override_input_dims(
-    model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]
+    model: onnx.ModelProto, shapes: Mapping[str, tuple[int, ...]]
 ) -> onnx.ModelProto:
     """The model with declared input sizes replaced by `shapes` (`--input-shape` overriding a
     fixed dim: a fully convolutional model exported at one size, converted at another); inner
-    and output shapes are dropped, to be inferred from the new sizes. `model` itself when no
-    declared size changes."""
+    and output shapes are dropped, to be inferred from the new sizes. `model` itself, not a
+    copy, when no declared size changes (`resizes`)."""
+    if not resizes(model, shapes):
+        return model
     resized = onnx.ModelProto()
     resized.CopyFrom(model)
-    changed = False
     for value in input_values(resized):
         for dim, want in zip(value.type.tensor_type.shape.dim, shapes.get(value.name, ())):
-            if dim.HasField("dim_value") and dim.dim_value != want:
+            if dim.HasField("dim_value"):
                 dim.dim_value = int(want)
-                changed = True
-    if not changed:
-        return model
     del resized.graph.value_info[:]
     for output in resized.graph.output:
         output.type.tensor_type.ClearField("shape")
@@ -601,12 +608,15 @@ def save_reference(
     """The FP32 reference of a model converted with inputs pinned (folded in: no longer fed) or
     declared sizes changed by `--input-shape`, as preflight does, saved to `out` for ORT;
     `model_path` itself when neither changes the model."""
+    shapes = shapes or {}
     try:
-        proto = onnx.load(str(model_path))
+        proto = onnx.load(str(model_path), load_external_data=False)  # the graph is enough
+        if not pinned and not resizes(proto, shapes):
+            return model_path
+        onnx.load_external_data_for_model(proto, str(Path(model_path).parent))
     except Exception as exc:
         raise UsageError(f"{model_path}: not a loadable ONNX model ({exc})") from None
-    reference = override_input_dims(pin_inputs(proto, pinned)[0], dict(shapes or {}))
-    return model_path if reference is proto else save_for_ort(reference, out)
+    return save_for_ort(override_input_dims(pin_inputs(proto, pinned)[0], shapes), out)
 
 
 def run_ort(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
